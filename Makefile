@@ -1,0 +1,49 @@
+# Every target runs in .venv/ (created by `make setup`); the exact versions come from constraints.txt.
+PY := .venv/bin/python
+RUNS ?= runs
+OUT ?= results/tables
+FIGURES ?= results/figures
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test test-slow train tables figures bench lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: .venv/.installed ## create .venv/ with the pinned dependencies (quick when already done)
+
+.venv/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[harness,dev]'
+	touch $@
+
+demo: setup ## the main job on the embedded synthetic dataset: a small sweep, a table and a figure in results/demo/
+	$(PY) train.py experiment=demo $(ARGS)
+	$(PY) -m scripts.tables --runs runs/demo --out results/demo
+	$(PY) -m scripts.figures --runs runs/demo --out results/demo
+
+test: setup ## the test suite (slow tests excluded)
+	$(PY) -m pytest -n 2 $(ARGS)
+
+test-slow: setup ## only the slow tests (minutes: real-data learning checks)
+	$(PY) -m pytest -m slow $(ARGS)
+
+train: setup ## one experiment, e.g. make train ARGS="loss=tce loss.alpha=1.5 noise=0.4"
+	$(PY) train.py $(ARGS)
+
+tables: setup ## Tables 1-2 from RUNS (default runs/) into OUT (default results/tables/)
+	$(PY) -m scripts.tables --runs $(RUNS) --out $(OUT)
+
+figures: setup ## Figs. 1-3 from RUNS into FIGURES (default results/figures/)
+	$(PY) -m scripts.figures --runs $(RUNS) --out $(FIGURES)
+
+bench: setup ## throughput: the usual recipe vs our engine, TCE vs CE; writes results/bench/<device>.json
+	$(PY) -m scripts.bench $(ARGS)
+
+lint: setup ## ruff
+	$(PY) -m ruff check .
+
+clean: ## remove caches (keeps .venv/, runs/ and results/)
+	rm -rf .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

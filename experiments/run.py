@@ -1,0 +1,216 @@
+"""Run orchestration: from resolved configs and run directories to trained, recorded runs.
+
+`run_pack` is the one way a run is trained: a single run is a pack of one. For each run it skips a complete
+directory (unless force), resumes a checkpoint exactly, or starts fresh, then trains and records every epoch.
+"""
+
+import logging
+import random
+from itertools import groupby
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+
+from data import load_dataset, prepare_run_data
+from experiments import records
+from experiments.config import run_name
+from experiments.rundir import RunDir, RunDirError
+from experiments.trainer import Member, PackTrainer, diverged, initial_model_state
+from models import ResNet
+
+log = logging.getLogger("tce")
+
+
+class Run:
+    """A member of the pack together with its directory and its history so far."""
+
+    def __init__(self, member: Member, run_dir: RunDir, rows: list[dict], params: int):
+        self.member, self.dir, self.rows, self.params = member, run_dir, rows, params
+        self.name = run_name(member.cfg)
+        self.writer: SummaryWriter | None = None
+
+    @property
+    def start_epoch(self) -> int:
+        return len(self.rows)
+
+    def summary(self, status: str, environment: dict, error: str | None = None) -> dict:
+        cfg, data = self.member.cfg, self.member.data
+        val = [(r["val_acc"], r["epoch"]) for r in self.rows if r["val_acc"] is not None]
+        record = {
+            "status": status,
+            "config": OmegaConf.to_container(cfg),
+            "noise": {
+                "rate": cfg.noise, "type": cfg.noise_type, "seed": cfg.noise_seed, "realized": data.realized_rate
+            },
+            "params": self.params,
+            "epochs_completed": len(self.rows),
+            # Lowest validation error, ties to the earliest epoch.
+            "best_val_epoch": max(val, key=lambda v: (v[0], -v[1]))[1] if val else None,
+            "final": self.rows[-1] if self.rows else None,
+            **environment,
+        }
+        if error:
+            record["error"] = error
+        return record
+
+
+def run_pack(entries: list[tuple[DictConfig, Path]]) -> list[str]:
+    """Train each (resolved config, run directory) pair; configs must differ only in per-run keys.
+
+    Returns each run's final status: complete, diverged, failed, or skipped (complete before, or busy elsewhere).
+    """
+    statuses, todo = {}, []
+    for cfg, path in entries:
+        run_dir = RunDir(path)
+        if cfg.force:
+            run_dir.clear()
+        try:
+            run_dir.check_config(cfg)
+        except RunDirError as e:
+            log.error(str(e))
+            statuses[path] = "failed"
+            continue
+        if run_dir.status() == "complete":
+            log.info(f"{run_name(cfg)}: complete in {path}, skipped (force=true reruns it)")
+            statuses[path] = "skipped"
+            continue
+        try:
+            run_dir.acquire()
+        except RunDirError as e:
+            log.warning(f"{e}; skipped")
+            statuses[path] = "skipped"
+            continue
+        todo.append((cfg, run_dir))
+    try:
+        if todo:
+            statuses.update(_train(todo))
+    finally:
+        for _, run_dir in todo:
+            run_dir.release()
+    return [statuses[path] for _, path in entries]
+
+
+def _train(todo: list[tuple[DictConfig, RunDir]]) -> dict[Path, str]:
+    cfg0 = todo[0][0]
+    device = torch.device(cfg0.device)
+    ds = cfg0.dataset
+    dataset = load_dataset(ds.name, ds.root, train_size=ds.train_size, test_size=ds.test_size,
+                           num_classes=ds.num_classes, seed=ds.seed)
+    environment = {"versions": records.versions(), "git_commit": records.git_commit(),
+                   "device": records.device_name(device)}
+    runs = [_start(cfg, run_dir, dataset, device, environment) for cfg, run_dir in todo]
+    statuses = {}
+    # Members of one pack advance together, so runs resumed at different epochs train as separate packs.
+    for _, group in groupby(sorted(runs, key=lambda r: r.start_epoch), key=lambda r: r.start_epoch):
+        statuses.update(_train_pack(list(group), device, environment))
+    return statuses
+
+
+def _start(cfg: DictConfig, run_dir: RunDir, dataset, device: torch.device, environment: dict) -> Run:
+    """Prepare a run's data and state: from its checkpoint when there is one, else freshly seeded."""
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    data = prepare_run_data(
+        dataset, noise=cfg.noise, noise_type=cfg.noise_type, noise_seed=cfg.noise_seed, holdout=cfg.holdout,
+        clean_val=cfg.clean_val, split_seed=cfg.dataset.split_seed, batch_size=cfg.batch_size,
+        drop_last=cfg.drop_last, seed=cfg.seed, device=device,
+    )
+    rows: list[dict] = []
+    if run_dir.checkpoint.exists():
+        state = torch.load(run_dir.checkpoint, map_location="cpu", weights_only=False)
+        member = Member(cfg, data, state["model"], state["momentum"])
+        data.loader.load_state_dict(state["loader"])
+        _set_rng_state(state["rng"])
+        rows = state["metrics"]
+        log.info(f"{run_name(cfg)}: resuming after epoch {len(rows)} from {run_dir.checkpoint}")
+    else:
+        member = Member(cfg, data, initial_model_state(cfg, data.in_channels, data.num_classes))
+    params = sum(p.numel() for p in ResNet(cfg.model.depth, data.in_channels, data.num_classes).parameters())
+    run = Run(member, run_dir, rows, params)
+    run_dir.write_config(cfg)
+    run_dir.write_noisy_labels(data.noisy_labels.numpy())
+    run_dir.write_metrics(rows)
+    run_dir.write_summary(run.summary("running", environment))
+    return run
+
+
+def _train_pack(runs: list[Run], device: torch.device, environment: dict) -> dict[Path, str]:
+    statuses = {r.dir.path: "running" for r in runs}
+    cfg = runs[0].member.cfg
+    try:
+        trainer = PackTrainer([r.member for r in runs], device)
+        for run in runs:
+            # purge_step drops events a killed run logged after its last checkpoint.
+            run.writer = SummaryWriter(run.dir.tb, purge_step=run.start_epoch + 1)
+        for epoch in range(runs[0].start_epoch + 1, cfg.epochs + 1):
+            rows = trainer.run_epoch(epoch)
+            states = trainer.member_states()
+            for run, row, (model_state, momentum) in zip(runs, rows, states, strict=True):
+                if statuses[run.dir.path] != "running":
+                    continue
+                run.rows.append(row)
+                log.info(_epoch_line(run, row, cfg.epochs))
+                if diverged(row):
+                    statuses[run.dir.path] = "diverged"
+                    run.member.active = False
+                    run.dir.write_metrics(run.rows)
+                    error = f"non-finite training loss at epoch {epoch}"
+                    run.dir.write_summary(run.summary("diverged", environment, error))
+                    log.warning(f"{run.name}: diverged at epoch {epoch}; recorded, moving on")
+                    continue
+                _record(run, row, model_state, momentum, "complete" if epoch == cfg.epochs else "running", environment)
+            if not any(r.member.active for r in runs):
+                break
+        for run in runs:
+            if statuses[run.dir.path] == "running":
+                statuses[run.dir.path] = "complete"
+    except Exception as e:  # a crashed run is recorded as failed, and the sweep goes on
+        error = f"{type(e).__name__}: {e}".splitlines()[0]
+        for run in runs:
+            if statuses[run.dir.path] == "running":
+                statuses[run.dir.path] = "failed"
+                run.dir.write_summary(run.summary("failed", environment, error))
+        log.exception(f"{runs[0].name}: failed: {error}")
+    finally:
+        for run in runs:
+            if run.writer:
+                run.writer.close()
+    return statuses
+
+
+def _record(run: Run, row: dict, model_state, momentum, status: str, environment: dict) -> None:
+    """Persist one finished epoch: checkpoint first, so the files never run ahead of what can be resumed."""
+    run.dir.save_checkpoint({
+        "epoch": row["epoch"], "model": model_state, "momentum": momentum,
+        "loader": run.member.data.loader.state_dict(), "rng": _rng_state(), "metrics": run.rows,
+    })
+    run.dir.write_metrics(run.rows)
+    run.dir.write_summary(run.summary(status, environment))
+    for key, value in row.items():
+        if key != "epoch" and value is not None:
+            run.writer.add_scalar(key, value, row["epoch"])
+    run.writer.flush()
+
+
+def _epoch_line(run: Run, row: dict, epochs: int) -> str:
+    val = f" val {row['val_acc']:.2f}" if row["val_acc"] is not None else ""
+    return (f"{run.name} epoch {row['epoch']}/{epochs} lr {row['lr']:g} loss {row['train_loss']:.4f} "
+            f"train {row['train_acc']:.2f} clean {row['train_clean_acc']:.2f}{val} test {row['test_acc']:.2f} "
+            f"({row['seconds']:.1f}s)")
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

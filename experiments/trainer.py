@@ -1,0 +1,169 @@
+"""The training loop for a pack of K runs that share a dataset, model shape and schedule.
+
+K = 1 is an ordinary run. With K > 1 the members train side by side in one grouped ResNet (models/resnet.py):
+each member has its own initial weights, loss, labels, data order and augmentation, and nothing of one member
+reaches another, so a packed run's metrics equal the same run trained alone up to float rounding.
+
+Metrics accumulate on the device; the host reads them once per epoch, never inside a step.
+"""
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+import tce
+from data import RunData
+from models import ResNet, pack_state_dicts, unpack_state_dict
+
+
+@dataclass
+class Member:
+    """One run of the pack: its resolved config, data and where training stands."""
+
+    cfg: DictConfig
+    data: RunData
+    model_state: dict[str, torch.Tensor]
+    momentum: dict[str, torch.Tensor] | None = None  # SGD momentum buffers by parameter name, once it has stepped
+    active: bool = True
+    loss_fn: torch.nn.Module = field(init=False)
+
+    def __post_init__(self):
+        alpha = {"alpha": self.cfg.loss.alpha} if self.cfg.loss.name == "tce" else {}
+        self.loss_fn = tce.build_loss(self.cfg.loss.name, **alpha)
+
+
+def initial_model_state(cfg: DictConfig, in_channels: int, num_classes: int) -> dict[str, torch.Tensor]:
+    """The run's freshly initialised weights, drawn on the CPU from its seed, so every device starts alike."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return ResNet(cfg.model.depth, in_channels, num_classes).state_dict()
+
+
+def lr_at(epoch: int, cfg: DictConfig) -> float:
+    """The lr of 1-based `epoch`: divided by 1/lr_gamma after each milestone (128 and 192 of 256 epochs)."""
+    passed = sum(epoch > round(m * cfg.epochs) for m in cfg.optim.lr_milestones)
+    return float(f"{cfg.optim.lr * cfg.optim.lr_gamma**passed:.12g}")  # 0.001, not 0.0010000000000000002
+
+
+# One model per shape and device for the whole process, so that torch.compile's work is done once per sweep:
+# each run loads its own weights into it.
+_MODELS: dict[tuple, tuple[ResNet, Callable]] = {}
+
+
+def _model_for(cfg: DictConfig, members: int, in_channels: int, num_classes: int, device: torch.device):
+    key = (cfg.model.depth, members, in_channels, num_classes, str(device), cfg.channels_last, cfg.compile)
+    if key not in _MODELS:
+        model = ResNet(cfg.model.depth, in_channels, num_classes, members).to(device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        _MODELS[key] = (model, torch.compile(model) if cfg.compile else model)
+    return _MODELS[key]
+
+
+class PackTrainer:
+    def __init__(self, members: list[Member], device: torch.device):
+        self.members = members
+        self.k = len(members)
+        cfg = self.cfg = members[0].cfg
+        data = members[0].data
+        self.num_classes = data.num_classes
+        self.device = device
+        self.model, self.forward = _model_for(cfg, self.k, data.in_channels, data.num_classes, device)
+        self.model.load_state_dict(pack_state_dicts([m.model_state for m in members]))
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=cfg.optim.lr,
+            momentum=cfg.optim.momentum,
+            nesterov=cfg.optim.nesterov,
+            weight_decay=cfg.optim.weight_decay,
+            **({"fused": True} if device.type == "cuda" else {"foreach": True}),
+        )
+        if members[0].momentum is not None:
+            buffers = pack_state_dicts([m.momentum for m in members])
+            for name, p in self.model.named_parameters():
+                self.optimizer.state[p]["momentum_buffer"] = buffers[name].to(device)
+        bf16 = cfg.precision == "bf16"
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+    def _input(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        x = torch.cat(xs, dim=1) if self.k > 1 else xs[0]
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        with self.autocast:
+            out = self.forward(x)
+        return out.float().view(x.shape[0], self.k, self.num_classes)
+
+    def train_epoch(self, epoch: int) -> dict[str, list[float]]:
+        """One epoch over every member's own batches; returns per-member train_loss and train_acc."""
+        lr = lr_at(epoch, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        loss_sum = torch.zeros(self.k, device=self.device)
+        correct = torch.zeros(self.k, device=self.device, dtype=torch.int64)
+        seen = 0
+        loaders = [m.data.loader for m in self.members]
+        batches = tqdm(
+            zip(*loaders, strict=True), total=len(loaders[0]), desc=f"epoch {epoch}", leave=False,
+            disable=not self.cfg.progress, dynamic_ncols=True,
+        )
+        for pairs in batches:
+            x = self._input([p[0] for p in pairs])
+            y = torch.stack([p[1] for p in pairs], dim=1)
+            logits = self._logits(x)
+            losses = torch.stack([m.loss_fn(logits[:, k], y[:, k]) for k, m in enumerate(self.members)])
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            self.optimizer.step()
+            loss_sum += losses.detach() * y.shape[0]
+            correct += (logits.detach().argmax(-1) == y).sum(0)
+            seen += y.shape[0]
+        return {
+            "lr": [lr] * self.k,
+            "train_loss": (loss_sum / seen).tolist(),
+            "train_acc": (100.0 * correct / seen).tolist(),
+        }
+
+    @torch.no_grad()
+    def evaluate(self, name: str) -> list[float | None]:
+        """Accuracy (%) of each member on its own copy of eval set `name`; None where a member has no such set."""
+        if name not in self.members[0].data.eval_sets:
+            return [None] * self.k
+        self.model.eval()
+        correct = torch.zeros(self.k, device=self.device, dtype=torch.int64)
+        seen = 0
+        sets = [m.data.eval_sets[name].batches(self.cfg.eval_batch_size) for m in self.members]
+        for pairs in zip(*sets, strict=True):
+            y = torch.stack([p[1] for p in pairs], dim=1)
+            correct += (self._logits(self._input([p[0] for p in pairs])).argmax(-1) == y).sum(0)
+            seen += y.shape[0]
+        return (100.0 * correct / seen).tolist()
+
+    def run_epoch(self, epoch: int) -> list[dict]:
+        """Train and evaluate one epoch; one metrics row per member."""
+        start = time.perf_counter()
+        rows = self.train_epoch(epoch)
+        for column, name in (("train_clean_acc", "train_clean"), ("val_acc", "val"), ("test_acc", "test")):
+            rows[column] = self.evaluate(name)
+        seconds = time.perf_counter() - start
+        return [
+            {"epoch": epoch, **{c: v[k] for c, v in rows.items()}, "seconds": round(seconds, 3)}
+            for k in range(self.k)
+        ]
+
+    def member_states(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+        """Each member's weights and momentum buffers, on the CPU, as the run trained alone would hold them."""
+        model = {n: t.cpu() for n, t in self.model.state_dict().items()}
+        buffers = {n: self.optimizer.state[p]["momentum_buffer"].cpu() for n, p in self.model.named_parameters()}
+        return list(zip(unpack_state_dict(model, self.k), unpack_state_dict(buffers, self.k), strict=True))
+
+
+def diverged(row: dict) -> bool:
+    return not math.isfinite(row["train_loss"])
