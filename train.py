@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from data import DatasetError
-from experiments import packing
+from experiments import sweep
 from experiments.config import ConfigError, register_configs, resolve
 from experiments.run import run_pack
 
@@ -30,17 +30,18 @@ def main(cfg: DictConfig) -> None:
     try:
         cfg = resolve(cfg, job_num=hydra_cfg.job.num if multirun else 0)
         run_dir = Path(hydra_cfg.runtime.output_dir)
-        if multirun and cfg.pack > 1:
-            packing.enqueue(cfg, run_dir)
+        if multirun:
+            sweep.submit(cfg, run_dir, hydra_cfg.launcher._target_)
             return
         status = run_pack([(cfg, run_dir)])[0]
     except (ConfigError, DatasetError) as e:
         if multirun:  # one bad job must not end the sweep
             log.error(f"error: {e}")
+            sweep.job_failed(f"job {hydra_cfg.job.num}: {e}")
             return
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    if status == "failed" and not multirun:
+    if status == "failed":
         sys.exit(1)
 
 

@@ -13,8 +13,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 import tce
 from data import DATASETS, train_set_size
+from data.noise import NOISE_TYPES
 
-NOISE_TYPES = ("uniform", "symmetric")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 

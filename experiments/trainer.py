@@ -100,6 +100,17 @@ class PackTrainer:
             out = self.forward(x)
         return out.float().view(x.shape[0], self.k, self.num_classes)
 
+    def step(self, pairs: tuple[tuple[torch.Tensor, torch.Tensor], ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step on one (images, labels) batch per member; returns per-member loss and correct count."""
+        x = self._input([p[0] for p in pairs])
+        y = torch.stack([p[1] for p in pairs], dim=1)
+        logits = self._logits(x)
+        losses = torch.stack([m.loss_fn(logits[:, k], y[:, k]) for k, m in enumerate(self.members)])
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        self.optimizer.step()
+        return losses.detach(), (logits.detach().argmax(-1) == y).sum(0)
+
     def train_epoch(self, epoch: int) -> dict[str, list[float]]:
         """One epoch over every member's own batches; returns per-member train_loss and train_acc."""
         lr = lr_at(epoch, self.cfg)
@@ -115,16 +126,10 @@ class PackTrainer:
             disable=not self.cfg.progress, dynamic_ncols=True,
         )
         for pairs in batches:
-            x = self._input([p[0] for p in pairs])
-            y = torch.stack([p[1] for p in pairs], dim=1)
-            logits = self._logits(x)
-            losses = torch.stack([m.loss_fn(logits[:, k], y[:, k]) for k, m in enumerate(self.members)])
-            self.optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            self.optimizer.step()
-            loss_sum += losses.detach() * y.shape[0]
-            correct += (logits.detach().argmax(-1) == y).sum(0)
-            seen += y.shape[0]
+            losses, hits = self.step(pairs)
+            loss_sum += losses * len(pairs[0][1])
+            correct += hits
+            seen += len(pairs[0][1])
         return {
             "lr": [lr] * self.k,
             "train_loss": (loss_sum / seen).tolist(),

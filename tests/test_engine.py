@@ -16,8 +16,8 @@ import yaml
 
 from compose import compose_train, tiny
 from experiments.config import resolve, run_name
-from experiments.rundir import METRIC_COLUMNS
 from experiments.run import run_pack
+from experiments.rundir import METRIC_COLUMNS
 from models import ResNet
 
 REPO = Path(__file__).resolve().parents[1]

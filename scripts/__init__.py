@@ -1,0 +1,1 @@
+"""Aggregation of run directories into tables and figures (run as `python -m scripts.<module>`)."""

@@ -1,0 +1,259 @@
+"""Figures 1-3 of the paper, from the tce library and from run directories, as PNG and PDF.
+
+    python -m scripts.figures --runs RUNS_DIR --out OUT_DIR
+
+- fig1_tce: the TCE loss and its gradient with respect to log q against log q, for alpha 0 (the CE) to 2,
+  computed by the tce library itself (its values, and autograd for the gradient).
+- fig2_cifar100_curves: CIFAR-100+ test error against epoch, one panel per noise level plus a detail of
+  the lowest noise after the first learning-rate drop (the paper's Fig. 2b); curves_<dataset> is the same
+  figure for every other dataset present.
+- fig3_accuracy_vs_speed: Top-1 accuracy (the protocol of scripts/aggregate.py) against the epochs to the
+  first plateau (`epochs_to_first_plateau`) on CIFAR-10+ and CIFAR-100+ at 40% uniform noise.
+
+Curves and plateaus use complete full runs only (holdout 0): the mean over their seeds, with a ±1 std band
+or error bar (sample std). A figure without data is skipped with one line saying so; Fig. 1 is always drawn.
+"""
+
+import argparse
+import itertools
+import math
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.ticker import MaxNLocator
+
+import tce
+from scripts.aggregate import (
+    PAPER_SETTINGS,
+    aggregate,
+    dataset_label,
+    format_level,
+    mean_std,
+    ordered_settings,
+    setting_key,
+    setting_label,
+)
+
+matplotlib.use("Agg")  # files only, also on machines without a display
+
+FIG1_ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0)
+PLATEAU_FRACTION = 0.95
+SPEED_DATASETS = ("cifar10", "cifar100")
+SPEED_NOISE, SPEED_NOISE_TYPE = 0.4, "uniform"
+ZOOM_SPAN = 10.0  # percentage points of test error that the detail panel shows above the lowest mean
+
+
+def tce_loss_and_gradient(log_q: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """The per-sample TCE at each log q and its derivative with respect to log q, both from the library."""
+    leaf = torch.tensor(log_q, dtype=torch.float64, requires_grad=True)
+    loss = tce.tamed_nll(leaf, alpha)
+    (gradient,) = torch.autograd.grad(loss.sum(), leaf)
+    return loss.detach().numpy(), gradient.numpy()
+
+
+def plot_tce() -> plt.Figure:
+    log_q = np.linspace(-10.0, 0.0, 501)
+    fig, (ax_loss, ax_gradient) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for alpha in FIG1_ALPHAS:
+        loss, gradient = tce_loss_and_gradient(log_q, alpha)
+        label = rf"$\alpha$ = {format_level(alpha)}" + (" (CE)" if alpha == 0 else "")
+        ax_loss.plot(log_q, loss, label=label)
+        ax_gradient.plot(log_q, gradient, label=label)
+    ax_loss.set(xlabel=r"$\log q_i$", ylabel=r"$\hat{H}_\alpha$", title="(a) TCE loss")
+    ax_gradient.set(
+        xlabel=r"$\log q_i$", ylabel=r"$\partial \hat{H}_\alpha / \partial \log q_i$", title="(b) its gradient"
+    )
+    for ax in (ax_loss, ax_gradient):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def first_lr_drop_epoch(epoch: np.ndarray, lr: np.ndarray) -> int | None:
+    """The first epoch whose learning rate is lower than epoch 1's; None when it never drops."""
+    lower = np.asarray(lr) < np.asarray(lr)[0]
+    return int(np.asarray(epoch)[lower.argmax()]) if lower.any() else None
+
+
+def epochs_to_first_plateau(epoch: np.ndarray, lr: np.ndarray, test_acc: np.ndarray) -> int:
+    """A run's epochs to its first plateau, the convergence speed of the paper's Fig. 3.
+
+    The paper counts "how many epochs are necessary for the network to achieve an accuracy threshold"
+    without giving the threshold. Here: let the first learning-rate drop be the first epoch whose lr is
+    lower than epoch 1's lr (if the lr never drops, the whole run counts as before it), and let A be the
+    highest test accuracy the run attains in the epochs before that drop. The result is the first epoch at
+    which test accuracy >= 0.95 * A. The arrays hold one value per epoch, in epoch order.
+    """
+    epoch, test_acc = np.asarray(epoch), np.asarray(test_acc, dtype=float)
+    drop = first_lr_drop_epoch(epoch, lr)
+    before_drop = epoch < drop if drop is not None else np.ones(len(epoch), dtype=bool)
+    threshold = PLATEAU_FRACTION * test_acc[before_drop].max()
+    return int(epoch[(test_acc >= threshold).argmax()])
+
+
+def complete_full_runs(curves: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    mask = (curves["dataset"] == dataset) & (curves["status"] == "complete") & (curves["holdout"] == 0)
+    return curves[mask]
+
+
+def setting_colors(settings: list[str]) -> dict[str, str]:
+    """A colour per setting key: the paper's settings keep theirs in every figure, others share the rest."""
+    paper = [setting_key(loss, alpha) for loss, alpha in PAPER_SETTINGS]
+    spare = (f"C{i}" for i in itertools.cycle(range(len(paper), 10)))
+    return {s: f"C{paper.index(s)}" if s in paper else next(spare) for s in settings}
+
+
+def plot_test_error_curves(curves: pd.DataFrame, dataset: str) -> plt.Figure | None:
+    """Test error (100 - test_acc) against epoch per noise level, plus the detail panel; None without data.
+
+    The detail panel shows the lowest noise level from the first learning-rate drop on (the whole run when
+    the lr never drops), in a y range ZOOM_SPAN points high starting just below the lowest mean error.
+    """
+    runs = complete_full_runs(curves, dataset).assign(test_error=lambda f: 100.0 - f["test_acc"])
+    if runs.empty:
+        return None
+    settings = ordered_settings(zip(runs["loss"], runs["alpha"], strict=True))
+    colors = setting_colors([setting_key(*setting) for setting in settings])
+    levels = sorted(set(zip(runs["noise"], runs["noise_type"], strict=True)))
+    n_panels = len(levels) + 1
+    ncols = min(3, n_panels)
+    nrows = math.ceil(n_panels / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.6 * nrows), squeeze=False, layout="constrained")
+    panels = list(axes.flat)
+    for ax, (noise, noise_type) in zip(panels, levels, strict=False):
+        level = runs[(runs["noise"] == noise) & (runs["noise_type"] == noise_type)]
+        _mean_and_band(ax, level, settings, colors)
+        ax.set_title(f"η = {format_level(noise)}" + ("" if noise_type == "uniform" else f" ({noise_type})"))
+
+    # The detail of the lowest noise level after the first lr drop, where the paper's Fig. 2b shows the
+    # CE's error creeping up even without label noise.
+    noise, noise_type = levels[0]
+    level = runs[(runs["noise"] == noise) & (runs["noise_type"] == noise_type)]
+    one_run = level[level["run_dir"] == level["run_dir"].iloc[0]]
+    drop = first_lr_drop_epoch(one_run["epoch"], one_run["lr"])
+    drop = 1 if drop is None else drop
+    ax = panels[len(levels)]
+    lowest = _mean_and_band(ax, level[level["epoch"] >= drop], settings, colors)
+    bottom = max(0.0, lowest - 1.0)
+    ax.set_ylim(bottom, bottom + ZOOM_SPAN)
+    ax.set_title(f"η = {format_level(noise)}, from epoch {drop} (detail)")
+
+    for ax in panels[:n_panels]:
+        ax.set(xlabel="epoch", ylabel="test error (%)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in panels[n_panels:]:
+        ax.set_visible(False)
+    fig.legend(*panels[0].get_legend_handles_labels(), loc="outside right upper")
+    fig.suptitle(f"{dataset_label(dataset)}: test error of the full runs (mean ± std over seeds)")
+    return fig
+
+
+def _mean_and_band(ax: plt.Axes, runs: pd.DataFrame, settings: list[tuple], colors: dict) -> float:
+    """Draws each setting's mean curve with a ±std band; returns the lowest mean drawn."""
+    lowest = math.inf
+    for loss, alpha in settings:
+        setting = setting_key(loss, alpha)
+        stats = runs[runs["setting"] == setting].groupby("epoch")["test_error"].agg(["mean", "std"])
+        if stats.empty:
+            continue
+        ax.plot(stats.index, stats["mean"], color=colors[setting], label=setting_label(loss, alpha), lw=1.2)
+        band = stats["std"].fillna(0.0)
+        ax.fill_between(stats.index, stats["mean"] - band, stats["mean"] + band, color=colors[setting], alpha=0.2)
+        lowest = min(lowest, stats["mean"].min())
+    return lowest
+
+
+def plot_accuracy_vs_speed(curves: pd.DataFrame, cells: pd.DataFrame) -> plt.Figure | None:
+    """One panel per dataset of SPEED_DATASETS with data: one point per loss setting, named in the legend."""
+    panels = [(d, points) for d in SPEED_DATASETS if (points := _speed_points(curves, cells, d))]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False, layout="constrained")
+    for ax, (dataset, points) in zip(axes[0], panels, strict=True):
+        colors = setting_colors([point[0] for point in points])
+        for setting, label, x, x_std, y, y_std in points:
+            ax.errorbar(x, y, xerr=x_std, yerr=y_std, fmt="o", color=colors[setting], capsize=3, label=label)
+        ax.legend(fontsize="small")
+        ax.set(
+            xlabel="epochs to the first plateau",
+            ylabel="Top-1 accuracy (%)",
+            title=f"{dataset_label(dataset)}, η = {format_level(SPEED_NOISE)}",
+        )
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def _speed_points(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str) -> list[tuple]:
+    """(setting, label, plateau mean, plateau std, accuracy mean, accuracy std) per setting with both."""
+    runs = complete_full_runs(curves, dataset)
+    runs = runs[(runs["noise"] == SPEED_NOISE) & (runs["noise_type"] == SPEED_NOISE_TYPE)]
+    accuracy = cells[
+        (cells["dataset"] == dataset) & (cells["noise"] == SPEED_NOISE) & (cells["noise_type"] == SPEED_NOISE_TYPE)
+    ].set_index("setting")
+    points = []
+    for loss, alpha in ordered_settings(zip(runs["loss"], runs["alpha"], strict=True)):
+        setting = setting_key(loss, alpha)
+        if setting not in accuracy.index or pd.isna(accuracy.at[setting, "protocol_mean"]):
+            continue
+        plateaus = [
+            epochs_to_first_plateau(run["epoch"], run["lr"], run["test_acc"])
+            for _, run in runs[runs["setting"] == setting].sort_values("epoch").groupby("run_dir")
+        ]
+        x, x_std = mean_std(plateaus)
+        y_std = accuracy.at[setting, "protocol_std"]
+        points.append(
+            (
+                setting,
+                setting_label(loss, alpha),
+                x,
+                np.nan_to_num(x_std),
+                accuracy.at[setting, "protocol_mean"],
+                0.0 if pd.isna(y_std) else y_std,
+            )
+        )
+    return points
+
+
+def save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
+    paths = [out_dir / f"{stem}.{suffix}" for suffix in ("png", "pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def _save_or_skip(fig: plt.Figure | None, out_dir: Path, stem: str, missing: str) -> None:
+    if fig is None:
+        print(f"{stem}: skipped, {missing}")
+    else:
+        print("wrote " + ", ".join(str(p) for p in save(fig, out_dir, stem)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run directories")
+    parser.add_argument("--out", type=Path, default=Path("results/figures"), help="folder for the figures")
+    args = parser.parse_args(argv)
+    aggregation = aggregate(args.runs)
+    curves, cells = aggregation.curves, aggregation.cells
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    _save_or_skip(plot_tce(), args.out, "fig1_tce", "")
+    for dataset in ["cifar100", *sorted(set(curves["dataset"]) - {"cifar100"})]:
+        stem = "fig2_cifar100_curves" if dataset == "cifar100" else f"curves_{dataset}"
+        fig = plot_test_error_curves(curves, dataset)
+        _save_or_skip(fig, args.out, stem, f"no complete full run of {dataset} under {args.runs}")
+    missing = (
+        f"no loss setting on {' or '.join(SPEED_DATASETS)} at noise {SPEED_NOISE} has both complete full runs "
+        "and a protocol value"
+    )
+    _save_or_skip(plot_accuracy_vs_speed(curves, cells), args.out, "fig3_accuracy_vs_speed", missing)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+import struct
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from rundirs import write_run
+from scripts.aggregate import aggregate
+from scripts.figures import (
+    epochs_to_first_plateau,
+    first_lr_drop_epoch,
+    main,
+    plot_accuracy_vs_speed,
+    plot_test_error_curves,
+    tce_loss_and_gradient,
+)
+
+LR = [0.1] * 4 + [0.01] * 2 + [0.001] * 2  # 8 epochs, first drop at epoch 5
+
+
+def test_first_plateau_on_a_hand_made_curve():
+    epoch = np.arange(1, 11)
+    acc = [10, 40, 58, 55, 60, 50, 90, 95, 96, 97]
+    dropping = [0.1] * 6 + [0.01] * 4
+    assert first_lr_drop_epoch(epoch, dropping) == 7
+    # Best before the drop (epochs 1-6) is 60; 95% of it is 57, first reached at epoch 3.
+    assert epochs_to_first_plateau(epoch, dropping, acc) == 3
+    # Without a drop the whole run counts: 95% of 97 is 92.15, first reached at epoch 8.
+    assert first_lr_drop_epoch(epoch, [0.1] * 10) is None
+    assert epochs_to_first_plateau(epoch, [0.1] * 10, acc) == 8
+
+
+def test_fig1_values_come_from_the_library():
+    log_q = np.array([-3.0, 0.0])
+    for alpha, loss, gradient in (
+        (0.0, [3, 0], [-1, -1]),
+        (1.0, [np.log(4), 0], [-0.25, -1]),
+        (2.0, [0.75, 0], [-1 / 16, -1]),
+    ):
+        got_loss, got_gradient = tce_loss_and_gradient(log_q, alpha)
+        np.testing.assert_allclose(got_loss, loss, atol=1e-12)
+        np.testing.assert_allclose(got_gradient, gradient, atol=1e-12)
+
+
+def _write_cell(root, dataset, loss, alpha, noise, full_curves):
+    cell = {"dataset": dataset, "loss": loss, "alpha": alpha, "noise": noise}
+    write_run(root, holdout=5000, test_acc=[1] * 8, val_acc=[1, 2, 3, 4, 9, 8, 7, 6], lr=LR, **cell)
+    for seed, test_acc in enumerate(full_curves):
+        write_run(root, seed=seed, test_acc=test_acc, lr=LR, **cell)
+
+
+@pytest.fixture
+def figure_runs(tmp_path):
+    root = tmp_path / "runs"
+    rising = [20, 30, 40, 40, 60, 62, 61, 60]  # plateau (38 = 95% of 40) at epoch 3
+    slower = [10, 20, 30, 40, 55, 58, 57, 56]  # plateau at epoch 4
+    for dataset in ("cifar100", "cifar10"):
+        for noise in (0.0, 0.4):
+            _write_cell(root, dataset, "ce", None, noise, [rising, slower])
+            _write_cell(root, dataset, "tce", 1.0, noise, [slower, slower])
+    _write_cell(root, "synthetic", "ce", None, 0.2, [rising])
+    return root
+
+
+def test_fig2_draws_mean_curves_and_the_detail_panel(figure_runs):
+    aggregation = aggregate(figure_runs)
+    fig = plot_test_error_curves(aggregation.curves, "cifar100")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["η = 0.0", "η = 0.4", "η = 0.0, from epoch 5 (detail)"]
+    ce, tce1 = panels[0].get_lines()
+    assert (ce.get_label(), tce1.get_label()) == ("CE", "TCE α=1.0")
+    np.testing.assert_allclose(
+        ce.get_ydata(), 100 - (np.array([20, 30, 40, 40, 60, 62, 61, 60]) + [10, 20, 30, 40, 55, 58, 57, 56]) / 2
+    )
+    detail = panels[2].get_lines()[0]
+    assert list(detail.get_xdata()) == [5, 6, 7, 8]
+    # Lowest mean error: CE at epoch 6, 100 - (62 + 58) / 2 = 40; the detail shows 10 points from 1 below it.
+    assert panels[2].get_ylim() == pytest.approx((39, 49))
+    assert plot_test_error_curves(aggregation.curves, "svhn") is None
+
+
+def test_fig3_places_one_point_per_setting(figure_runs):
+    aggregation = aggregate(figure_runs)
+    fig = plot_accuracy_vs_speed(aggregation.curves, aggregation.cells)
+    assert [ax.get_title() for ax in fig.axes] == ["CIFAR-10+, η = 0.4", "CIFAR-100+, η = 0.4"]
+    ax = fig.axes[1]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["CE", "TCE α=1.0"]
+    # Best validation epoch is 5: CE's full runs score 60 and 55 there, at plateaus 3 and 4.
+    ce_point = ax.lines[0].get_xydata()
+    np.testing.assert_allclose(ce_point, [[3.5, 57.5]])
+
+
+def _png_size(path):
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_cli_writes_every_figure_as_png_and_pdf(figure_runs, tmp_path, capsys):
+    out = tmp_path / "figures"
+    main(["--runs", str(figure_runs), "--out", str(out)])
+    stems = ["fig1_tce", "fig2_cifar100_curves", "curves_cifar10", "curves_synthetic", "fig3_accuracy_vs_speed"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.{x}" for s in stems for x in ("png", "pdf"))
+    for stem in stems:
+        width, height = _png_size(out / f"{stem}.png")
+        assert width > 600 and height > 400
+        pixels = matplotlib.image.imread(out / f"{stem}.png")
+        assert pixels[..., :3].std() > 0.05  # not a blank canvas
+        assert (out / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
+    assert "skipped" not in capsys.readouterr().out
+
+
+def test_cli_without_runs_draws_fig1_and_says_what_it_skips(tmp_path, capsys):
+    out = tmp_path / "figures"
+    main(["--runs", str(tmp_path / "no_runs"), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["fig1_tce.pdf", "fig1_tce.png"]
+    assert "fig2_cifar100_curves: skipped" in printed and "fig3_accuracy_vs_speed: skipped" in printed
