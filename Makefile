@@ -20,7 +20,7 @@ setup: .venv/.installed ## create .venv/ with the pinned dependencies (quick whe
 
 demo: setup ## the main job on the embedded synthetic dataset: a small sweep, a table and a figure in results/demo/
 	$(PY) train.py experiment=demo $(ARGS)
-	$(PY) -m scripts.tables --runs runs/demo --out results/demo
+	$(PY) -m scripts.tables --runs runs/demo --out results/demo --datasets synthetic
 	$(PY) -m scripts.figures --runs runs/demo --out results/demo
 
 test: setup ## the test suite (slow tests excluded)

@@ -291,12 +291,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run directories")
     parser.add_argument("--out", type=Path, default=Path("results/tables"), help="folder for the tables")
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE, help="the paper's values (CSV)")
+    parser.add_argument("--datasets", nargs="+", help="only the tables of these datasets (default: all)")
     args = parser.parse_args(argv)
     aggregation = aggregate(args.runs)
     print(status_report(aggregation), end="\n\n")
     args.out.mkdir(parents=True, exist_ok=True)
     for table in build_tables(aggregation.cells, load_reference(args.reference)):
-        print(write_table(table, args.out))
+        if args.datasets is None or set(table.datasets) & set(args.datasets):
+            print(write_table(table, args.out))
     write_csvs(aggregation, args.out)
     print(f"wrote the tables and runs.csv, curves.csv, cells.csv to {args.out}")
 

@@ -150,3 +150,13 @@ def test_cli_missing_dataset_names_the_root(tmp_path):
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and str(root) in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_slurm_preset_asks_one_gpu_per_job():
+    launcher = compose_train("experiment=table1", "hydra/launcher=slurm_gpu", hydra=True).hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.gpus_per_node == 1 and launcher.tasks_per_node == 1
+
+
+def test_joblib_launcher_composes():
+    launcher = compose_train("hydra/launcher=joblib", hydra=True).hydra.launcher
+    assert launcher._target_.endswith("JoblibLauncher")

@@ -78,3 +78,8 @@ def test_make_tables_on_a_submitit_local_sweep(tmp_path, capsys):
     assert "(n=2)" in rows["CE"] and "(n=2)" in rows["TCE α=1.5"]
     assert "Missing cells (no protocol value): 0 of 2" in markdown
     assert "synthetic" in capsys.readouterr().out
+    assert (tmp_path / "tables" / "table1.md").exists()  # the paper's layout is always written, with its gaps
+
+    tables.main(["--runs", str(runs), "--out", str(tmp_path / "only"), "--datasets", "synthetic"])
+    assert (tmp_path / "only" / "synthetic.md").read_text() == markdown
+    assert not (tmp_path / "only" / "table1.md").exists()

@@ -1,0 +1,25 @@
+"""The decoded dataset every source returns."""
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Both splits of an image classification dataset, decoded, on the CPU.
+
+    Images are uint8 (N, C, 32, 32); labels are int64 (N,) and clean (no noise added).
+    """
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+    flip: bool  # horizontal flips keep the class (objects, textures) -- not for digits
+
+    @property
+    def in_channels(self) -> int:
+        return self.train_images.shape[1]
