@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from data.normalize import ChannelNormalizer
+from data.seeds import generator
 
 
 def crop_and_flip(
@@ -59,7 +60,7 @@ class DeviceLoader:
         self.drop_last = drop_last
         self.shift = shift
         self.flip = flip
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = generator("batches", seed)
 
     def __len__(self) -> int:
         full, partial = divmod(len(self.labels), self.batch_size)

@@ -2,6 +2,8 @@
 
 import torch
 
+from data.seeds import generator as seeded
+
 NOISE_TYPES = ("uniform", "symmetric")
 
 
@@ -17,7 +19,7 @@ def corrupt_labels(labels: torch.Tensor, rate: float, num_classes: int, kind: st
         raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {kind!r}")
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"noise rate must lie in [0, 1], got {rate}")
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded("label-noise", seed)
     noisy = labels.clone()
     count = round(rate * len(labels))
     chosen = torch.randperm(len(labels), generator=generator)[:count]

@@ -2,6 +2,8 @@
 
 import torch
 
+from data.seeds import generator
+
 
 def holdout_split(labels: torch.Tensor, holdout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(train_idx, val_idx): sorted int64 indices into `labels`, with `holdout` of them in val.
@@ -21,7 +23,7 @@ def holdout_split(labels: torch.Tensor, holdout: int, seed: int) -> tuple[torch.
     quota[torch.sort(-remainders, stable=True).indices[:missing]] += 1
 
     # Shuffle, then group by class keeping the shuffled order: each class's first `quota` images go to val.
-    shuffled = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    shuffled = torch.randperm(total, generator=generator("holdout", seed))
     by_class = shuffled[torch.sort(labels[shuffled], stable=True).indices]
     class_of = labels[by_class]
     class_start = torch.cumsum(counts, 0) - counts

@@ -75,10 +75,11 @@ class TrainConfig:
     eval_batch_size: int = 1000
     device: str = "auto"
     # Performance options; null means the device's default (see resolve).
-    precision: str = "auto"  # bf16 autocast (BatchNorm stays float32) on CUDA, fp32 on the CPU
+    precision: str = "auto"  # bf16 autocast where the device computes bf16 natively, else fp32
     channels_last: bool = True  # faster on both: about 2x for ResNet-20 on the CPU, tensor-core layout on CUDA
     compile: bool | None = None  # torch.compile the model: on for CUDA
     pack: int = 1  # train this many compatible runs of a multirun sweep at once (basic launcher)
+    threads: int | None = None  # CPU threads of this process (null: torch's default); parallel sweep jobs want 1
     force: bool = False  # rerun a complete run from scratch
     progress: bool = True  # tqdm bar within each epoch
     runs_dir: str = "runs"
@@ -121,6 +122,19 @@ def resolve_device(name: str, job_num: int = 0) -> torch.device:
     return device
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast pays here: CUDA with bf16 units, or a CPU with AVX512-BF16/AMX (oneDNN's check).
+
+    On this project's 2-core AVX512-BF16 CPU it makes a ResNet-20 step 1.6x faster than fp32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def validate(cfg: DictConfig) -> None:
     """Check every value a run depends on, before any data is touched."""
     checks = [
@@ -134,6 +148,7 @@ def validate(cfg: DictConfig) -> None:
         (cfg.eval_batch_size >= 1, f"eval_batch_size: must be >= 1, got {cfg.eval_batch_size}"),
         (cfg.holdout >= 0, f"holdout: must be >= 0, got {cfg.holdout}"),
         (cfg.pack >= 1, f"pack: must be >= 1, got {cfg.pack}"),
+        (cfg.threads is None or cfg.threads >= 1, f"threads: must be >= 1 or null, got {cfg.threads}"),
         (cfg.precision in PRECISIONS, f"precision: must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}"),
         (cfg.optim.lr > 0, f"optim.lr: must be > 0, got {cfg.optim.lr}"),
         (all(0 < m <= 1 for m in cfg.optim.lr_milestones),
@@ -171,7 +186,7 @@ def resolve(cfg: DictConfig, job_num: int = 0) -> DictConfig:
     cfg.device = str(device)
     on_cuda = device.type == "cuda"
     if cfg.precision == "auto":
-        cfg.precision = "bf16" if on_cuda else "fp32"
+        cfg.precision = "bf16" if native_bf16(device) else "fp32"
     if cfg.compile is None:
         cfg.compile = on_cuda
     return cfg

@@ -96,6 +96,8 @@ def run_pack(entries: list[tuple[DictConfig, Path]]) -> list[str]:
 def _train(todo: list[tuple[DictConfig, RunDir]]) -> dict[Path, str]:
     cfg0 = todo[0][0]
     device = torch.device(cfg0.device)
+    if cfg0.threads:
+        torch.set_num_threads(cfg0.threads)
     ds = cfg0.dataset
     dataset = load_dataset(ds.name, ds.root, train_size=ds.train_size, test_size=ds.test_size,
                            num_classes=ds.num_classes, seed=ds.seed)

@@ -19,7 +19,7 @@ from experiments.files import save_torch, write_atomic, write_json, write_text
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "train_clean_acc", "val_acc", "test_acc", "seconds")
 # Keys that change how a run executes but not what it computes; they may differ when a run resumes.
-EXECUTION_KEYS = ("device", "force", "progress", "pack", "runs_dir", "compile", "eval_batch_size")
+EXECUTION_KEYS = ("device", "force", "progress", "pack", "threads", "runs_dir", "compile", "eval_batch_size")
 
 
 class RunDirError(RuntimeError):

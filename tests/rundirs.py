@@ -1,4 +1,4 @@
-"""Writes fake run directories that follow the run-directory contract (docs/run_directory.md) exactly."""
+"""Writes fake run directories that follow the run-directory contract (README, "The run directory") exactly."""
 
 import csv
 import json

@@ -5,11 +5,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import ValidationError
 
 from compose import compose_train
-from experiments.config import ConfigError, resolve, run_name
+from experiments.config import ConfigError, native_bf16, resolve, run_name
 from experiments.trainer import lr_at
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,9 @@ def test_loss_group(overrides, name, alpha):
 
 def test_resolve_fills_derived_values():
     cfg = resolve(compose_train("seed=3"))
-    assert cfg.noise_seed == 3 and cfg.device == "cpu" and cfg.precision == "fp32" and cfg.compile is False
+    assert cfg.noise_seed == 3 and cfg.device == "cpu" and cfg.compile is False
+    assert cfg.precision == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
+    assert resolve(compose_train("precision=fp32")).precision == "fp32"
     assert resolve(compose_train("seed=3", "noise_seed=7")).noise_seed == 7
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from data import corrupt_labels, prepare_run_data
+from data import corrupt_labels, holdout_split, prepare_run_data
 from data.synthetic import make_synthetic
 
 LABELS = torch.arange(100_000) % 10
@@ -93,3 +93,13 @@ def test_noise_is_applied_before_the_holdout():
     """The noisy labels of the whole training set do not depend on the holdout: validation is as noisy."""
     dataset = make_synthetic(300, 10, 10, seed=0)
     assert torch.equal(_run_data(dataset, holdout=0).noisy_labels, _run_data(dataset, holdout=100).noisy_labels)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_noise_is_independent_of_the_holdout_with_equal_seeds(seed):
+    """Equal noise and split seeds must not pick the same samples: the validation set gets its share of noise."""
+    labels = torch.arange(5000) % 10
+    noisy = corrupt_labels(labels, 0.6, 10, "symmetric", seed)
+    train_idx, val_idx = holdout_split(labels, 1000, seed)
+    assert (noisy[val_idx] != labels[val_idx]).double().mean().item() == pytest.approx(0.6, abs=0.05)
+    assert (noisy[train_idx] != labels[train_idx]).double().mean().item() == pytest.approx(0.6, abs=0.03)
