@@ -1,0 +1,333 @@
+"""Throughput of ResNet-20 training: the usual recipe vs our engine, TCE vs CE, packed vs single runs.
+
+    python -m scripts.bench [--device auto|cpu|cuda[:N]] [--steps N] [--repeats R] [--pack K] [--out DIR]
+
+On synthetic CIFAR-shaped data (45,000 random 3x32x32 uint8 training images, 10 classes, batch 128) it times N
+SGD steps, R times, and reports medians of:
+
+- naive: the usual recipe, written plainly. A torch Dataset that makes a PIL image per sample and applies
+  torchvision's RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor and Normalize; a DataLoader (shuffle,
+  num_workers = min(4, cpus), pin_memory on CUDA); models.ResNet(20) in its defaults (fp32, NCHW, eager);
+  nn.CrossEntropyLoss; torch SGD (lr 0.1, momentum 0.9, nesterov, wd 1e-4); loss.item() every step.
+- engine: our training step (PackTrainer.step) fed by its DeviceLoader, with the device's default options as
+  experiments.config.resolve sets them (channels_last; bf16 autocast where the device computes bf16 natively,
+  as CUDA GPUs and CPUs with AVX512-BF16 do; torch.compile on CUDA).
+- TCE (alpha 1.5) against CE in the engine, as the ratio of their median step times.
+- packed: K runs trained at once in one grouped model, aggregate images/s over the single run's.
+- eval: forward-only images/s of PackTrainer.evaluate over 2,000 test images (eval mode, the engine's eval batch
+  size), single and packed.
+
+Every repetition runs all of them, in a rotating order, so that drifts in machine load hit each alike. The naive
+recipe gets a fresh DataLoader iterator and warm-up steps in each repetition: its workers would otherwise work
+ahead while the others are being timed.
+
+grid_hours_estimate is the paper's full grid on this device: Table 1 (CIFAR-100, 50,000 train / 10,000 test
+images) and Table 2 (MNIST 60,000 / 10,000, CIFAR-10 50,000 / 10,000, SVHN 73,257 / 26,032), each dataset with
+7 loss settings x 5 noise levels x 6 runs (1 validation run holding out 5,000 training images, 5 full runs),
+i.e. 840 runs of 256 epochs. Each epoch trains on the run's training portion (N - 5,000 or N images), then
+evaluates train-clean (the training portion), validation (the 5,000, validation runs only) and test, i.e. N + T
+images for every run. Training images are counted at the engine's training images/s and evaluation images at its
+eval images/s, single or packed, whichever makes the grid shorter (`grid.mode`); packed assumes full packs of K
+(val and full runs pack separately, as their training portions differ). MNIST is timed as 3-channel images: the
+first convolution is all that differs.
+
+Writes DIR/<device name>.json (default results/bench/) and prints a one-line summary.
+"""
+
+import argparse
+import json
+import os
+import re
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torchvision.transforms as T
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from PIL import Image
+from torch import nn
+
+from data import Dataset, prepare_run_data
+from experiments import records
+from experiments.config import register_configs, resolve
+from experiments.trainer import Member, PackTrainer, initial_model_state
+from models import ResNet
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "bench"
+TRAIN_IMAGES = 45_000  # CIFAR's 50,000 less the validation run's 5,000
+TEST_IMAGES = 2_000  # evaluated in the engine's batches of 1,000
+NUM_CLASSES = 10
+WARMUP_STEPS = 3  # before timing: allocator, DataLoader workers, and torch.compile's first calls on CUDA
+# Steps per repetition: 3-5 s on 2 idle CPU cores; on a GPU enough to dwarf launch and timer overheads.
+DEFAULT_STEPS = {"cpu": 20, "cuda": 200}
+DEFAULT_PACK = {"cpu": 2, "cuda": 4}
+TCE_ALPHA = 1.5
+# The usual recipe normalizes with CIFAR-10's published channel statistics.
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+# (train, test) images of each dataset of the paper's grid, and the grid's shape.
+GRID_DATASETS = {"cifar100": (50_000, 10_000), "mnist": (60_000, 10_000), "cifar10": (50_000, 10_000),
+                 "svhn": (73_257, 26_032)}
+GRID_CELLS = 7 * 5  # loss settings x noise levels
+GRID_FULL_RUNS = 5
+GRID_HOLDOUT = 5_000
+GRID_EPOCHS = 256
+
+
+def compose_cfg(*overrides: str) -> DictConfig:
+    """The resolved config of train.py with `overrides`, as train.py composes it."""
+    register_configs()
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        return resolve(compose("train", overrides=list(overrides)))
+
+
+def synthetic_dataset(train_images: int, test_images: int) -> Dataset:
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+        return images, torch.randint(0, NUM_CLASSES, (n,), generator=g)
+
+    (x, y), (xt, yt) = split(train_images), split(test_images)
+    return Dataset("synthetic", x, y, xt, yt, NUM_CLASSES, flip=True)
+
+
+class PILImages(torch.utils.data.Dataset):
+    """uint8 images kept as torchvision's CIFAR10 keeps them (numpy, N x H x W x C), a PIL image per sample."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable):
+        self.images = images.permute(0, 2, 3, 1).numpy()
+        self.labels = labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(Image.fromarray(self.images[i])), self.labels[i]
+
+
+def naive_recipe(dataset: Dataset, batch_size: int, device: torch.device):
+    """The usual recipe's DataLoader and its training step."""
+    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize(CIFAR_MEAN, CIFAR_STD)])
+    loader = torch.utils.data.DataLoader(
+        PILImages(dataset.train_images, dataset.train_labels, transform), batch_size=batch_size, shuffle=True,
+        num_workers=min(4, os.cpu_count() or 1), pin_memory=device.type == "cuda", drop_last=True,
+    )
+    model = ResNet(20, dataset.in_channels, dataset.num_classes).to(device).train()
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+
+    def step(batch) -> float:
+        x, y = (t.to(device, non_blocking=True) for t in batch)
+        loss = criterion(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return loader, step
+
+
+def endless(loader: Iterable) -> Iterator:
+    """The loader's batches, epoch after epoch."""
+    while True:
+        yield from loader
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds(work: Callable[[], object], device: torch.device) -> float:
+    """Wall time of work(), including the device work it queued."""
+    sync(device)
+    start = time.perf_counter()
+    work()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def train_steps(step: Callable, batches: Iterator, steps: int) -> None:
+    """`steps` steps, each fetching its batch: the data path is part of what is timed."""
+    for _ in range(steps):
+        step(next(batches))
+
+
+def interleaved(works: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Each work's result in each repetition; the order rotates, so none always follows the same other."""
+    results: dict[str, list[float]] = {name: [] for name in works}
+    names = list(works)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            results[name].append(works[name]())
+    return results
+
+
+def grid_images() -> tuple[int, int]:
+    """(training, evaluation) images of the full grid (see the module docstring)."""
+    train = evaluate = 0
+    for n_train, n_test in GRID_DATASETS.values():
+        train += (n_train - GRID_HOLDOUT) + GRID_FULL_RUNS * n_train
+        evaluate += (1 + GRID_FULL_RUNS) * (n_train + n_test)
+    runs_per_cell = GRID_CELLS * GRID_EPOCHS
+    return train * runs_per_cell, evaluate * runs_per_cell
+
+
+def engine_trainers(dataset: Dataset, cfgs: dict[str, list[DictConfig]], device: torch.device) -> dict:
+    """A PackTrainer and its endless batches for each list of member configs; members with the same seed share
+    the training data (each iterates its own epochs)."""
+    data = {}
+    for c in (c for members in cfgs.values() for c in members):
+        if c.seed not in data:
+            data[c.seed] = prepare_run_data(
+                dataset, noise=c.noise, noise_type=c.noise_type, noise_seed=c.noise_seed, holdout=c.holdout,
+                clean_val=c.clean_val, split_seed=c.dataset.split_seed, batch_size=c.batch_size,
+                drop_last=c.drop_last, seed=c.seed, device=device,
+            )
+    trainers = {}
+    for name, members in cfgs.items():
+        states = [initial_model_state(c, dataset.in_channels, dataset.num_classes) for c in members]
+        trainer = PackTrainer([Member(c, data[c.seed], s) for c, s in zip(members, states, strict=True)], device)
+        trainers[name] = trainer, zip(*(endless(data[c.seed].loader) for c in members), strict=True)
+    return trainers
+
+
+def measure(device: str, *, steps: int | None = None, repeats: int = 5, pack: int | None = None,
+            warmup: int = WARMUP_STEPS, train_images: int = TRAIN_IMAGES, test_images: int = TEST_IMAGES) -> dict:
+    """Run every measurement on `device` and return the results (the JSON's content but the command and date)."""
+
+    def cfg_for(*overrides: str) -> DictConfig:
+        return compose_cfg("dataset=synthetic", f"dataset.train_size={train_images}", "holdout=0",
+                           "drop_last=true", "progress=false", f"device={device}", *overrides)
+
+    load_start = os.getloadavg()
+    ce = cfg_for("loss=ce")
+    dev = torch.device(ce.device)
+    steps = steps or DEFAULT_STEPS[dev.type]
+    pack = pack or DEFAULT_PACK[dev.type]
+    dataset = synthetic_dataset(train_images, test_images)
+    # The single CE and TCE trainers share one model (the engine keeps one per shape and device), each stepping it
+    # with its own optimizer: that costs what owning it would.
+    engine = engine_trainers(dataset, {
+        "ce": [ce],
+        "tce": [cfg_for("loss=tce", f"loss.alpha={TCE_ALPHA}")],
+        "packed": [ce, *(cfg_for("loss=ce", f"seed={k}") for k in range(1, pack))],
+    }, dev)
+    for trainer, batches in engine.values():
+        train_steps(trainer.step, batches, warmup)
+    naive_loader, naive_step = naive_recipe(dataset, ce.batch_size, dev)
+
+    def naive() -> float:
+        # Fresh iterators each repetition, whose workers close() shuts down: left running, they would prepare
+        # batches ahead while the engine is timed.
+        batches = endless(naive_loader)
+        try:
+            train_steps(naive_step, batches, warmup)
+            return seconds(lambda: train_steps(naive_step, batches, steps), dev)
+        finally:
+            batches.close()
+
+    def engine_run(name: str) -> Callable[[], float]:
+        trainer, batches = engine[name]
+        return lambda: seconds(lambda: train_steps(trainer.step, batches, steps), dev)
+
+    train_s = interleaved({"naive": naive, **{name: engine_run(name) for name in engine}}, repeats)
+
+    evaluated = {"single": engine["ce"][0], "packed": engine["packed"][0]}
+    for trainer in evaluated.values():
+        trainer.evaluate("test")  # warm-up, and on CUDA the compile of eval mode
+    eval_s = interleaved({name: lambda t=t: seconds(lambda: t.evaluate("test"), dev)
+                          for name, t in evaluated.items()}, repeats)
+
+    step_s = {name: statistics.median(s) / steps for name, s in train_s.items()}
+    img_s = {name: ce.batch_size * (pack if name == "packed" else 1) / s for name, s in step_s.items()}
+    eval_img_s = {name: test_images * evaluated[name].k / statistics.median(s) for name, s in eval_s.items()}
+    grid_train, grid_eval = grid_images()
+    grid_hours = {mode: (grid_train / img_s["ce" if mode == "single" else "packed"] + grid_eval / eval_img_s[mode])
+                  / 3600 for mode in ("single", "packed")}
+    grid_mode = min(grid_hours, key=grid_hours.get)
+    versions = records.versions()
+    return {
+        "device": records.device_name(dev),
+        "device_type": dev.type,
+        "naive_img_s": img_s["naive"],
+        "engine_img_s": img_s["ce"],
+        "ratio": img_s["ce"] / img_s["naive"],
+        "ce_step_s": step_s["ce"],
+        "tce_step_s": step_s["tce"],
+        "tce_over_ce_step": step_s["tce"] / step_s["ce"],
+        "packed_img_s": img_s["packed"],
+        "pack": pack,
+        "pack_speedup": img_s["packed"] / img_s["ce"],
+        "eval_img_s": eval_img_s["single"],
+        "packed_eval_img_s": eval_img_s["packed"],
+        "grid_hours_estimate": grid_hours[grid_mode],
+        "grid": {"mode": grid_mode, "hours": grid_hours, "runs": len(GRID_DATASETS) * GRID_CELLS * (1 + GRID_FULL_RUNS),
+                 "epochs": GRID_EPOCHS, "train_images": grid_train, "eval_images": grid_eval},
+        "seconds": {"train": train_s, "eval": eval_s},
+        "options": {
+            "steps": steps, "repeats": repeats, "warmup_steps": warmup, "batch_size": ce.batch_size,
+            "train_images": train_images, "test_images": test_images, "tce_alpha": TCE_ALPHA,
+            "engine": {"precision": ce.precision, "channels_last": ce.channels_last, "compile": ce.compile,
+                       "eval_batch_size": ce.eval_batch_size},
+            "naive": {"num_workers": naive_loader.num_workers, "pin_memory": naive_loader.pin_memory},
+            "torch_threads": torch.get_num_threads(),
+        },
+        "versions": {"python": versions["python"], "torch": versions["torch"], "torchvision": versions["torchvision"],
+                     "numpy": versions["numpy"]},
+        "git_commit": records.git_commit(),
+        # Other processes' load slows and scatters the timings; with more than the cores, medians go up.
+        "load_average": {"start": load_start, "end": os.getloadavg(), "cpus": os.cpu_count()},
+    }
+
+
+def slug(name: str) -> str:
+    """'cpu (x86_64, 2 threads)' -> 'cpu-x86_64-2-threads'; 'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
+    return re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-")
+
+
+def summary(r: dict) -> str:
+    return (f"bench {r['device_type']}: naive {r['naive_img_s']:,.0f} img/s, engine {r['engine_img_s']:,.0f} img/s "
+            f"({r['ratio']:.1f}x), TCE/CE step {r['tce_over_ce_step']:.2f}, pack {r['pack']}: "
+            f"{r['pack_speedup']:.1f}x, full grid ~ {r['grid_hours_estimate']:,.0f} h ({r['grid']['mode']})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda or cuda:N")
+    parser.add_argument("--steps", type=int, help=f"steps per repetition (default {DEFAULT_STEPS})")
+    parser.add_argument("--repeats", type=int, default=5, help="repetitions; the medians are reported")
+    parser.add_argument("--pack", type=int, help=f"runs trained at once for the packed measurement ({DEFAULT_PACK})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for <device>.json")
+    args = parser.parse_args(argv)
+    result = measure(args.device, steps=args.steps, repeats=args.repeats, pack=args.pack)
+    path = write(result, args.out, shlex.join(["python", "-m", "scripts.bench", *sys.argv[1:]]))
+    print(summary(result))
+    load, cpus = result["load_average"]["start"][0], result["load_average"]["cpus"]
+    if load > cpus / 2:
+        print(f"warning: load average {load:.1f} on {cpus} cpus before the bench: other processes share the cores, "
+              "so these timings are slowed and scattered")
+    print(f"wrote {path}")
+
+
+def write(result: dict, out: Path, command: str) -> Path:
+    """Writes `result` with the command line and the date to out/<device name>.json."""
+    result = {**result, "command": command, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{slug(result['device'])}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    main()
