@@ -3,7 +3,9 @@
 import json
 
 import pytest
+import torch
 
+from experiments.config import native_bf16
 from scripts import bench
 
 
@@ -31,7 +33,9 @@ def test_bench_writes_consistent_json(tmp_path):
     for times in (*out["seconds"]["train"].values(), *out["seconds"]["eval"].values()):
         assert len(times) == 1 and times[0] > 0
     options = out["options"]
-    assert options["engine"] == {"precision": "fp32", "channels_last": True, "compile": False, "eval_batch_size": 1000}
+    precision = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
+    expected = {"precision": precision, "channels_last": True, "compile": False, "eval_batch_size": 1000}
+    assert options["engine"] == expected
     assert (options["steps"], options["repeats"], options["batch_size"], options["train_images"]) == (1, 1, 128, 512)
     assert out["eval_img_s"] == pytest.approx(64 / out["seconds"]["eval"]["single"][0])
     assert set(out["versions"]) >= {"python", "torch", "torchvision"}
