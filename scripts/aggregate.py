@@ -1,4 +1,4 @@
-"""Collects run directories (docs/run_directory.md) into tidy tables and applies the paper's protocol.
+"""Collects run directories (README, "The run directory") into tidy tables and applies the paper's protocol.
 
     python -m scripts.aggregate RUNS_DIR --out OUT_DIR
 
@@ -29,17 +29,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from experiments.rundir import METRIC_COLUMNS
+
 RUN_FILES = ("summary.json", "metrics.csv", "config.yaml")
-METRIC_COLUMNS = (
-    "epoch",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "train_clean_acc",
-    "val_acc",
-    "test_acc",
-    "seconds",
-)
 STATUSES = ("complete", "running", "diverged", "failed")  # as summary.json spells them
 CORRUPT = "corrupt"
 STATUS_LABELS = {

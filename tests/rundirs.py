@@ -7,16 +7,7 @@ from pathlib import Path
 
 import yaml
 
-METRIC_COLUMNS = (
-    "epoch",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "train_clean_acc",
-    "val_acc",
-    "test_acc",
-    "seconds",
-)
+from experiments.rundir import METRIC_COLUMNS
 
 
 def step_lr(epochs: int) -> list[float]:

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from data import corrupt_labels, holdout_split, prepare_run_data
+from data import corrupt_labels, holdout_split
 from data.synthetic import make_synthetic
+from rundata import run_data
 
 LABELS = torch.arange(100_000) % 10
 
@@ -61,19 +62,7 @@ def test_rejects_unknown_kind_and_bad_rate():
 
 
 def _run_data(dataset, **overrides):
-    settings = dict(
-        noise=0.4,
-        noise_type="uniform",
-        noise_seed=5,
-        holdout=60,
-        clean_val=False,
-        split_seed=0,
-        batch_size=32,
-        drop_last=False,
-        seed=0,
-        device="cpu",
-    )
-    return prepare_run_data(dataset, **{**settings, **overrides})
+    return run_data(dataset, **{"noise": 0.4, "noise_seed": 5, "holdout": 60, "batch_size": 32, **overrides})
 
 
 def test_every_run_sees_the_same_noisy_labels():

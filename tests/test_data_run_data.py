@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from data import Dataset, prepare_run_data
+from data import Dataset
 from data.normalize import channel_stats
+from rundata import run_data
 
 NUM_TRAIN, NUM_TEST, NUM_CLASSES = 200, 30, 5
 
@@ -30,19 +31,8 @@ def _indices(x: torch.Tensor) -> torch.Tensor:
 
 
 def _run_data(**overrides):
-    settings = dict(
-        noise=0.4,
-        noise_type="symmetric",
-        noise_seed=1,
-        holdout=50,
-        clean_val=False,
-        split_seed=0,
-        batch_size=32,
-        drop_last=False,
-        seed=0,
-        device="cpu",
-    )
-    return prepare_run_data(DATASET, **{**settings, **overrides})
+    settings = {"noise": 0.4, "noise_type": "symmetric", "noise_seed": 1, "holdout": 50, "batch_size": 32}
+    return run_data(DATASET, **{**settings, **overrides})
 
 
 def test_loader_serves_the_training_portion_with_noisy_labels():
@@ -128,19 +118,7 @@ def test_flip_follows_the_dataset(flip):
     dataset = Dataset(
         "halves", images, DATASET.train_labels, DATASET.test_images, DATASET.test_labels, NUM_CLASSES, flip
     )
-    run = prepare_run_data(
-        dataset,
-        noise=0.0,
-        noise_type="uniform",
-        noise_seed=0,
-        holdout=0,
-        clean_val=False,
-        split_seed=0,
-        batch_size=64,
-        drop_last=False,
-        seed=0,
-        device="cpu",
-    )
+    run = run_data(dataset, batch_size=64)
     mean, std = channel_stats(images)
     raw = torch.cat([x[:, 0, 16, 8] for _ in range(3) for x, _ in run.loader]) * std[0] * 255 + mean[0] * 255
     mirrored = raw.round() == 50

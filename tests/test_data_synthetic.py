@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from data.synthetic import make_synthetic
+from rundata import run_data
 
 DATASET = make_synthetic(3000, 1000, 10, seed=0)
 
@@ -73,23 +74,10 @@ def test_a_linear_model_on_pixels_does_poorly():
 
 @pytest.mark.slow
 def test_resnet20_learns_it_in_a_few_epochs():
-    from data import prepare_run_data
     from models import ResNet
 
     dataset = make_synthetic(2000, 1000, 10, seed=0)
-    run = prepare_run_data(
-        dataset,
-        noise=0.0,
-        noise_type="uniform",
-        noise_seed=0,
-        holdout=0,
-        clean_val=False,
-        split_seed=0,
-        batch_size=128,
-        drop_last=False,
-        seed=0,
-        device="cpu",
-    )
+    run = run_data(dataset)
     torch.manual_seed(0)
     model = ResNet(20, 3, 10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
