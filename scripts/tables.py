@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from scripts.aggregate import (
+    CELL_COLUMNS,
+    CELL_KEYS,
     PAPER_SETTINGS,
     aggregate,
     dataset_label,
@@ -38,19 +40,8 @@ PAPER_TABLES = {
     "table1": ("Table 1", ["cifar100"], [0.0, 0.2, 0.4, 0.6, 0.8]),
     "table2": ("Table 2", ["mnist", "cifar10", "svhn"], [0.0, 0.4, 0.8]),
 }
-NUMBER_COLUMNS = [
-    "protocol_mean",
-    "protocol_std",
-    "n",
-    "best_epoch",
-    "n_full",
-    "n_diverged",
-    "n_incomplete",
-    "last_epoch_mean",
-    "last_epoch_std",
-    "oracle_best_test_mean",
-    "oracle_best_test_std",
-]
+# The numbers of a cell, as aggregation computes them.
+NUMBER_COLUMNS = [c for c in CELL_COLUMNS if c not in (*CELL_KEYS, "val_run_dir")]
 
 
 @dataclass
