@@ -85,3 +85,11 @@ def test_make_tables_on_a_submitit_local_sweep(tmp_path):
     tables.main(["--runs", str(runs), "--out", str(tmp_path / "only"), "--datasets", "synthetic"])
     assert (tmp_path / "only" / "synthetic.md").read_text() == markdown
     assert not (tmp_path / "only" / "table1.md").exists()
+
+
+def test_a_bad_job_does_not_stop_the_sweep_but_fails_it(tmp_path):
+    proc = sweep(tmp_path, "holdout=32", "epochs=1", "noise=1.5,0.2")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert "noise: must be in [0, 1], got 1.5" in out and "1 run(s) of this sweep failed" in out
+    assert summaries(tmp_path)["synthetic/ce/noise0.2-uniform-holdout32-seed0"]["status"] == "complete"
