@@ -100,9 +100,10 @@ def loss_tag(name: str, alpha: float | None) -> str:
 def run_name(cfg: DictConfig) -> str:
     """The run directory's name below runs_dir, a function of what makes a run distinct, never of time."""
     noise_seed = "" if cfg.noise_seed in (None, cfg.seed) else f"-noiseseed{cfg.noise_seed}"
+    clean_val = "-cleanval" if cfg.clean_val and cfg.holdout else ""
     return (
         f"{cfg.dataset.name}/{loss_tag(cfg.loss.name, cfg.loss.alpha)}/"
-        f"noise{cfg.noise:g}-{cfg.noise_type}-holdout{cfg.holdout}-seed{cfg.seed}{noise_seed}"
+        f"noise{cfg.noise:g}-{cfg.noise_type}-holdout{cfg.holdout}-seed{cfg.seed}{noise_seed}{clean_val}"
     )
 
 

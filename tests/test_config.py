@@ -99,6 +99,8 @@ def test_run_name_is_a_function_of_the_config():
     assert name == "cifar10/tce-a1.5/noise0.4-uniform-holdout5000-seed2"
     assert run_name(resolve(compose_train("loss=ce", "loss.alpha=3"))) == run_name(resolve(compose_train("loss=ce")))
     assert run_name(resolve(compose_train("noise_seed=5"))).endswith("-seed0-noiseseed5")
+    assert run_name(resolve(compose_train("clean_val=true"))).endswith("-seed0-cleanval")
+    assert run_name(resolve(compose_train("clean_val=true", "holdout=0"))).endswith("-seed0")  # no validation set
 
 
 def test_protocol_runs():
