@@ -93,3 +93,14 @@ def test_a_bad_job_does_not_stop_the_sweep_but_fails_it(tmp_path):
     assert proc.returncode == 1
     assert "noise: must be in [0, 1], got 1.5" in out and "1 run(s) of this sweep failed" in out
     assert summaries(tmp_path)["synthetic/ce/noise0.2-uniform-holdout32-seed0"]["status"] == "complete"
+
+
+def test_joblib_launcher_completes_a_parallel_sweep(tmp_path):
+    proc = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "threads=1", "holdout=32", "epochs=1",
+                 "seed=0,1")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "Joblib.Parallel(n_jobs=2" in out
+    found = summaries(tmp_path)
+    assert sorted(found) == [f"synthetic/ce/noise0-uniform-holdout32-seed{s}" for s in (0, 1)]
+    assert all(s["status"] == "complete" for s in found.values())
