@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
-from data import load_dataset, prepare_run_data
+from data import Dataset, RunData, load_dataset, prepare_run_data
 from experiments import records
 from experiments.config import run_name
 from experiments.rundir import RunDir, RunDirError
@@ -111,16 +111,21 @@ def _train(todo: list[tuple[DictConfig, RunDir]]) -> dict[Path, str]:
     return statuses
 
 
+def run_data_for(cfg: DictConfig, dataset: Dataset, device: torch.device) -> RunData:
+    """The data a run with resolved config `cfg` trains and evaluates on."""
+    return prepare_run_data(
+        dataset, noise=cfg.noise, noise_type=cfg.noise_type, noise_seed=cfg.noise_seed, holdout=cfg.holdout,
+        clean_val=cfg.clean_val, split_seed=cfg.dataset.split_seed, batch_size=cfg.batch_size,
+        drop_last=cfg.drop_last, seed=cfg.seed, device=device,
+    )
+
+
 def _start(cfg: DictConfig, run_dir: RunDir, dataset, device: torch.device, environment: dict) -> Run:
     """Prepare a run's data and state: from its checkpoint when there is one, else freshly seeded."""
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    data = prepare_run_data(
-        dataset, noise=cfg.noise, noise_type=cfg.noise_type, noise_seed=cfg.noise_seed, holdout=cfg.holdout,
-        clean_val=cfg.clean_val, split_seed=cfg.dataset.split_seed, batch_size=cfg.batch_size,
-        drop_last=cfg.drop_last, seed=cfg.seed, device=device,
-    )
+    data = run_data_for(cfg, dataset, device)
     rows: list[dict] = []
     if run_dir.checkpoint.exists():
         state = torch.load(run_dir.checkpoint, map_location="cpu", weights_only=False)
@@ -158,14 +163,13 @@ def _train_pack(runs: list[Run], device: torch.device, environment: dict) -> dic
                 log.info(_epoch_line(run, row, cfg.epochs))
                 if diverged(row):
                     statuses[run.dir.path] = "diverged"
-                    run.member.active = False
                     run.dir.write_metrics(run.rows)
                     error = f"non-finite training loss at epoch {epoch}"
                     run.dir.write_summary(run.summary("diverged", environment, error))
                     log.warning(f"{run.name}: diverged at epoch {epoch}; recorded, moving on")
                     continue
                 _record(run, row, model_state, momentum, "complete" if epoch == cfg.epochs else "running", environment)
-            if not any(r.member.active for r in runs):
+            if "running" not in statuses.values():
                 break
         for run in runs:
             if statuses[run.dir.path] == "running":

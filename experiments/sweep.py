@@ -50,10 +50,11 @@ def submit(cfg: DictConfig, run_dir: Path, launcher: str) -> None:
 
 
 def _enqueue(cfg: DictConfig, run_dir: Path) -> None:
-    queue = _queues.setdefault(pack_key(cfg), [])
+    key = pack_key(cfg)
+    queue = _queues.setdefault(key, [])
     queue.append((cfg, run_dir))
     if len(queue) == cfg.pack:
-        run(_queues.pop(pack_key(cfg)))
+        run(_queues.pop(key))
 
 
 def job_failed(description: str) -> None:

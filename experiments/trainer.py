@@ -30,7 +30,6 @@ class Member:
     data: RunData
     model_state: dict[str, torch.Tensor]
     momentum: dict[str, torch.Tensor] | None = None  # SGD momentum buffers by parameter name, once it has stepped
-    active: bool = True
     loss_fn: torch.nn.Module = field(init=False)
 
     def __post_init__(self):

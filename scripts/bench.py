@@ -53,9 +53,10 @@ from omegaconf import DictConfig
 from PIL import Image
 from torch import nn
 
-from data import Dataset, prepare_run_data
+from data import Dataset
 from experiments import records
 from experiments.config import register_configs, resolve
+from experiments.run import run_data_for
 from experiments.trainer import Member, PackTrainer, initial_model_state
 from models import ResNet
 
@@ -189,11 +190,7 @@ def engine_trainers(dataset: Dataset, cfgs: dict[str, list[DictConfig]], device:
     data = {}
     for c in (c for members in cfgs.values() for c in members):
         if c.seed not in data:
-            data[c.seed] = prepare_run_data(
-                dataset, noise=c.noise, noise_type=c.noise_type, noise_seed=c.noise_seed, holdout=c.holdout,
-                clean_val=c.clean_val, split_seed=c.dataset.split_seed, batch_size=c.batch_size,
-                drop_last=c.drop_last, seed=c.seed, device=device,
-            )
+            data[c.seed] = run_data_for(c, dataset, device)
     trainers = {}
     for name, members in cfgs.items():
         states = [initial_model_state(c, dataset.in_channels, dataset.num_classes) for c in members]
