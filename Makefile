@@ -3,10 +3,11 @@ PY := .venv/bin/python
 RUNS ?= runs
 OUT ?= results/tables
 FIGURES ?= results/figures
+REPORT ?= results/report.html
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-slow train tables figures bench lint clean
+.PHONY: help setup demo test test-slow test-gpu train tables figures report bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -18,10 +19,11 @@ setup: .venv/.installed ## create .venv/ with the pinned dependencies (quick whe
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[harness,dev]'
 	touch $@
 
-demo: setup ## the main job on the embedded synthetic dataset: a small sweep, a table and a figure in results/demo/
+demo: setup ## the main job on the embedded synthetic dataset: a small sweep, its table, figures and report in results/demo/
 	$(PY) train.py experiment=demo $(ARGS)
 	$(PY) -m scripts.tables --runs runs/demo --out results/demo --datasets synthetic
 	$(PY) -m scripts.figures --runs runs/demo --out results/demo
+	$(PY) -m scripts.report --runs runs/demo --out results/demo/report.html
 
 test: setup ## the test suite (slow tests excluded)
 	$(PY) -m pytest -n 2 $(ARGS)
@@ -29,16 +31,22 @@ test: setup ## the test suite (slow tests excluded)
 test-slow: setup ## only the slow tests (minutes: real-data learning checks)
 	$(PY) -m pytest -m slow $(ARGS)
 
+test-gpu: setup ## only the GPU tests (each skips without CUDA): precisions, compile, packing, resume, bench
+	$(PY) -m pytest -m gpu $(ARGS)
+
 train: setup ## one experiment, e.g. make train ARGS="loss=tce loss.alpha=1.5 noise=0.4"
 	$(PY) train.py $(ARGS)
 
-tables: setup ## Tables 1-2 from RUNS (default runs/) into OUT (default results/tables/)
+tables: setup ## Tables 1-2, the other tables and paired.csv from RUNS (default runs/) into OUT (default results/tables/)
 	$(PY) -m scripts.tables --runs $(RUNS) --out $(OUT)
 
-figures: setup ## Figs. 1-3 from RUNS into FIGURES (default results/figures/)
+figures: setup ## Figs. 1-3, memorization and reliability figures from RUNS into FIGURES (default results/figures/)
 	$(PY) -m scripts.figures --runs $(RUNS) --out $(FIGURES)
 
-bench: setup ## throughput: the usual recipe vs our engine, TCE vs CE; writes results/bench/<device>.json
+report: setup ## one self-contained HTML page from RUNS: tables, paired comparison, figures, incomplete runs
+	$(PY) -m scripts.report --runs $(RUNS) --out $(REPORT)
+
+bench: setup ## throughput per precision, evaluation cost, grid estimates; writes results/bench/<device>.json
 	$(PY) -m scripts.bench $(ARGS)
 
 lint: setup ## ruff

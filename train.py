@@ -1,21 +1,28 @@
 """Train one experiment: `python train.py loss=tce loss.alpha=1.5 noise=0.4` (see README, or --help).
 
 A thin Hydra entry point: compose and validate the config, then hand it to experiments.run. Sweeps use Hydra's
-multirun (`-m`, or an experiment preset such as `experiment=table1`).
+multirun (`-m`, or an experiment preset such as `experiment=table1`). A config that cannot run, whether Hydra
+cannot compose it (an unknown key or option, a value of the wrong type) or a value is out of range, stops with one
+line naming the key and exit code 2. SIGTERM or SIGUSR1 (Slurm's preemption and time-limit signals) stop the run
+cleanly, marked interrupted with its completed epochs kept, with exit code 128 + the signal's number.
 """
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from data import DatasetError
 from experiments import sweep
 from experiments.config import ConfigError, register_configs, resolve
+from experiments.interrupt import RunInterrupted
 from experiments.run import run_pack
 
 log = logging.getLogger("tce")
@@ -45,5 +52,26 @@ def main(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
+def composition_error(error: Exception) -> str:
+    """One line for what Hydra could not compose: the key and OmegaConf's first line, or Hydra's first line with
+    the options it lists (an unknown option of a config group)."""
+    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
+    key = getattr(cause, "full_key", None)
+    message = (getattr(cause, "msg", None) or str(error)).strip().splitlines()[0]
+    options = [line.strip() for line in str(error).splitlines() if line.startswith("\t") and "=" not in line]
+    if options:
+        message += f"; available: {', '.join(options)}"
+    return f"{key}: {message}" if key else message
+
+
 if __name__ == "__main__":
-    main()
+    # Hydra would print its composition errors over several lines and exit 1; let them reach us instead.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as e:
+        print(f"error: {composition_error(e)}", file=sys.stderr)
+        sys.exit(2)
+    except RunInterrupted as stop:
+        print(f"interrupted: {stop}; completed epochs are kept, relaunch the same command to resume", file=sys.stderr)
+        sys.exit(128 + stop.signum)

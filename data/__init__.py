@@ -1,11 +1,13 @@
-"""Datasets for the reproduction: MNIST, CIFAR-10/100, SVHN (via torchvision) and a synthetic one; label noise,
-the validation holdout, and a device-resident training iterator with batched augmentation."""
+"""Datasets for the reproduction: MNIST, CIFAR-10/100, SVHN (via torchvision) and a synthetic one; artificial and
+human (CIFAR-N) label noise, the validation holdout, and a device-resident training iterator with batched
+augmentation."""
 
+from data.cifar_n import NOISE_SETS, human_noisy_labels
 from data.dataset import Dataset
-from data.errors import DatasetError
+from data.errors import DatasetError, one_line
 from data.eval_set import EvalSet
 from data.loader import DeviceLoader
-from data.noise import corrupt_labels
+from data.noise import NOISE_TYPES, check_noise, class_map, corrupt_labels, noise_matrix
 from data.root import ENV_ROOT, resolve_root
 from data.run_data import RunData, prepare_run_data
 from data.sources import DATASETS, load_dataset, train_set_size
@@ -14,14 +16,21 @@ from data.split import holdout_split
 __all__ = [
     "DATASETS",
     "ENV_ROOT",
+    "NOISE_SETS",
+    "NOISE_TYPES",
     "Dataset",
     "DatasetError",
     "DeviceLoader",
     "EvalSet",
     "RunData",
+    "check_noise",
+    "class_map",
     "corrupt_labels",
     "holdout_split",
+    "human_noisy_labels",
     "load_dataset",
+    "noise_matrix",
+    "one_line",
     "prepare_run_data",
     "resolve_root",
     "train_set_size",

@@ -9,7 +9,9 @@ import torch
 class Dataset:
     """Both splits of an image classification dataset, decoded, on the CPU.
 
-    Images are uint8 (N, C, 32, 32); labels are int64 (N,) and clean (no noise added).
+    Images are uint8 (N, C, 32, 32); labels are int64 (N,) and clean (no noise added). `superclass` is the
+    fine -> coarse label map, int64 (num_classes,), for datasets that define one (CIFAR-100, read from its own
+    files; -1 for a fine label absent from them), None for the others.
     """
 
     name: str
@@ -19,6 +21,7 @@ class Dataset:
     test_labels: torch.Tensor
     num_classes: int
     flip: bool  # horizontal flips keep the class (objects, textures) -- not for digits
+    superclass: torch.Tensor | None = None
 
     @property
     def in_channels(self) -> int:

@@ -7,18 +7,22 @@ import torch
 from data.dataset import Dataset
 from data.eval_set import EvalSet
 from data.loader import DeviceLoader
-from data.noise import corrupt_labels
+from data.noise import noisy_train_labels
 from data.normalize import channel_stats
-from data.split import holdout_split
+from data.seeds import generator
+from data.split import holdout_split, stratified_split
 
-# The paper's "shifting": translations of up to 4 pixels, as the Torch ResNet recipe's pad-4 random crop.
-SHIFT = 4
+# The paper's "shifting": translations of up to 4 pixels of 32, as the Torch ResNet recipe's pad-4 random crop;
+# smaller (synthetic) images shift by the same fraction of their size.
+SHIFT_FRACTION = 1 / 8
 
 
 @dataclass
 class RunData:
     loader: DeviceLoader  # the training portion with noisy labels, augmented
-    eval_sets: dict[str, EvalSet]  # "train_clean", "val" (only when holdout > 0), "test"
+    # "train" (training images with clean and noisy labels: all of the training portion, or a fixed subset of it),
+    # "val" (only when holdout > 0), "test"
+    eval_sets: dict[str, EvalSet]
     noisy_labels: torch.Tensor  # int64 (N,), the whole training set in dataset order, on the CPU
     clean_labels: torch.Tensor
     realized_rate: float  # fraction of the N training labels that differ from the clean ones
@@ -32,6 +36,8 @@ def prepare_run_data(
     noise: float,
     noise_type: str,
     noise_seed: int,
+    noise_set: str | None = None,
+    root: str = "",
     holdout: int,
     clean_val: bool,
     split_seed: int,
@@ -39,16 +45,24 @@ def prepare_run_data(
     drop_last: bool,
     seed: int,
     device: torch.device | str,
+    eval_train_size: int | None = None,
 ) -> RunData:
     """The run's data on `device`.
 
-    Noise is applied to the whole training set before the holdout is split off, so the validation labels are
-    as noisy as the training labels (the paper's protocol) unless `clean_val`. The holdout is stratified by
+    Noise (data.noise.noisy_train_labels; human noise is read from `root`) is applied to the whole training set
+    before the holdout is split off, so the validation labels are as noisy as the training labels (the paper's
+    protocol) unless `clean_val`. The holdout is stratified by
     the clean labels and fixed by `split_seed`, the noise by `noise_seed`; `seed` only drives the loader's
     order and augmentation. Normalization uses the channel statistics of the whole training split.
+
+    The "train" evaluation set reads `eval_train_size` images of the training portion, a class-stratified subset
+    fixed by `split_seed` like the holdout (all of them when None or at least the portion's size): a full pass
+    over the training set every epoch would cost more than the test and validation passes together.
     """
     clean = dataset.train_labels
-    noisy = corrupt_labels(clean, noise, dataset.num_classes, noise_type, noise_seed)
+    noisy = noisy_train_labels(
+        dataset, noise=noise, noise_type=noise_type, noise_seed=noise_seed, noise_set=noise_set, root=root
+    )
     train_idx, val_idx = holdout_split(clean, holdout, split_seed)
     mean, std = channel_stats(dataset.train_images)
 
@@ -60,11 +74,15 @@ def prepare_run_data(
         std=std,
         batch_size=batch_size,
         drop_last=drop_last,
-        shift=SHIFT,
+        shift=round(dataset.train_images.shape[-1] * SHIFT_FRACTION),
         flip=dataset.flip,
         seed=seed,
     )
-    eval_sets = {"train_clean": EvalSet(train_images, clean[train_idx], mean=mean, std=std)}
+    eval_images, eval_clean, eval_noisy = train_images, clean[train_idx], noisy[train_idx]
+    if eval_train_size is not None and eval_train_size < len(train_idx):
+        _, subset = stratified_split(eval_clean, eval_train_size, generator("train-eval", split_seed))
+        eval_images, eval_clean, eval_noisy = eval_images[subset.to(device)], eval_clean[subset], eval_noisy[subset]
+    eval_sets = {"train": EvalSet(eval_images, eval_clean, mean=mean, std=std, noisy_labels=eval_noisy)}
     if holdout > 0:
         val_labels = (clean if clean_val else noisy)[val_idx]
         eval_sets["val"] = EvalSet(dataset.train_images[val_idx].to(device), val_labels, mean=mean, std=std)

@@ -1,9 +1,7 @@
 """The four real datasets, read through torchvision and cached as decoded tensors; and the synthetic one."""
 
-import os
 import pathlib
 import pickle
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +12,8 @@ import torchvision.datasets as tvd
 from scipy.io.matlab import MatReadError
 
 from data.dataset import Dataset
-from data.errors import DatasetError
+from data.errors import DatasetError, one_line
+from data.files import write_atomic
 from data.root import resolve_root
 from data.synthetic import make_synthetic
 
@@ -36,6 +35,7 @@ _READ_ERRORS = (
     MatReadError,
 )
 CACHE_DIR = "tce-cache"  # under the root: <root>/tce-cache/<name>.pt
+_SPLIT_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 
 
 def _check_name(name: str) -> None:
@@ -67,6 +67,37 @@ def _cifar(cls):
     return read
 
 
+def _cifar100_superclass(root: pathlib.Path, train_labels: torch.Tensor, test_labels: torch.Tensor) -> torch.Tensor:
+    """The fine -> coarse map, int64 (100,), from the "coarse_labels" that the pickles carry next to "fine_labels"
+    (torchvision's CIFAR100 drops them); -1 for a fine label that occurs in neither split (never in the real
+    files). Raises DatasetError when a fine label comes with two coarse labels."""
+    cls = tvd.CIFAR100
+    coarse = []
+    for file_name, _ in (*cls.train_list, *cls.test_list):  # the order torchvision reads train, then test
+        with open(root / cls.base_folder / file_name, "rb") as file:
+            coarse.extend(pickle.load(file, encoding="latin1")["coarse_labels"])
+    fine = torch.cat([train_labels, test_labels])
+    coarse = torch.tensor(coarse, dtype=torch.int64)
+    where = f"dataset 'cifar100' under root {str(root)!r}: {cls.base_folder}/{{train,test}}"
+    if coarse.shape != fine.shape:
+        raise DatasetError(f"{where} holds {len(coarse)} coarse labels for {len(fine)} fine labels")
+    if len(fine) and (int(fine.min()) < 0 or int(fine.max()) >= 100 or int(coarse.min()) < 0):
+        raise DatasetError(f"{where} holds fine labels outside [0, 100) or negative coarse labels")
+    pairs = torch.unique(torch.stack([fine, coarse], 1), dim=0)  # sorted by fine label, then coarse
+    fine_of_pair = pairs[:, 0]
+    repeated = fine_of_pair[1:][fine_of_pair[1:] == fine_of_pair[:-1]].unique().tolist()
+    if repeated:
+        first = repeated[0]
+        found = pairs[fine_of_pair == first, 1].tolist()
+        raise DatasetError(
+            f"{where} is inconsistent: fine label {first} comes with coarse labels {found}"
+            f" ({len(repeated)} fine label(s) with more than one coarse label)"
+        )
+    superclass = torch.full((100,), -1, dtype=torch.int64)
+    superclass[fine_of_pair] = pairs[:, 1]
+    return superclass
+
+
 def _svhn(root: pathlib.Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     split = tvd.SVHN(root, split="train" if train else "test", download=download)  # digit 0 is label 0 here
     return torch.from_numpy(split.data).contiguous(), torch.from_numpy(split.labels).to(torch.int64)
@@ -79,6 +110,12 @@ class _Source:
     num_classes: int
     flip: bool  # mirroring keeps the class of natural images, not of digits ("on MNIST and SVHN only shifting")
     expected_files: str  # what torchvision reads under the root, for error messages
+    # (root, train_labels, test_labels) -> the fine -> coarse map, for datasets whose files carry one
+    superclass: Callable[[pathlib.Path, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def cache_keys(self) -> tuple[str, ...]:
+        return (*_SPLIT_KEYS, "superclass") if self.superclass else _SPLIT_KEYS
 
 
 _SOURCES = {
@@ -86,13 +123,11 @@ _SOURCES = {
     "cifar10": _Source(
         _cifar(tvd.CIFAR10), 50000, 10, True, "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"
     ),
-    "cifar100": _Source(_cifar(tvd.CIFAR100), 50000, 100, True, "cifar-100-python/{train,test,meta}"),
+    "cifar100": _Source(
+        _cifar(tvd.CIFAR100), 50000, 100, True, "cifar-100-python/{train,test,meta}", _cifar100_superclass
+    ),
     "svhn": _Source(_svhn, 73257, 10, False, "{train,test}_32x32.mat"),
 }
-
-
-def _one_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 def _decode(name: str, root: pathlib.Path, download: bool) -> dict[str, torch.Tensor]:
@@ -100,48 +135,47 @@ def _decode(name: str, root: pathlib.Path, download: bool) -> dict[str, torch.Te
     try:
         train_images, train_labels = source.read(root, True, download)
         test_images, test_labels = source.read(root, False, download)
+        extra = {}
+        if source.superclass is not None:
+            extra["superclass"] = source.superclass(root, train_labels, test_labels)
     except _READ_ERRORS as error:
         action = "download failed or files are corrupt" if download else "files missing or corrupt and download=false"
         raise DatasetError(
             f"cannot load dataset {name!r} from root {str(root)!r}: expected {root / source.expected_files} "
-            f"in torchvision's format; {action} ({_one_line(error)})"
+            f"in torchvision's format; {action} ({one_line(error)})"
         ) from error
     return {
         "train_images": train_images,
         "train_labels": train_labels,
         "test_images": test_images,
         "test_labels": test_labels,
+        **extra,
     }
 
 
-def _write_atomically(tensors: dict[str, torch.Tensor], path: pathlib.Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            torch.save(tensors, file)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def _cached(name: str, root: pathlib.Path, download: bool) -> dict[str, torch.Tensor]:
-    """The decoded splits: read from <root>/tce-cache/<name>.pt, or decoded from the raw files and cached there."""
+    """The decoded splits: read from <root>/tce-cache/<name>.pt, or decoded from the raw files and cached there.
+
+    A cache that lacks a key this version stores (one written before CIFAR-100's superclass map was kept) is
+    stale: it is decoded again from the raw files and rewritten.
+    """
     cache = root / CACHE_DIR / f"{name}.pt"
     if cache.is_file():
         try:
-            return torch.load(cache, weights_only=True)
+            tensors = torch.load(cache, weights_only=True)
         except _READ_ERRORS as error:
             raise DatasetError(
                 f"cannot read the cache {str(cache)!r} of dataset {name!r}; delete it to rebuild it from the "
-                f"files under {str(root)!r} ({_one_line(error)})"
+                f"files under {str(root)!r} ({one_line(error)})"
             ) from error
+        if isinstance(tensors, dict) and all(key in tensors for key in _SOURCES[name].cache_keys):
+            return tensors
     tensors = _decode(name, root, download)
     try:
-        _write_atomically(tensors, cache)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cache, lambda file: torch.save(tensors, file))
     except OSError as error:  # a read-only root still works, it just decodes on every run
-        warnings.warn(f"could not cache dataset {name!r} at {str(cache)!r}: {_one_line(error)}", stacklevel=3)
+        warnings.warn(f"could not cache dataset {name!r} at {str(cache)!r}: {one_line(error)}", stacklevel=3)
     return tensors
 
 
@@ -153,15 +187,17 @@ def load_dataset(
     test_size: int | None = None,
     num_classes: int = 10,
     seed: int = 0,
+    image_size: int = 32,
     download: bool = True,
 ) -> Dataset:
     """Dataset `name` from `root` (overridden by $TCE_DATA_ROOT), uint8 images (N, C, 32, 32) on the CPU.
 
     train_size / test_size keep the first that many images of each split (all when None). The real datasets
     are read through torchvision (downloaded into `root` when missing and `download`), decoded once and cached
-    as tensors in <root>/tce-cache/<name>.pt (delete it when the raw files change). num_classes and seed
-    only apply to "synthetic", which is generated in memory (train_size default 10000, test_size 2000) and
-    never touches `root`.
+    as tensors in <root>/tce-cache/<name>.pt (delete it when the raw files change). num_classes, seed and
+    image_size only apply to "synthetic", which is generated in memory (train_size default 10000, test_size
+    2000) and never touches `root`. CIFAR-100 also carries its fine -> coarse map (Dataset.superclass), read
+    from the coarse labels of its own files.
     """
     _check_name(name)
     for label, size in (("train_size", train_size), ("test_size", test_size)):
@@ -173,6 +209,7 @@ def load_dataset(
             SYNTHETIC_TEST_SIZE if test_size is None else test_size,
             num_classes,
             seed,
+            image_size,
         )
     tensors = _cached(name, resolve_root(root), download)
     return Dataset(
@@ -183,4 +220,5 @@ def load_dataset(
         tensors["test_labels"][:test_size],
         _SOURCES[name].num_classes,
         _SOURCES[name].flip,
+        tensors.get("superclass"),
     )

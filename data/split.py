@@ -1,4 +1,5 @@
-"""The validation holdout (the paper's Section 3.1: 5000 training images held out to pick the epoch)."""
+"""Class-stratified subsets: the validation holdout (the paper's Section 3.1: 5000 training images held out to pick
+the epoch) and the fixed subset of the training portion that each epoch's evaluation pass reads."""
 
 import torch
 
@@ -6,27 +7,33 @@ from data.seeds import generator
 
 
 def holdout_split(labels: torch.Tensor, holdout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train_idx, val_idx): sorted int64 indices into `labels`, with `holdout` of them in val.
-
-    The split is class-stratified by proportional allocation: class c gets floor(holdout * n_c / N) images,
-    and the images still missing from the total go to the classes with the largest remainders (ties: lower
-    class index). Which images of a class go to val is fixed by `seed` alone.
-    """
+    """(train_idx, val_idx): sorted int64 indices into `labels`, with `holdout` of them in val, fixed by `seed`."""
     total = len(labels)
     if not 0 <= holdout < total:
         raise ValueError(f"holdout must lie in [0, {total}) (the training set has {total} images), got {holdout}")
+    return stratified_split(labels, holdout, generator("holdout", seed))
+
+
+def stratified_split(labels: torch.Tensor, size: int, draw: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rest, chosen): sorted int64 indices into `labels`, `size` (0 <= size <= N) of them chosen.
+
+    Class-stratified by proportional allocation: class c gets floor(size * n_c / N) images, and the images still
+    missing from the total go to the classes with the largest remainders (ties: lower class index). Which images
+    of a class are chosen is fixed by the generator `draw`.
+    """
+    total = len(labels)
     counts = torch.bincount(labels)
-    quota = holdout * counts // total
-    remainders = holdout * counts - quota * total
-    missing = holdout - int(quota.sum())
+    quota = size * counts // total
+    remainders = size * counts - quota * total
+    missing = size - int(quota.sum())
     # A stable sort on the negated remainders breaks ties by class index.
     quota[torch.sort(-remainders, stable=True).indices[:missing]] += 1
 
-    # Shuffle, then group by class keeping the shuffled order: each class's first `quota` images go to val.
-    shuffled = torch.randperm(total, generator=generator("holdout", seed))
+    # Shuffle, then group by class keeping the shuffled order: each class's first `quota` images are chosen.
+    shuffled = torch.randperm(total, generator=draw)
     by_class = shuffled[torch.sort(labels[shuffled], stable=True).indices]
     class_of = labels[by_class]
     class_start = torch.cumsum(counts, 0) - counts
     rank_in_class = torch.arange(total) - class_start[class_of]
-    to_val = rank_in_class < quota[class_of]
-    return torch.sort(by_class[~to_val]).values, torch.sort(by_class[to_val]).values
+    chosen = rank_in_class < quota[class_of]
+    return torch.sort(by_class[~chosen]).values, torch.sort(by_class[chosen]).values

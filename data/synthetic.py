@@ -5,15 +5,20 @@ renders its class's texture with a random phase per grating and a random transla
 weaker texture of another class, then applies a random contrast, a random colour cast and pixel noise. The
 class is thus a matter of orientations, frequencies and colour layout, not of the mean colour or of fixed pixel
 positions: a linear model on pixels does poorly, a small convnet learns it within a few epochs.
+
+Smaller images (`image_size` < 32) are the same textures rendered at 32 x 32 and area-averaged down, before the
+colour cast and the pixel noise are added: the same classes, at a fraction of a network's cost per image.
 """
 
 import math
 
 import torch
+import torch.nn.functional as F
 
 from data.dataset import Dataset
 
-SIZE = 32
+SIZE = 32  # the size textures are rendered at, and the largest image_size
+MIN_SIZE = 8  # ResNet's two stride-2 stages leave 2 x 2 pixels
 # Difficulty knobs. Harder: fewer gratings/blobs per class (classes look more alike), a narrower frequency
 # range, more translation, a stronger mix-in, more pixel noise.
 GRATINGS_PER_CLASS = 2
@@ -26,8 +31,8 @@ BLOB_GAIN = 1.0  # blob peak relative to a grating's amplitude
 MAX_TRANSLATION = 10  # pixels, blobs only (gratings get a random phase)
 CONTRAST_RANGE = (0.6, 1.4)
 COLOUR_CAST_STD = 0.4  # per-channel brightness offset, in grating amplitudes
-MIX_RANGE = (0.0, 0.7)  # weight of another class's texture
-PIXEL_NOISE_STD = 0.7
+MIX_RANGE = (0.0, 0.35)  # weight of another class's texture
+PIXEL_NOISE_STD = 0.35
 GREY_LEVELS_PER_UNIT = 40  # one grating amplitude in uint8 steps around mid-grey
 
 # Rendering is vectorised over this many samples at a time to bound memory.
@@ -78,10 +83,10 @@ class _ClassTextures:
         return image + torch.einsum("nbhw,nbc->nchw", blobs, self.blob_colour[classes])
 
 
-def _samples(textures: _ClassTextures, count: int, num_classes: int, generator: torch.Generator):
+def _samples(textures: _ClassTextures, count: int, num_classes: int, image_size: int, generator: torch.Generator):
     # Balanced classes in random order.
     labels = (torch.arange(count) % num_classes)[torch.randperm(count, generator=generator)]
-    images = torch.empty(count, 3, SIZE, SIZE, dtype=torch.uint8)
+    images = torch.empty(count, 3, image_size, image_size, dtype=torch.uint8)
     for start in range(0, count, _CHUNK):
         classes = labels[start : start + _CHUNK]
         n = len(classes)
@@ -90,22 +95,30 @@ def _samples(textures: _ClassTextures, count: int, num_classes: int, generator: 
         mix = _uniform(MIX_RANGE, (n, 1, 1, 1), generator)
         contrast = _uniform(CONTRAST_RANGE, (n, 1, 1, 1), generator)
         cast = COLOUR_CAST_STD * torch.randn(n, 3, 1, 1, generator=generator)
-        noise = PIXEL_NOISE_STD * torch.randn(n, 3, SIZE, SIZE, generator=generator)
+        noise = PIXEL_NOISE_STD * torch.randn(n, 3, image_size, image_size, generator=generator)
         signal = contrast * (textures.render(classes, generator) + mix * textures.render(others, generator))
+        if image_size != SIZE:
+            signal = F.interpolate(signal, size=image_size, mode="area")
         pixels = 128 + GREY_LEVELS_PER_UNIT * (signal + cast + noise)
         images[start : start + n] = pixels.round().clamp(0, 255).to(torch.uint8)
     return images, labels
 
 
-def make_synthetic(train_size: int, test_size: int, num_classes: int, seed: int) -> Dataset:
-    """The synthetic dataset; the same arguments always give the same tensors."""
+def make_synthetic(train_size: int, test_size: int, num_classes: int, seed: int, image_size: int = SIZE) -> Dataset:
+    """The synthetic dataset of image_size x image_size images; the same arguments always give the same tensors."""
     if num_classes < 2:
         raise ValueError(f"the synthetic dataset needs num_classes >= 2, got {num_classes}")
+    if not MIN_SIZE <= image_size <= SIZE:
+        raise ValueError(f"the synthetic dataset's image_size must lie in [{MIN_SIZE}, {SIZE}], got {image_size}")
     generator = torch.Generator().manual_seed(seed)
     textures = _ClassTextures(num_classes, generator)
     # Separate streams, so the test set does not depend on train_size.
     train_seed, test_seed = torch.randint(2**62, (2,), generator=generator).tolist()
-    train_images, train_labels = _samples(textures, train_size, num_classes, torch.Generator().manual_seed(train_seed))
-    test_images, test_labels = _samples(textures, test_size, num_classes, torch.Generator().manual_seed(test_seed))
+
+    def samples(count: int, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _samples(textures, count, num_classes, image_size, torch.Generator().manual_seed(stream))
+
+    train_images, train_labels = samples(train_size, train_seed)
+    test_images, test_labels = samples(test_size, test_seed)
     # Flip augmentation is allowed, as for CIFAR: a mirrored texture is learned as the same class.
     return Dataset("synthetic", train_images, train_labels, test_images, test_labels, num_classes, flip=True)

@@ -1,21 +1,26 @@
 """The structured config: dataclass schemas (so a wrong key or type fails at start-up) and value validation.
 
-`validate` runs before any data is touched and raises ConfigError with one line naming the culprit.
-`resolve` fills the derived values (noise_seed, the per-device performance defaults) that a run records.
+`validate` checks every key of the schema before any data is touched and raises ConfigError with one line naming
+the culprit. `resolve` fills the derived values (noise_seed, the loss's parameters, the per-device performance
+defaults) that a run records, and names the run.
 """
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import torch
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 import tce
-from data import DATASETS, train_set_size
-from data.noise import NOISE_TYPES
+from data import DATASETS, check_noise, train_set_size
+from experiments import precision
 
-PRECISIONS = ("auto", "fp32", "bf16")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 class ConfigError(ValueError):
@@ -29,16 +34,42 @@ class DatasetConfig:
     root: str = "~/.cache/tce/datasets"
     train_size: int | None = None  # keep the first N training images (synthetic: how many to generate)
     test_size: int | None = None
-    num_classes: int = 10  # synthetic only; the real datasets fix their own
-    seed: int = 0  # synthetic only: the generator's seed
     split_seed: int = 0  # the holdout split, fixed per dataset and independent of the run seed
     val_holdout: int = 5000  # the holdout of the protocol's validation run (protocol=val), 5000 in the paper
+    # The synthetic dataset's own keys (configs/dataset/synthetic.yaml sets them); null for the real datasets.
+    num_classes: int | None = None
+    seed: int | None = None  # the generator's seed
+    image_size: int | None = None  # smaller images cost ResNet-20 less per image (the real ones are 32 x 32)
 
 
 @dataclass
 class LossConfig:
+    """The loss (tce.LOSSES) and its parameters (tce.LOSS_PARAMS).
+
+    A parameter left null takes its default: the loss's own, or for sce, nce+rce and nce+mae the authors' value
+    for the dataset (DATASET_LOSS_DEFAULTS). The parameters a loss does not take are recorded as null, so that a
+    sweep such as `loss=ce,tce loss.alpha=1,2` gives CE once.
+    """
+
     name: str = MISSING
-    alpha: float | None = None  # TCE's alpha; ignored (recorded as null) by the other losses
+    alpha: float | None = None
+    beta: float | None = None
+    q: float | None = None
+    A: float | None = None
+    gamma: float | None = None
+    t: int | None = None
+    epsilon: float | None = None
+
+
+LOSS_KEYS = tuple(f.name for f in fields(LossConfig) if f.name != "name")
+
+# (alpha, beta) from the authors' code (Active-Passive-Losses configs; the official SCE code), per dataset; SVHN
+# and the synthetic dataset take CIFAR-10's.
+DATASET_LOSS_DEFAULTS = {
+    "sce": {"mnist": (0.01, 1.0), "cifar10": (0.1, 1.0), "cifar100": (6.0, 0.1)},
+    "nce+rce": {"mnist": (1.0, 10.0), "cifar10": (1.0, 1.0), "cifar100": (10.0, 0.1)},
+    "nce+mae": {"mnist": (1.0, 10.0), "cifar10": (1.0, 1.0), "cifar100": (10.0, 1.0)},
+}
 
 
 @dataclass
@@ -64,7 +95,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     noise: float = 0.0
-    noise_type: str = "uniform"
+    noise_type: str = "uniform"  # data.noise.NOISE_TYPES
+    noise_set: str | None = None  # noise_type=human: which CIFAR-N label set (data.cifar_n.NOISE_SETS)
     noise_seed: int | None = None  # defaults to seed
     clean_val: bool = False  # the paper's validation labels are as noisy as the training labels
     seed: int = 0
@@ -73,37 +105,72 @@ class TrainConfig:
     batch_size: int = 128
     drop_last: bool = False
     eval_batch_size: int = 1000
+    # Training images the per-epoch evaluation pass reads (train_clean_acc, noisy_fit, noisy_true): a fixed
+    # class-stratified subset of the training portion, null for all of it. make bench measures the cost.
+    eval_train_size: int | None = 5000
     device: str = "auto"
-    # Performance options; auto / null mean the device's default (see resolve).
-    precision: str = "auto"  # bf16 autocast where the device computes bf16 natively, else fp32
+    # fp32 (strict, as the paper), or the measured opt-ins tf32 and bf16 (experiments/precision.py)
+    precision: str = "fp32"
+    # Performance options that leave the arithmetic alone; null means the device's default (see resolve).
     channels_last: bool = True  # faster on both: 1.2x for ResNet-20 on our CPU, tensor-core layout on CUDA
-    compile: bool | None = None  # torch.compile the model: on for CUDA
+    compile: bool | None = None  # torch.compile the model: on for CUDA (falls back to eager if it cannot)
     pack: int = 1  # train this many compatible runs of a multirun sweep at once (basic launcher)
     threads: int | None = None  # CPU threads of this process (null: torch's default); parallel sweep jobs want 1
     force: bool = False  # rerun a complete run from scratch
     progress: bool = True  # tqdm bar within each epoch
     runs_dir: str = "runs"
+    # Seconds after which a run directory's lock that nobody refreshes is stale (its trainer died), wherever
+    # it was written; a training run refreshes its lock at least once a minute.
+    lock_timeout: float = 600.0
+
+
+# What each key says about a run, for the code that compares configs:
+# - EXECUTION_KEYS say how to execute it, not what it computes: they may differ when a run resumes.
+# - LOCATION_KEYS say where its inputs are, not what they are.
+# - PER_RUN_KEYS may differ between the runs trained together in one pack (pack=K); all else must agree.
+EXECUTION_KEYS = (
+    "device", "force", "progress", "pack", "threads", "runs_dir", "compile", "eval_batch_size", "lock_timeout",
+)
+LOCATION_KEYS = ("dataset.root",)
+PER_RUN_KEYS = ("loss", "noise", "noise_type", "noise_set", "noise_seed", "seed", "clean_val", *EXECUTION_KEYS)
 
 
 def register_configs() -> None:
     """Make the schema and the run_name resolver (used by hydra.run.dir) known to Hydra; idempotent."""
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
-    OmegaConf.register_new_resolver("run_name", lambda *, _root_: run_name(_root_), replace=True)
+    OmegaConf.register_new_resolver("run_name", lambda *, _root_: _composed_run_name(_root_), replace=True)
 
 
-def loss_tag(name: str, alpha: float | None) -> str:
-    if name != "tce":
-        return name
-    return f"tce-a{alpha:g}" if isinstance(alpha, int | float) else f"tce-a{alpha}"
+def compose(*overrides: str, hydra: bool = False) -> DictConfig:
+    """The config train.py composes from configs/ with `overrides` (with Hydra's own node when `hydra`), unresolved:
+    for code and tests that run the engine in-process."""
+    register_configs()
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        return hydra_compose("train", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def loss_params(loss: Mapping) -> dict:
+    """The parameters the loss of a resolved loss config takes, by name, as tce.build_loss wants them."""
+    return {key: loss[key] for key in tce.LOSS_PARAMS[loss["name"]]}
+
+
+def loss_tag(loss: Mapping) -> str:
+    """A loss setting as a short key, e.g. "ce", "tce-a1.5", "gce-q0.7", "sce-alpha0.1-beta1-A-9.21034": the loss
+    and the value of each of its parameters, so that two settings never share a run directory or a table row."""
+    params = loss_params(loss)
+    if loss["name"] == "tce":  # the paper's rows keep their short spelling
+        return f"tce-a{params['alpha']:g}"
+    return "-".join([loss["name"], *(f"{key}{value:g}" for key, value in params.items())])
 
 
 def run_name(cfg: DictConfig) -> str:
     """The run directory's name below runs_dir, a function of what makes a run distinct, never of time."""
+    noise_set = f"-{cfg.noise_set}" if cfg.noise_set else ""
     noise_seed = "" if cfg.noise_seed in (None, cfg.seed) else f"-noiseseed{cfg.noise_seed}"
     clean_val = "-cleanval" if cfg.clean_val and cfg.holdout else ""
     return (
-        f"{cfg.dataset.name}/{loss_tag(cfg.loss.name, cfg.loss.alpha)}/"
-        f"noise{cfg.noise:g}-{cfg.noise_type}-holdout{cfg.holdout}-seed{cfg.seed}{noise_seed}{clean_val}"
+        f"{cfg.dataset.name}/{loss_tag(cfg.loss)}/noise{cfg.noise:g}-{cfg.noise_type}{noise_set}"
+        f"-holdout{cfg.holdout}-seed{cfg.seed}{noise_seed}{clean_val}"
     )
 
 
@@ -120,74 +187,144 @@ def resolve_device(name: str, job_num: int = 0) -> torch.device:
         raise ConfigError(f"device: {name!r} asked for, but CUDA is not available here")
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"device: {name!r} is not supported (use auto, cpu, cuda or cuda:N)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device: {name!r} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
     return device
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 autocast pays here: CUDA with bf16 units, or a CPU with AVX512-BF16/AMX (oneDNN's check).
-
-    On this project's 2-core AVX512-BF16 CPU it makes a ResNet-20 step 1.6x faster than fp32.
-    """
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):
-        return False
+def _unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]:
+    """Keys of `node` that the dataclass `schema` does not declare (added with Hydra's `+key=value`)."""
+    declared = {f.name: f.type for f in fields(schema)}
+    unknown = []
+    for key in node:
+        if key not in declared:
+            unknown.append(f"{prefix}{key}")
+        elif isinstance(declared[key], type) and hasattr(declared[key], "__dataclass_fields__"):
+            unknown += _unknown_keys(node[key], declared[key], f"{prefix}{key}.")
+    return unknown
 
 
 def validate(cfg: DictConfig) -> None:
     """Check every value a run depends on, before any data is touched."""
+    unknown = _unknown_keys(cfg, TrainConfig)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: not a key of the config (experiments/config.py lists them)")
+    ds, optim = cfg.dataset, cfg.optim
+    synthetic = ds.name == "synthetic"
     checks = [
-        (cfg.dataset.name in DATASETS,
-         f"dataset.name: unknown dataset {cfg.dataset.name!r}; valid: {', '.join(DATASETS)}"),
+        (ds.name in DATASETS, f"dataset.name: unknown dataset {ds.name!r}; valid: {', '.join(DATASETS)}"),
+        (ds.train_size is None or ds.train_size >= 1, f"dataset.train_size: must be >= 1 or null, got {ds.train_size}"),
+        (ds.test_size is None or ds.test_size >= 1, f"dataset.test_size: must be >= 1 or null, got {ds.test_size}"),
+        (ds.split_seed >= 0, f"dataset.split_seed: must be >= 0, got {ds.split_seed}"),
+        (ds.val_holdout >= 1, f"dataset.val_holdout: must be >= 1, got {ds.val_holdout}"),
         (cfg.loss.name in tce.LOSSES, f"loss.name: unknown loss {cfg.loss.name!r}; valid: {', '.join(tce.LOSSES)}"),
-        (0.0 <= cfg.noise <= 1.0, f"noise: must be in [0, 1], got {cfg.noise}"),
-        (cfg.noise_type in NOISE_TYPES, f"noise_type: must be one of {', '.join(NOISE_TYPES)}, got {cfg.noise_type!r}"),
+        (cfg.model.depth >= 8 and (cfg.model.depth - 2) % 6 == 0,
+         f"model.depth: must be 6n + 2 (20, 32, 44, 56, 110), got {cfg.model.depth}"),
+        (math.isfinite(optim.lr) and optim.lr > 0, f"optim.lr: must be a finite number > 0, got {optim.lr}"),
+        (0 <= optim.momentum < 1, f"optim.momentum: must be in [0, 1), got {optim.momentum}"),
+        (optim.momentum > 0 or not optim.nesterov,
+         f"optim.momentum: Nesterov momentum needs momentum > 0, got {optim.momentum} (or set optim.nesterov=false)"),
+        (math.isfinite(optim.weight_decay) and optim.weight_decay >= 0,
+         f"optim.weight_decay: must be a finite number >= 0, got {optim.weight_decay}"),
+        (all(0 < m <= 1 for m in optim.lr_milestones),
+         f"optim.lr_milestones: fractions of epochs in (0, 1], got {list(optim.lr_milestones)}"),
+        (0 < optim.lr_gamma <= 1, f"optim.lr_gamma: must be in (0, 1], got {optim.lr_gamma}"),
+        (cfg.noise_seed is None or cfg.noise_seed >= 0, f"noise_seed: must be >= 0 or null, got {cfg.noise_seed}"),
+        (cfg.seed >= 0, f"seed: must be >= 0, got {cfg.seed}"),
+        (cfg.holdout >= 0, f"holdout: must be >= 0, got {cfg.holdout}"),
         (cfg.epochs >= 1, f"epochs: must be >= 1, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"batch_size: must be >= 1, got {cfg.batch_size}"),
         (cfg.eval_batch_size >= 1, f"eval_batch_size: must be >= 1, got {cfg.eval_batch_size}"),
-        (cfg.holdout >= 0, f"holdout: must be >= 0, got {cfg.holdout}"),
+        (cfg.eval_train_size is None or cfg.eval_train_size >= 1,
+         f"eval_train_size: must be >= 1 or null, got {cfg.eval_train_size}"),
+        (cfg.precision in precision.PRECISIONS,
+         f"precision: must be one of {', '.join(precision.PRECISIONS)}, got {cfg.precision!r}"),
         (cfg.pack >= 1, f"pack: must be >= 1, got {cfg.pack}"),
         (cfg.threads is None or cfg.threads >= 1, f"threads: must be >= 1 or null, got {cfg.threads}"),
-        (cfg.precision in PRECISIONS, f"precision: must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}"),
-        (cfg.optim.lr > 0, f"optim.lr: must be > 0, got {cfg.optim.lr}"),
-        (all(0 < m <= 1 for m in cfg.optim.lr_milestones),
-         f"optim.lr_milestones: fractions of epochs in (0, 1], got {list(cfg.optim.lr_milestones)}"),
-        (cfg.model.depth >= 8 and (cfg.model.depth - 2) % 6 == 0,
-         f"model.depth: must be 6n + 2 (20, 32, 44, 56, 110), got {cfg.model.depth}"),
+        (bool(cfg.runs_dir.strip()), "runs_dir: must not be empty"),
+        (math.isfinite(cfg.lock_timeout) and cfg.lock_timeout > 0,
+         f"lock_timeout: must be a finite number of seconds > 0, got {cfg.lock_timeout}"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    if cfg.loss.name == "tce":
-        alpha = cfg.loss.alpha
-        if alpha is None or not math.isfinite(alpha) or alpha < 0:
-            raise ConfigError(f"loss.alpha: must be a finite number >= 0, got {alpha}")
-    if cfg.dataset.name == "synthetic" and cfg.dataset.num_classes < 2:
-        raise ConfigError(f"dataset.num_classes: must be >= 2, got {cfg.dataset.num_classes}")
-    n_train = train_set_size(cfg.dataset.name, cfg.dataset.train_size)
+    for key, valid in (("num_classes", lambda v: v >= 2), ("seed", lambda v: v >= 0), ("image_size", _image_size)):
+        value = ds[key]
+        if synthetic and (value is None or not valid(value)):
+            raise ConfigError(f"dataset.{key}: {_SYNTHETIC_KEYS[key]}, got {value}")
+        if not synthetic and value is not None:
+            raise ConfigError(f"dataset.{key}: only the synthetic dataset takes it, not {ds.name}")
+    try:
+        check_noise(ds.name, cfg.noise_type, cfg.noise, cfg.noise_set, ds.train_size)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    n_train = train_set_size(ds.name, ds.train_size)
     if cfg.holdout >= n_train:
-        raise ConfigError(
-            f"holdout: {cfg.holdout} must be smaller than the {n_train}-image training set of {cfg.dataset.name}"
-        )
+        raise ConfigError(f"holdout: {cfg.holdout} must be smaller than the {n_train}-image training set of {ds.name}")
+    if cfg.drop_last and cfg.batch_size > n_train - cfg.holdout:
+        portion = n_train - cfg.holdout
+        raise ConfigError(f"batch_size: {cfg.batch_size} with drop_last leaves no batch of {portion} training images")
     resolve_device(cfg.device)
+
+
+_SYNTHETIC_KEYS = {
+    "num_classes": "the synthetic dataset needs >= 2 classes",
+    "seed": "the synthetic dataset's generator seed must be >= 0",
+    "image_size": "the synthetic dataset's image size must lie in [8, 32]",
+}
+
+
+def _image_size(value: int) -> bool:
+    return 8 <= value <= 32
+
+
+def _loss_defaults(loss: str, dataset: str) -> dict:
+    """The parameters of `loss` with their defaults: the authors' value for the dataset, else the loss's own."""
+    per_dataset = DATASET_LOSS_DEFAULTS.get(loss, {})
+    alpha_beta = per_dataset.get(dataset, per_dataset.get("cifar10"))
+    return {**tce.LOSS_PARAMS[loss], **(dict(zip(("alpha", "beta"), alpha_beta, strict=True)) if alpha_beta else {})}
+
+
+def with_defaults(cfg: DictConfig) -> DictConfig:
+    """A copy of a composed config with the derived values a run's identity depends on filled in, without
+    checking them: noise_seed, and the loss's parameters (given, else their default) with the others null."""
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    OmegaConf.set_struct(cfg, True)
+    if cfg.noise_seed is None:
+        cfg.noise_seed = cfg.seed
+    defaults = _loss_defaults(cfg.loss.name, cfg.dataset.name)
+    for key in LOSS_KEYS:
+        given = cfg.loss[key]
+        cfg.loss[key] = (defaults[key] if given is None else given) if key in defaults else None
+    return cfg
+
+
+def _composed_run_name(cfg: DictConfig) -> str:
+    """run_name of a config as Hydra composed it, for hydra.run.dir; a config that cannot be named is refused by
+    resolve before the run starts, so it gets a placeholder rather than an error inside Hydra."""
+    try:
+        # Without the hydra node: resolving it would evaluate hydra.run.dir, and so this resolver, again.
+        return run_name(with_defaults(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])))
+    except Exception:  # noqa: BLE001 - whatever is wrong, resolve reports it in one line
+        return "invalid-config"
 
 
 def resolve(cfg: DictConfig, job_num: int = 0) -> DictConfig:
     """A validated copy with every derived value filled in: what the run records and what its name depends on."""
     validate(cfg)
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    OmegaConf.set_struct(cfg, True)
-    if cfg.noise_seed is None:
-        cfg.noise_seed = cfg.seed
-    if cfg.loss.name != "tce":
-        cfg.loss.alpha = None
+    cfg = with_defaults(cfg)
+    try:
+        tce.build_loss(cfg.loss.name, **loss_params(cfg.loss))
+    except ValueError as error:  # tce's messages start with the parameter's name
+        key, message = " ".join(str(error).split()).split(" ", 1)
+        raise ConfigError(f"loss.{key}: {message}") from None
     device = resolve_device(cfg.device, job_num)
     cfg.device = str(device)
-    on_cuda = device.type == "cuda"
-    if cfg.precision == "auto":
-        cfg.precision = "bf16" if native_bf16(device) else "fp32"
+    if cfg.precision not in precision.supported(device):
+        raise ConfigError(
+            f"precision: {cfg.precision} is not computed natively on {device} (supported: "
+            f"{', '.join(precision.supported(device))})"
+        )
     if cfg.compile is None:
-        cfg.compile = on_cuda
+        cfg.compile = device.type == "cuda"
     return cfg

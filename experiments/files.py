@@ -1,35 +1,13 @@
-"""Atomic file writes: a temp file in the same folder, flushed, then renamed over the target.
-
-A run killed at any moment leaves either the old file or the new one, never a torn one (as timm's CheckpointSaver).
-"""
+"""How the run directory's files are serialized; each is written atomically (data.files.write_atomic)."""
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would make run files private to their writer
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from data.files import write_atomic
 
 
 def write_text(path: Path, text: str) -> None:

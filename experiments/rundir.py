@@ -1,25 +1,27 @@
 """The run directory, a contract that aggregation, sweeps and people read (see README, "The run directory").
 
-config.yaml, metrics.csv, summary.json, noisy_labels.npy, checkpoint.pt and tb/ live here; every file is written
-atomically, so a run killed at any moment leaves a directory that resumes exactly.
+config.yaml, metrics.csv, calibration.csv, summary.json, noisy_labels.npy, checkpoint.pt and tb/ live here; every
+file is written atomically, so a run killed at any moment leaves a directory that resumes exactly.
 """
 
 import csv
 import io
 import json
-import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.files import save_torch, write_atomic, write_json, write_text
+from data.files import write_atomic
+from experiments.config import EXECUTION_KEYS, LOCATION_KEYS
+from experiments.evaluation import CALIBRATED, METRIC_COLUMNS
+from experiments.files import save_torch, write_json, write_text
+from experiments.lock import LockBusy, RunLock
 
-METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "train_clean_acc", "val_acc", "test_acc", "seconds")
-# Keys that change how a run executes but not what it computes; they may differ when a run resumes.
-EXECUTION_KEYS = ("device", "force", "progress", "pack", "threads", "runs_dir", "compile", "eval_batch_size")
+# One row per (epoch, evaluation set, confidence bin): the sums behind the ECE, for reliability diagrams.
+CALIBRATION_COLUMNS = ("epoch", "split", "bin", "count", "confidence_sum", "correct_sum")
 
 
 class RunDirError(RuntimeError):
@@ -31,11 +33,14 @@ class RunDir:
         self.path = Path(path)
         self.config = self.path / "config.yaml"
         self.metrics = self.path / "metrics.csv"
+        self.calibration = self.path / "calibration.csv"
         self.summary = self.path / "summary.json"
         self.noisy_labels = self.path / "noisy_labels.npy"
+        self.noise_matrix = self.path / "noise_matrix.csv"
         self.checkpoint = self.path / "checkpoint.pt"
         self.tb = self.path / "tb"
         self.lock_file = self.path / ".lock"
+        self._lock: RunLock | None = None
 
     def read_summary(self) -> dict | None:
         try:
@@ -49,7 +54,9 @@ class RunDir:
 
     def clear(self) -> None:
         """Forget a previous run here (force=true); Hydra's own files stay."""
-        for f in (self.config, self.metrics, self.summary, self.noisy_labels, self.checkpoint):
+        files = (self.config, self.metrics, self.calibration, self.summary, self.noisy_labels, self.noise_matrix,
+                 self.checkpoint)
+        for f in files:
             f.unlink(missing_ok=True)
         shutil.rmtree(self.tb, ignore_errors=True)
 
@@ -72,6 +79,14 @@ class RunDir:
     def write_noisy_labels(self, labels: np.ndarray) -> None:
         write_atomic(self.noisy_labels, lambda f: np.save(f, labels.astype(np.int64)))
 
+    def write_noise_matrix(self, counts: torch.Tensor) -> None:
+        """The C x C counts of (clean, noisy) training labels: row = clean class, column = noisy label."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["clean", *range(len(counts))])
+        writer.writerows([c, *row] for c, row in enumerate(counts.tolist()))
+        write_text(self.noise_matrix, out.getvalue())
+
     def write_metrics(self, rows: list[dict]) -> None:
         out = io.StringIO()
         writer = csv.DictWriter(out, METRIC_COLUMNS, lineterminator="\n")
@@ -79,45 +94,36 @@ class RunDir:
         writer.writerows({k: ("" if row[k] is None else row[k]) for k in METRIC_COLUMNS} for row in rows)
         write_text(self.metrics, out.getvalue())
 
+    def write_calibration(self, rows: list[dict]) -> None:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CALIBRATION_COLUMNS)
+        for row in rows:
+            for split in CALIBRATED:
+                for b, sums in enumerate(row.get(f"{split}_bins") or []):
+                    writer.writerow([row["epoch"], split, b, *(f"{v:.12g}" for v in sums)])
+        write_text(self.calibration, out.getvalue())
+
     def write_summary(self, summary: dict) -> None:
         write_json(self.summary, summary)
 
     def save_checkpoint(self, state: dict) -> None:
         save_torch(self.checkpoint, state)
 
-    def acquire(self) -> None:
-        """Claim the directory for this process, so that two jobs of a sweep never train the same run."""
+    def acquire(self, timeout: float) -> None:
+        """Claim the directory for this process (experiments/lock.py), so that two jobs never train the same run;
+        raises RunDirError when another live process holds it."""
         self.path.mkdir(parents=True, exist_ok=True)
-        me = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(2):
-            try:
-                fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if not self._lock_is_stale():
-                    raise RunDirError(f"{self.path} is being trained by {self.lock_file.read_text()!r}") from None
-                self.lock_file.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            return
+        self._lock = RunLock(self.lock_file, timeout)
+        try:
+            self._lock.acquire()
+        except LockBusy as busy:
+            raise RunDirError(str(busy)) from None
 
     def release(self) -> None:
-        self.lock_file.unlink(missing_ok=True)
-
-    def _lock_is_stale(self) -> bool:
-        try:
-            host, pid = self.lock_file.read_text().split()
-        except (OSError, ValueError):
-            return True
-        if host != socket.gethostname():
-            return False  # another machine's job: only its owner (or a person) can tell
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return int(pid) == os.getpid()  # this very process left it behind (a run that raised); it is free
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def _identity(config: dict) -> dict:
@@ -132,6 +138,6 @@ def _identity(config: dict) -> dict:
                 flat[f"{prefix}{key}"] = value
 
     walk(config, "")
-    for key in (*EXECUTION_KEYS, "dataset.root"):
+    for key in (*EXECUTION_KEYS, *LOCATION_KEYS):
         flat.pop(key, None)
     return flat

@@ -16,12 +16,11 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.config import PER_RUN_KEYS
 from experiments.run import run_pack
-from experiments.rundir import EXECUTION_KEYS
 
 log = logging.getLogger("tce")
 
-PER_RUN_KEYS = ("loss", "noise", "noise_type", "noise_seed", "seed", "clean_val", *EXECUTION_KEYS)
 
 _queues: dict[str, list[tuple[DictConfig, Path]]] = {}
 _failures: list[str] = []

@@ -7,19 +7,27 @@ reaches another, so a packed run's metrics equal the same run trained alone up t
 Metrics accumulate on the device; the host reads them once per epoch, never inside a step.
 """
 
+import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+import models
 import tce
-from data import RunData
-from models import ResNet, pack_state_dicts, unpack_state_dict
+from data import RunData, one_line
+from experiments import evaluation, interrupt, precision
+from experiments.config import loss_params
+from models import pack_state_dicts, unpack_state_dict
+
+log = logging.getLogger("tce")
+T = TypeVar("T")
 
 
 @dataclass
@@ -33,15 +41,14 @@ class Member:
     loss_fn: torch.nn.Module = field(init=False)
 
     def __post_init__(self):
-        alpha = {"alpha": self.cfg.loss.alpha} if self.cfg.loss.name == "tce" else {}
-        self.loss_fn = tce.build_loss(self.cfg.loss.name, **alpha)
+        self.loss_fn = tce.build_loss(self.cfg.loss.name, **loss_params(self.cfg.loss))
 
 
 def initial_model_state(cfg: DictConfig, in_channels: int, num_classes: int) -> dict[str, torch.Tensor]:
     """The run's freshly initialised weights, drawn on the CPU from its seed, so every device starts alike."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return ResNet(cfg.model.depth, in_channels, num_classes).state_dict()
+        return models.build(cfg, in_channels, num_classes).state_dict()
 
 
 def lr_at(epoch: int, cfg: DictConfig) -> float:
@@ -50,18 +57,43 @@ def lr_at(epoch: int, cfg: DictConfig) -> float:
     return float(f"{cfg.optim.lr * cfg.optim.lr_gamma**passed:.12g}")  # 0.001, not 0.0010000000000000002
 
 
+class Forward:
+    """The model's forward pass: compiled when asked for and possible, else eager.
+
+    torch.compile works lazily, so a failure (no C compiler for Triton, an unsupported op) shows in the first step
+    or evaluation; `fall_back` then switches to eager for good, with one warning line, and the caller redoes the
+    work. Shapes are static (dynamic=False): a sweep process compiles one graph per batch shape, i.e. the full
+    and the last partial training batch and one evaluation batch (evaluation pads its last batch, see PackTrainer).
+    """
+
+    def __init__(self, model: torch.nn.Module, compile: bool):
+        self.model = model
+        self.compiled = torch.compile(model, dynamic=False) if compile else None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.model if self.compiled is None else self.compiled)(x)
+
+    def fall_back(self, error: Exception) -> bool:
+        """Whether `error` may come from compiling: if so, this runs eager from now on."""
+        if self.compiled is None:
+            return False
+        log.warning(f"torch.compile failed, running eager instead: {one_line(error)}")
+        self.compiled = None
+        return True
+
+
 # One model per shape and device for the whole process, so that torch.compile's work is done once per sweep:
 # each run loads its own weights into it.
-_MODELS: dict[tuple, tuple[ResNet, Callable]] = {}
+_MODELS: dict[tuple, tuple[torch.nn.Module, Forward]] = {}
 
 
 def _model_for(cfg: DictConfig, members: int, in_channels: int, num_classes: int, device: torch.device):
     key = (cfg.model.depth, members, in_channels, num_classes, str(device), cfg.channels_last, cfg.compile)
     if key not in _MODELS:
-        model = ResNet(cfg.model.depth, in_channels, num_classes, members).to(device)
+        model = models.build(cfg, in_channels, num_classes, members).to(device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        _MODELS[key] = (model, torch.compile(model) if cfg.compile else model)
+        _MODELS[key] = (model, Forward(model, cfg.compile))
     return _MODELS[key]
 
 
@@ -87,8 +119,7 @@ class PackTrainer:
             buffers = pack_state_dicts([m.momentum for m in members])
             for name, p in self.model.named_parameters():
                 self.optimizer.state[p]["momentum_buffer"] = buffers[name].to(device)
-        bf16 = cfg.precision == "bf16"
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+        self.autocast = precision.autocast(cfg.precision, device)
 
     def _input(self, xs: list[torch.Tensor]) -> torch.Tensor:
         x = torch.cat(xs, dim=1) if self.k > 1 else xs[0]
@@ -99,8 +130,25 @@ class PackTrainer:
             out = self.forward(x)
         return out.float().view(x.shape[0], self.k, self.num_classes)
 
+    @property
+    def compiled(self) -> bool:
+        return self.forward.compiled is not None
+
+    def _guarded(self, work: Callable[[], T]) -> T:
+        """work() in the run's arithmetic; once more, eagerly, if it failed because torch.compile could not compile."""
+        with precision.arithmetic(self.cfg.precision):
+            try:
+                return work()
+            except Exception as error:
+                if not self.forward.fall_back(error):
+                    raise
+                return work()
+
     def step(self, pairs: tuple[tuple[torch.Tensor, torch.Tensor], ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step on one (images, labels) batch per member; returns per-member loss and correct count."""
+        return self._guarded(lambda: self._step(pairs))
+
+    def _step(self, pairs: tuple[tuple[torch.Tensor, torch.Tensor], ...]) -> tuple[torch.Tensor, torch.Tensor]:
         x = self._input([p[0] for p in pairs])
         y = torch.stack([p[1] for p in pairs], dim=1)
         logits = self._logits(x)
@@ -125,6 +173,7 @@ class PackTrainer:
             disable=not self.cfg.progress, dynamic_ncols=True,
         )
         for pairs in batches:
+            interrupt.check()
             losses, hits = self.step(pairs)
             loss_sum += losses * len(pairs[0][1])
             correct += hits
@@ -136,31 +185,42 @@ class PackTrainer:
         }
 
     @torch.no_grad()
-    def evaluate(self, name: str) -> list[float | None]:
-        """Accuracy (%) of each member on its own copy of eval set `name`; None where a member has no such set."""
+    def evaluate(self, name: str) -> list[dict]:
+        """Each member's metrics on its own copy of eval set `name` (experiments/evaluation.py); every column
+        of the set None where the members have no such set (no holdout)."""
         if name not in self.members[0].data.eval_sets:
-            return [None] * self.k
+            return [dict.fromkeys(evaluation.COLUMNS[name]) for _ in range(self.k)]
+        return self._guarded(lambda: self._evaluate(name))
+
+    def _evaluate(self, name: str) -> list[dict]:
         self.model.eval()
-        correct = torch.zeros(self.k, device=self.device, dtype=torch.int64)
-        seen = 0
-        sets = [m.data.eval_sets[name].batches(self.cfg.eval_batch_size) for m in self.members]
-        for pairs in zip(*sets, strict=True):
-            y = torch.stack([p[1] for p in pairs], dim=1)
-            correct += (self._logits(self._input([p[0] for p in pairs])).argmax(-1) == y).sum(0)
-            seen += y.shape[0]
-        return (100.0 * correct / seen).tolist()
+        totals, seen, size = None, 0, self.cfg.eval_batch_size
+        sets = [m.data.eval_sets[name].batches(size) for m in self.members]
+        for batches in zip(*sets, strict=True):
+            interrupt.check()
+            x, y, noisy = zip(*batches, strict=True)
+            x = self._input(list(x))
+            count = x.shape[0]
+            if self.compiled and count < size:
+                # One shape for every evaluation batch, so the compiled model is not recompiled for the last one;
+                # in eval mode each image's logits are its own, so the padding changes none.
+                x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, size - count))
+            logits = self._logits(x)[:count]
+            noisy = None if noisy[0] is None else torch.stack(noisy, dim=1)
+            totals = evaluation.add(totals, evaluation.batch_sums(logits, torch.stack(y, dim=1), noisy))
+            seen += count
+        return evaluation.epoch_metrics(name, totals, seen)
 
     def run_epoch(self, epoch: int) -> list[dict]:
-        """Train and evaluate one epoch; one metrics row per member."""
+        """Train and evaluate one epoch; one row per member: metrics.csv's columns, and the calibration bins."""
         start = time.perf_counter()
-        rows = self.train_epoch(epoch)
-        for column, name in (("train_clean_acc", "train_clean"), ("val_acc", "val"), ("test_acc", "test")):
-            rows[column] = self.evaluate(name)
-        seconds = time.perf_counter() - start
-        return [
-            {"epoch": epoch, **{c: v[k] for c, v in rows.items()}, "seconds": round(seconds, 3)}
-            for k in range(self.k)
-        ]
+        trained = self.train_epoch(epoch)
+        rows = [{"epoch": epoch, **{c: v[k] for c, v in trained.items()}} for k in range(self.k)]
+        for name in evaluation.COLUMNS:
+            for row, measured in zip(rows, self.evaluate(name), strict=True):
+                row.update(measured)
+        seconds = round(time.perf_counter() - start, 3)
+        return [{**row, "seconds": seconds} for row in rows]
 
     def member_states(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
         """Each member's weights and momentum buffers, on the CPU, as the run trained alone would hold them."""

@@ -7,12 +7,16 @@ writes three CSV files and prints a status report:
 - runs.csv: one row per run directory found at any depth below RUNS_DIR (a folder holding summary.json,
   metrics.csv or config.yaml; hidden folders such as Hydra's .hydra/ are not runs). The identity comes from
   the files (config.yaml, else summary.json's config), never from the folder name. `status` is the one in
-  summary.json (complete, running, diverged, failed), "running" when summary.json is missing (not started,
-  running or interrupted: a live process cannot be told from a dead one by the files), or "corrupt" when a
+  summary.json (complete, running, interrupted, diverged, failed), "running" when summary.json is missing (not
+  started, running or killed: a live process cannot be told from a dead one by the files), or "corrupt" when a
   file cannot be read or contradicts another; `reason` says why a run is not complete.
 - curves.csv: one row per (run, epoch), wide: run_dir, status, the identity columns and the metrics.csv
   columns, so a plot filters rows and groups by epoch without reshaping. Corrupt runs are left out.
-- cells.csv: one row per cell (dataset, loss setting, noise, noise_type), see `cells_table` for the protocol.
+- cells.csv: one row per cell (dataset, loss setting, noise, noise type, noise set), see `cells_table` for the
+  protocol.
+
+Run directories written before metrics.csv gained noisy_fit, noisy_true and the nll and ece columns aggregate
+too: those columns are empty for them.
 """
 
 import argparse
@@ -21,7 +25,7 @@ import io
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,21 +33,34 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from experiments.rundir import METRIC_COLUMNS
+import tce
+from data.errors import one_line
+from experiments.config import LOSS_KEYS, loss_tag
+from experiments.evaluation import METRIC_COLUMNS
+from experiments.rundir import CALIBRATION_COLUMNS
 
 RUN_FILES = ("summary.json", "metrics.csv", "config.yaml")
-STATUSES = ("complete", "running", "diverged", "failed")  # as summary.json spells them
+STATUSES = ("complete", "running", "interrupted", "diverged", "failed")  # as summary.json spells them
 CORRUPT = "corrupt"
 STATUS_LABELS = {
     "complete": "complete",
-    "running": "running (incl. interrupted)",
+    "running": "running",
+    "interrupted": "interrupted",
     "diverged": "diverged",
     "failed": "failed",
     CORRUPT: "corrupt",
 }
+# The columns of the first metrics.csv, which every run directory has; later ones added the others.
+REQUIRED_METRICS = ("epoch", "lr", "train_loss", "train_acc", "train_clean_acc", "val_acc", "test_acc", "seconds")
 
-CELL_KEYS = ["dataset", "setting", "loss", "alpha", "noise", "noise_type"]
-IDENTITY_COLUMNS = [*CELL_KEYS, "noise_seed", "seed", "holdout", "epochs"]
+# A cell: what the protocol averages over seeds. The loss's parameters are in `setting` (and in their own
+# columns, for reading); noise_set is "" except for human noise.
+CELL_KEYS = ["dataset", "setting", "noise", "noise_type", "noise_set"]
+SETTING_COLUMNS = ["loss", *LOSS_KEYS]
+IDENTITY_COLUMNS = [
+    "dataset", "setting", *SETTING_COLUMNS, "noise", "noise_type", "noise_set", "noise_seed", "seed", "holdout",
+    "epochs",
+]
 RUN_COLUMNS = [
     "run_dir",
     "status",
@@ -58,7 +75,10 @@ RUN_COLUMNS = [
 ]
 CURVE_COLUMNS = ["run_dir", "status", *IDENTITY_COLUMNS, *METRIC_COLUMNS]
 CELL_COLUMNS = [
-    *CELL_KEYS,
+    *CELL_KEYS[:2],
+    *SETTING_COLUMNS,
+    *CELL_KEYS[2:],
+    "noise_realized",
     "val_run_dir",
     "best_epoch",
     "protocol_mean",
@@ -71,8 +91,12 @@ CELL_COLUMNS = [
     "last_epoch_std",
     "oracle_best_test_mean",
     "oracle_best_test_std",
+    "protocol_noisy_fit_mean",
+    "protocol_test_nll_mean",
+    "protocol_test_ece_mean",
 ]
 INTEGER_COLUMNS = [
+    "t",
     "noise_seed",
     "seed",
     "holdout",
@@ -89,9 +113,22 @@ INTEGER_COLUMNS = [
 ]
 
 DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10+", "cifar100": "CIFAR-100+", "svhn": "SVHN"}
-LOSS_ORDER = ("ce", "mse", "mae", "tce")
-# The rows of the paper's Tables 1 and 2, as (loss, alpha).
-PAPER_SETTINGS = [("ce", None), ("mse", None), ("mae", None), ("tce", 0.5), ("tce", 1.0), ("tce", 1.5), ("tce", 2.0)]
+PAPER_LOSSES = ("ce", "mse", "mae", "tce")
+LOSS_LABELS = {
+    "ce": "CE", "mse": "MSE", "mae": "MAE", "tce": "TCE", "gce": "GCE", "rce": "RCE", "sce": "SCE", "nce": "NCE",
+    "nce+rce": "NCE+RCE", "nce+mae": "NCE+MAE", "focal": "Focal", "taylor": "Taylor-CE", "poly1": "Poly-1",
+    "label_smoothing": "LS", "bootstrap_soft": "Bootstrap-soft", "bootstrap_hard": "Bootstrap-hard",
+}
+PARAM_SYMBOLS = {"alpha": "α", "beta": "β", "q": "q", "A": "A", "gamma": "γ", "t": "t", "epsilon": "ε"}
+
+
+def setting(name: str, **params) -> dict:
+    """A loss setting as aggregation handles it: {"name": ..., and every key of LOSS_KEYS, None where unused}."""
+    return {"name": name, **{key: params.get(key) for key in LOSS_KEYS}}
+
+
+# The rows of the paper's Tables 1 and 2.
+PAPER_SETTINGS = [setting("ce"), setting("mse"), setting("mae"), *(setting("tce", alpha=a) for a in (0.5, 1, 1.5, 2))]
 
 
 def format_level(value: float) -> str:
@@ -99,28 +136,33 @@ def format_level(value: float) -> str:
     return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
 
 
-def setting_key(loss: str, alpha: float | None) -> str:
-    """One loss setting as a short key: "ce", "mse", "mae", "tce-a1.5" (the engine's spelling)."""
-    return f"tce-a{alpha:g}" if loss == "tce" else loss
+def setting_of(row: Mapping) -> dict:
+    """The setting of a row of runs.csv, curves.csv or cells.csv (its `loss` and parameter columns)."""
+    return setting(row["loss"], **{key: _none_if_nan(row[key]) for key in LOSS_KEYS})
 
 
-def setting_label(loss: str, alpha: float | None) -> str:
-    return f"TCE α={format_level(alpha)}" if loss == "tce" else loss.upper()
+def _none_if_nan(value):
+    return None if pd.isna(value) else value
 
 
-def setting_order(loss: str, alpha: float | None) -> tuple:
-    """The paper's row order: CE, MSE, MAE, then TCE by increasing alpha; unknown losses last."""
-    rank = LOSS_ORDER.index(loss) if loss in LOSS_ORDER else len(LOSS_ORDER)
-    return rank, loss, 0.0 if alpha is None else alpha
+def setting_label(loss: Mapping) -> str:
+    """E.g. "CE", "TCE α=1.5", "SCE α=0.1 β=1 A=-9.21034"."""
+    params = [f"{PARAM_SYMBOLS[k]}={format_level(v) if k == 'alpha' and loss['name'] == 'tce' else f'{v:g}'}"
+              for k, v in ((k, loss.get(k)) for k in LOSS_KEYS) if v is not None]
+    return " ".join([LOSS_LABELS.get(loss["name"], loss["name"]), *params])
 
 
-def ordered_settings(settings: Iterable[tuple[str, float | None]]) -> list[tuple[str, float | None]]:
-    """The distinct (loss, alpha) settings, alpha None for non-TCE losses, in the paper's row order."""
-    unique = {}
-    for loss, alpha in settings:
-        alpha = None if alpha is None or pd.isna(alpha) else float(alpha)
-        unique[setting_key(loss, alpha)] = (loss, alpha)
-    return sorted(unique.values(), key=lambda setting: setting_order(*setting))
+def setting_order(loss: Mapping) -> tuple:
+    """The paper's row order: CE, MSE, MAE, then TCE by increasing alpha; then the other losses in tce.LOSSES
+    order, each by its parameters; unknown losses last."""
+    rank = tce.LOSSES.index(loss["name"]) if loss["name"] in tce.LOSSES else len(tce.LOSSES)
+    return rank, loss["name"], tuple(math.inf if loss.get(k) is None else loss[k] for k in LOSS_KEYS)
+
+
+def ordered_settings(losses: Iterable[Mapping]) -> list[dict]:
+    """The distinct settings (by loss_tag), in the paper's row order."""
+    unique = {loss_tag(loss): setting(loss["name"], **{key: loss.get(key) for key in LOSS_KEYS}) for loss in losses}
+    return sorted(unique.values(), key=setting_order)
 
 
 def dataset_label(dataset: str) -> str:
@@ -172,17 +214,13 @@ def read_run(run_dir: Path) -> Run:
     return Run(str(run_dir), status, reason, identity, metrics, epochs_completed, realized)
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
-
-
 def _read_config(path: Path) -> dict | None:
     if not path.exists():
         return None
     try:
         config = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise _Corrupt(f"config.yaml unreadable: {_one_line(error)}") from None
+        raise _Corrupt(f"config.yaml unreadable: {one_line(error)}") from None
     if not isinstance(config, dict):
         raise _Corrupt("config.yaml is not a mapping")
     return config
@@ -194,7 +232,7 @@ def _read_summary(path: Path) -> dict | None:
     try:
         summary = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise _Corrupt(f"summary.json unreadable: {_one_line(error)}") from None
+        raise _Corrupt(f"summary.json unreadable: {one_line(error)}") from None
     if not isinstance(summary, dict) or summary.get("status") not in STATUSES:
         raise _Corrupt("summary.json has no valid status")
     return summary
@@ -202,16 +240,19 @@ def _read_summary(path: Path) -> dict | None:
 
 def _identity(config: object, source: str) -> dict:
     try:
-        loss = str(config["loss"]["name"])
-        alpha = float(config["loss"]["alpha"]) if loss == "tce" else None
+        loss_config = config["loss"]
+        name = str(loss_config["name"])
+        params = {key: loss_config.get(key) for key in tce.LOSS_PARAMS[name]}
+        loss = setting(name, **{key: float(v) if key != "t" else int(v) for key, v in params.items()})
         return {
             "dataset": str(config["dataset"]["name"]),
-            "setting": setting_key(loss, alpha),
-            "loss": loss,
-            "alpha": alpha,
+            "setting": loss_tag(loss),
+            "loss": name,
+            **{key: loss[key] for key in LOSS_KEYS},
             # Rounded so that a noise level read back from YAML or JSON always lands in the same cell.
             "noise": round(float(config["noise"]), 6),
             "noise_type": str(config["noise_type"]),
+            "noise_set": str(config.get("noise_set") or ""),
             "noise_seed": int(config["noise_seed"]),
             "seed": int(config["seed"]),
             "holdout": int(config["holdout"]),
@@ -227,24 +268,25 @@ def _read_metrics(path: Path) -> pd.DataFrame | None:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
-        raise _Corrupt(f"metrics.csv unreadable: {_one_line(error)}") from None
+        raise _Corrupt(f"metrics.csv unreadable: {one_line(error)}") from None
     if not text:
         raise _Corrupt("metrics.csv is empty")
     # Every row the engine writes ends with a newline, so a missing one means the last row was cut off.
     if not text.endswith("\n"):
         raise _Corrupt("metrics.csv is truncated (its last line is cut off)")
     header, *rows = csv.reader(io.StringIO(text))
-    if tuple(header) != METRIC_COLUMNS:
+    if not set(REQUIRED_METRICS) <= set(header) <= set(METRIC_COLUMNS) or len(set(header)) != len(header):
         raise _Corrupt(f"metrics.csv has an unexpected header {','.join(header)!r}")
     values = []
     for line, row in enumerate(rows, start=2):
-        if len(row) != len(METRIC_COLUMNS):
-            raise _Corrupt(f"metrics.csv line {line} has {len(row)} fields instead of {len(METRIC_COLUMNS)}")
+        if len(row) != len(header):
+            raise _Corrupt(f"metrics.csv line {line} has {len(row)} fields instead of {len(header)}")
         try:
             values.append([float(v) if v else math.nan for v in row])
         except ValueError:
             raise _Corrupt(f"metrics.csv line {line} holds a value that is not a number") from None
-    metrics = pd.DataFrame(np.array(values, dtype=float).reshape(-1, len(METRIC_COLUMNS)), columns=METRIC_COLUMNS)
+    metrics = pd.DataFrame(np.array(values, dtype=float).reshape(-1, len(header)), columns=header)
+    metrics = metrics.reindex(columns=list(METRIC_COLUMNS))  # the columns an older run lacks are empty
     if metrics["epoch"].tolist() != list(range(1, len(metrics) + 1)):
         raise _Corrupt("metrics.csv epochs do not run 1, 2, 3, ...")
     return metrics.astype({"epoch": int})
@@ -254,7 +296,7 @@ def _classify(summary: dict | None, metrics: pd.DataFrame | None, identity: dict
     """(status, reason, epochs completed), raising _Corrupt when a complete run lacks usable metrics."""
     rows = 0 if metrics is None else len(metrics)
     if summary is None:
-        return "running", f"no summary.json: not started, running or interrupted ({rows} epochs logged)", rows
+        return "running", f"no summary.json: not started, running or killed ({rows} epochs logged)", rows
     status = summary["status"]
     completed = summary.get("epochs_completed", rows)
     if not isinstance(completed, int):
@@ -269,13 +311,23 @@ def _classify(summary: dict | None, metrics: pd.DataFrame | None, identity: dict
         if identity["holdout"] > 0 and not np.isfinite(metrics["val_acc"]).all():
             raise _Corrupt("metrics.csv lacks val_acc in some epochs of a validation run (holdout > 0)")
         return status, "", completed
-    if status == "running":
-        return status, f"running or interrupted after epoch {completed} of {identity['epochs']}", completed
+    if status in ("running", "interrupted"):
+        return status, f"{status} after epoch {completed} of {identity['epochs']}", completed
     return (
         status,
         f"{status} after {completed} epochs: {summary.get('error') or 'no error message'}",
         completed,
     )
+
+
+def read_calibration(run_dir: str | Path) -> pd.DataFrame | None:
+    """A run's calibration.csv (experiments/rundir.py): the ECE's bin sums per epoch and split; None if missing or
+    unreadable (runs of versions before it, or a damaged file)."""
+    try:
+        frame = pd.read_csv(Path(run_dir) / "calibration.csv")
+    except (OSError, ValueError):
+        return None
+    return frame if list(frame.columns) == list(CALIBRATION_COLUMNS) else None
 
 
 def argmax_epoch(metrics: pd.DataFrame, column: str) -> tuple[int, float] | None:
@@ -330,27 +382,29 @@ def curves_table(runs: list[Run]) -> pd.DataFrame:
 
 
 def cells_table(runs: list[Run]) -> pd.DataFrame:
-    """The paper's protocol (Section 3.1), one row per cell (dataset, loss setting, noise, noise_type).
+    """The paper's protocol (Section 3.1), one row per cell (dataset, loss setting, noise, noise type and set).
 
     The cell's validation run is its complete run with holdout > 0 (the lowest seed if there are several);
     best_epoch is the epoch of its highest val_acc (lowest validation error), the earliest on ties. Each
     complete full run (holdout == 0) contributes its test_acc at best_epoch: protocol_mean, protocol_std
-    (sample std, ddof=1; empty when n = 1) and n. Without a complete validation run the protocol value is
-    empty. For comparison, over the same full runs: last_epoch_* (test_acc at each run's final epoch) and
-    oracle_best_test_* (each run's highest test_acc over all epochs: an oracle that peeks at the test set,
-    not a valid result). Diverged full runs are counted in n_diverged and left out of every mean; running,
-    failed and corrupt ones are counted in n_incomplete.
+    (sample std, ddof=1; empty when n = 1) and n, and likewise the means of noisy_fit, test_nll and test_ece at
+    that epoch (empty where the runs did not record them). Without a complete validation run the protocol values
+    are empty. For comparison, over the same full runs: last_epoch_* (test_acc at each run's final epoch) and
+    oracle_best_test_* (each run's highest test_acc over all epochs: an oracle that peeks at the test set, not a
+    valid result). noise_realized is the mean fraction of wrong training labels of the cell's complete full runs
+    (of any of its runs when it has none). Diverged full runs are counted in n_diverged and left out of every
+    mean; running, interrupted, failed and corrupt ones are counted in n_incomplete.
     """
     cells: dict[tuple, list[Run]] = {}
     for run in runs:
         if run.identity is not None:
             cells.setdefault(tuple(run.identity[k] for k in CELL_KEYS), []).append(run)
-    rows = [_cell(dict(zip(CELL_KEYS, key, strict=True)), members) for key, members in cells.items()]
-    rows.sort(key=lambda r: (r["dataset"], setting_order(r["loss"], r["alpha"]), r["noise_type"], r["noise"]))
+    rows = [_cell(members) for members in cells.values()]
+    rows.sort(key=lambda r: (r["dataset"], setting_order(setting_of(r)), r["noise_type"], r["noise_set"], r["noise"]))
     return nullable_integers(pd.DataFrame(rows, columns=CELL_COLUMNS))
 
 
-def _cell(key: dict, members: list[Run]) -> dict:
+def _cell(members: list[Run]) -> dict:
     complete = [r for r in members if r.status == "complete"]
     validation = sorted(
         (r for r in complete if r.identity["holdout"] > 0), key=lambda r: (r.identity["seed"], r.run_dir)
@@ -359,9 +413,11 @@ def _cell(key: dict, members: list[Run]) -> dict:
     unfinished = [r.status for r in members if r.identity["holdout"] == 0 and r.status != "complete"]
     best = argmax_epoch(validation[0].metrics, "val_acc") if validation else None
     best_epoch = best[0] if best else None
-    at_best = [r.metrics["test_acc"].iloc[best_epoch - 1] for r in full if best_epoch and best_epoch <= len(r.metrics)]
+    at_best = [r.metrics.iloc[best_epoch - 1] for r in full if best_epoch and best_epoch <= len(r.metrics)]
+    realized = [r.noise_realized for r in (full or members) if r.noise_realized is not None]
     row = {
-        **key,
+        **{key: members[0].identity[key] for key in (*CELL_KEYS, *SETTING_COLUMNS)},
+        "noise_realized": float(np.mean(realized)) if realized else math.nan,
         "val_run_dir": validation[0].run_dir if validation else None,
         "best_epoch": best_epoch,
         "n": len(at_best),
@@ -369,7 +425,10 @@ def _cell(key: dict, members: list[Run]) -> dict:
         "n_diverged": unfinished.count("diverged"),
         "n_incomplete": len(unfinished) - unfinished.count("diverged"),
     }
-    row["protocol_mean"], row["protocol_std"] = mean_std(at_best)
+    row["protocol_mean"], row["protocol_std"] = mean_std([r["test_acc"] for r in at_best])
+    for column in ("noisy_fit", "test_nll", "test_ece"):
+        values = [r[column] for r in at_best if not math.isnan(r[column])]
+        row[f"protocol_{column}_mean"] = float(np.mean(values)) if values else math.nan
     row["last_epoch_mean"], row["last_epoch_std"] = mean_std([r.metrics["test_acc"].iloc[-1] for r in full])
     row["oracle_best_test_mean"], row["oracle_best_test_std"] = mean_std([r.metrics["test_acc"].max() for r in full])
     return row
@@ -402,7 +461,7 @@ def status_report(aggregation: Aggregation) -> str:
     not_complete = [r for r in runs if r.status != "complete"]
     if not_complete:
         lines.append("Not complete, so not used by the protocol:")
-        lines += [f"  {r.status:<8} {r.run_dir}: {r.reason}" for r in not_complete]
+        lines += [f"  {r.status:<11} {r.run_dir}: {r.reason}" for r in not_complete]
     lines.append(
         f"{len(cells)} cells, {int(cells['protocol_mean'].notna().sum())} with a protocol value; "
         f"{int(cells['n_diverged'].sum())} diverged full runs left out of the means."

@@ -1,4 +1,5 @@
-"""Throughput of ResNet-20 training: the usual recipe vs our engine, TCE vs CE, packed vs single runs.
+"""Throughput of ResNet-20 training: the usual recipe vs our engine, per precision, TCE vs CE, packed vs single
+runs, and what the per-epoch evaluation costs; estimates of the paper's grid and the zoo's on this device.
 
     python -m scripts.bench [--device auto|cpu|cuda[:N]] [--steps N] [--repeats R] [--pack K] [--out DIR]
 
@@ -9,27 +10,33 @@ SGD steps, R times, and reports medians of:
   torchvision's RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor and Normalize; a DataLoader (shuffle,
   num_workers = min(4, cpus), pin_memory on CUDA); models.ResNet(20) in its defaults (fp32, NCHW, eager);
   nn.CrossEntropyLoss; torch SGD (lr 0.1, momentum 0.9, nesterov, wd 1e-4); loss.item() every step.
-- engine: our training step (PackTrainer.step) fed by its DeviceLoader, with the device's default options as
-  experiments.config.resolve sets them (channels_last; bf16 autocast where the device computes bf16 natively,
-  as CUDA GPUs and CPUs with AVX512-BF16 do; torch.compile on CUDA).
+- engine: our training step (PackTrainer.step) fed by its DeviceLoader, with the config's defaults as
+  experiments.config.resolve sets them for the device (strict fp32, channels_last, torch.compile on CUDA), and
+  the same in every other precision the device computes natively (experiments/precision.py): `ratio` is the
+  default's speed-up over naive, `ratio_by_precision` each precision's.
 - TCE (alpha 1.5) against CE in the engine, as the ratio of their median step times.
 - packed: K runs trained at once in one grouped model, aggregate images/s over the single run's.
-- eval: forward-only images/s of PackTrainer.evaluate over 2,000 test images (eval mode, the engine's eval batch
-  size), single and packed.
+- eval: forward-only images/s of PackTrainer.evaluate over 2,000 test images (eval mode, the engine's default eval
+  batch size), single and packed.
 
 Every repetition runs all of them, in a rotating order, so that drifts in machine load hit each alike. The naive
 recipe gets a fresh DataLoader iterator and warm-up steps in each repetition: its workers would otherwise work
 ahead while the others are being timed.
 
+eval_overhead: how much the per-epoch evaluation adds to an epoch of the paper's recipe, i.e. (evaluation images /
+eval images/s) / (training images / engine images/s), for each dataset of the grid and each kind of run: the
+validation run (training on N - 5,000; evaluating the fixed `eval_train_size` subset of its training images, the
+5,000 held out and the test set) and the full runs (training on N; evaluating the subset and the test set).
+`eval_overhead["cifar10"]` is the paper's recipe on CIFAR-10; the target is at most 0.15.
+
 grid_hours_estimate is the paper's full grid on this device: Table 1 (CIFAR-100, 50,000 train / 10,000 test
 images) and Table 2 (MNIST 60,000 / 10,000, CIFAR-10 50,000 / 10,000, SVHN 73,257 / 26,032), each dataset with
-7 loss settings x 5 noise levels x 6 runs (1 validation run holding out 5,000 training images, 5 full runs),
-i.e. 840 runs of 256 epochs. Each epoch trains on the run's training portion (N - 5,000 or N images), then
-evaluates train-clean (the training portion), validation (the 5,000, validation runs only) and test, i.e. N + T
-images for every run. Training images are counted at the engine's training images/s and evaluation images at its
-eval images/s, single or packed, whichever makes the grid shorter (`grid.mode`); packed assumes full packs of K
+7 loss settings x 5 noise levels x 6 runs (1 validation run, 5 full runs), i.e. 840 runs of 256 epochs, training
+and evaluation as above; zoo_grid_hours_estimate is experiment=zoo's (CIFAR-10 and CIFAR-100, 15 loss settings x 4
+noise levels x 6 runs = 720 runs). Training images are counted at the engine's images/s and evaluation images at
+its eval images/s, single or packed, whichever makes the grid shorter (`grid.mode`); packed assumes full packs of K
 (val and full runs pack separately, as their training portions differ). MNIST is timed as 3-channel images: the
-first convolution is all that differs.
+first convolution is all that differs. Every loss costs what CE does (`tce_over_ce_step`).
 
 Writes DIR/<device name>.json (default results/bench/) and prints a one-line summary.
 """
@@ -48,22 +55,20 @@ from pathlib import Path
 
 import torch
 import torchvision.transforms as T
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 from torch import nn
 
+import models
 from data import Dataset
-from experiments import records
-from experiments.config import register_configs, resolve
+from experiments import precision, records
+from experiments.config import compose, resolve
 from experiments.run import run_data_for
 from experiments.trainer import Member, PackTrainer, initial_model_state
-from models import ResNet
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "bench"
 TRAIN_IMAGES = 45_000  # CIFAR's 50,000 less the validation run's 5,000
-TEST_IMAGES = 2_000  # evaluated in the engine's batches of 1,000
+TEST_IMAGES = 2_000
 NUM_CLASSES = 10
 WARMUP_STEPS = 3  # before timing: allocator, DataLoader workers, and torch.compile's first calls on CUDA
 # Steps per repetition: 3-5 s on 2 idle CPU cores; on a GPU enough to dwarf launch and timer overheads.
@@ -73,20 +78,16 @@ TCE_ALPHA = 1.5
 # The usual recipe normalizes with CIFAR-10's published channel statistics.
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
-# (train, test) images of each dataset of the paper's grid, and the grid's shape.
-GRID_DATASETS = {"cifar100": (50_000, 10_000), "mnist": (60_000, 10_000), "cifar10": (50_000, 10_000),
-                 "svhn": (73_257, 26_032)}
-GRID_CELLS = 7 * 5  # loss settings x noise levels
-GRID_FULL_RUNS = 5
-GRID_HOLDOUT = 5_000
-GRID_EPOCHS = 256
-
-
-def compose_cfg(*overrides: str) -> DictConfig:
-    """The resolved config of train.py with `overrides`, as train.py composes it."""
-    register_configs()
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        return resolve(compose("train", overrides=list(overrides)))
+# (train, test) images of each dataset of the paper's grid, and the shape of the grids.
+DATASETS = {"cifar100": (50_000, 10_000), "mnist": (60_000, 10_000), "cifar10": (50_000, 10_000),
+            "svhn": (73_257, 26_032)}
+GRIDS = {  # name: (datasets, loss settings x noise levels)
+    "paper": (tuple(DATASETS), 7 * 5),
+    "zoo": (("cifar10", "cifar100"), 15 * 4),
+}
+FULL_RUNS = 5
+HOLDOUT = 5_000
+EPOCHS = 256
 
 
 def synthetic_dataset(train_images: int, test_images: int) -> Dataset:
@@ -123,7 +124,7 @@ def naive_recipe(dataset: Dataset, batch_size: int, device: torch.device):
         PILImages(dataset.train_images, dataset.train_labels, transform), batch_size=batch_size, shuffle=True,
         num_workers=min(4, os.cpu_count() or 1), pin_memory=device.type == "cuda", drop_last=True,
     )
-    model = ResNet(20, dataset.in_channels, dataset.num_classes).to(device).train()
+    model = models.ResNet(20, dataset.in_channels, dataset.num_classes).to(device).train()
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
 
@@ -174,14 +175,22 @@ def interleaved(works: dict[str, Callable[[], float]], repeats: int) -> dict[str
     return results
 
 
-def grid_images() -> tuple[int, int]:
-    """(training, evaluation) images of the full grid (see the module docstring)."""
+def epoch_images(n_train: int, n_test: int, validation: bool, eval_train_size: int | None) -> tuple[int, int]:
+    """(training, evaluation) images of one epoch of the paper's recipe: a validation run or a full run."""
+    train = n_train - HOLDOUT if validation else n_train
+    train_eval = train if eval_train_size is None else min(eval_train_size, train)
+    return train, train_eval + (HOLDOUT if validation else 0) + n_test
+
+
+def grid_images(grid: str, eval_train_size: int | None) -> tuple[int, int]:
+    """(training, evaluation) images of a whole grid (see the module docstring)."""
+    datasets, cells = GRIDS[grid]
     train = evaluate = 0
-    for n_train, n_test in GRID_DATASETS.values():
-        train += (n_train - GRID_HOLDOUT) + GRID_FULL_RUNS * n_train
-        evaluate += (1 + GRID_FULL_RUNS) * (n_train + n_test)
-    runs_per_cell = GRID_CELLS * GRID_EPOCHS
-    return train * runs_per_cell, evaluate * runs_per_cell
+    for name in datasets:
+        for validation, runs in ((True, 1), (False, FULL_RUNS)):
+            t, e = epoch_images(*DATASETS[name], validation, eval_train_size)
+            train, evaluate = train + runs * t, evaluate + runs * e
+    return train * cells * EPOCHS, evaluate * cells * EPOCHS
 
 
 def engine_trainers(dataset: Dataset, cfgs: dict[str, list[DictConfig]], device: torch.device) -> dict:
@@ -204,19 +213,20 @@ def measure(device: str, *, steps: int | None = None, repeats: int = 5, pack: in
     """Run every measurement on `device` and return the results (the JSON's content but the command and date)."""
 
     def cfg_for(*overrides: str) -> DictConfig:
-        return compose_cfg("dataset=synthetic", f"dataset.train_size={train_images}", "holdout=0",
-                           "drop_last=true", "progress=false", f"device={device}", *overrides)
+        return resolve(compose("dataset=synthetic", f"dataset.train_size={train_images}", "holdout=0",
+                               "drop_last=true", "progress=false", f"device={device}", *overrides))
 
     load_start = os.getloadavg()
     ce = cfg_for("loss=ce")
     dev = torch.device(ce.device)
     steps = steps or DEFAULT_STEPS[dev.type]
     pack = pack or DEFAULT_PACK[dev.type]
+    precisions = precision.supported(dev)
     dataset = synthetic_dataset(train_images, test_images)
-    # The single CE and TCE trainers share one model (the engine keeps one per shape and device), each stepping it
-    # with its own optimizer: that costs what owning it would.
+    # The single trainers share one model (the engine keeps one per shape and device), each stepping it with its own
+    # optimizer: that costs what owning it would.
     engine = engine_trainers(dataset, {
-        "ce": [ce],
+        **{p: [ce if p == ce.precision else cfg_for("loss=ce", f"precision={p}")] for p in precisions},
         "tce": [cfg_for("loss=tce", f"loss.alpha={TCE_ALPHA}")],
         "packed": [ce, *(cfg_for("loss=ce", f"seed={k}") for k in range(1, pack))],
     }, dev)
@@ -240,7 +250,7 @@ def measure(device: str, *, steps: int | None = None, repeats: int = 5, pack: in
 
     train_s = interleaved({"naive": naive, **{name: engine_run(name) for name in engine}}, repeats)
 
-    evaluated = {"single": engine["ce"][0], "packed": engine["packed"][0]}
+    evaluated = {"single": engine[ce.precision][0], "packed": engine["packed"][0]}
     for trainer in evaluated.values():
         trainer.evaluate("test")  # warm-up, and on CUDA the compile of eval mode
     eval_s = interleaved({name: lambda t=t: seconds(lambda: t.evaluate("test"), dev)
@@ -249,34 +259,52 @@ def measure(device: str, *, steps: int | None = None, repeats: int = 5, pack: in
     step_s = {name: statistics.median(s) / steps for name, s in train_s.items()}
     img_s = {name: ce.batch_size * (pack if name == "packed" else 1) / s for name, s in step_s.items()}
     eval_img_s = {name: test_images * evaluated[name].k / statistics.median(s) for name, s in eval_s.items()}
-    grid_train, grid_eval = grid_images()
-    grid_hours = {mode: (grid_train / img_s["ce" if mode == "single" else "packed"] + grid_eval / eval_img_s[mode])
-                  / 3600 for mode in ("single", "packed")}
-    grid_mode = min(grid_hours, key=grid_hours.get)
+    engine_img_s = img_s[ce.precision]
+    overhead = {
+        name: {kind: (e / eval_img_s["single"]) / (t / engine_img_s)
+               for kind, (t, e) in (("validation", epoch_images(*sizes, True, ce.eval_train_size)),
+                                    ("full", epoch_images(*sizes, False, ce.eval_train_size)))}
+        for name, sizes in DATASETS.items()
+    }
+    grids = {}
+    for grid in GRIDS:
+        train, evaluate = grid_images(grid, ce.eval_train_size)
+        hours = {mode: (train / img_s[ce.precision if mode == "single" else "packed"] + evaluate / eval_img_s[mode])
+                 / 3600 for mode in ("single", "packed")}
+        mode = min(hours, key=hours.get)
+        datasets, cells = GRIDS[grid]
+        grids[grid] = {"mode": mode, "hours": hours, "estimate": hours[mode], "runs": len(datasets) * cells *
+                       (1 + FULL_RUNS), "epochs": EPOCHS, "train_images": train, "eval_images": evaluate}
     versions = records.versions()
     return {
         "device": records.device_name(dev),
         "device_type": dev.type,
         "naive_img_s": img_s["naive"],
-        "engine_img_s": img_s["ce"],
-        "ratio": img_s["ce"] / img_s["naive"],
-        "ce_step_s": step_s["ce"],
+        "engine_img_s": engine_img_s,
+        "ratio": engine_img_s / img_s["naive"],
+        "precision": ce.precision,
+        "engine_img_s_by_precision": {p: img_s[p] for p in precisions},
+        "ratio_by_precision": {p: img_s[p] / img_s["naive"] for p in precisions},
+        "ce_step_s": step_s[ce.precision],
         "tce_step_s": step_s["tce"],
-        "tce_over_ce_step": step_s["tce"] / step_s["ce"],
+        "tce_over_ce_step": step_s["tce"] / step_s[ce.precision],
         "packed_img_s": img_s["packed"],
         "pack": pack,
-        "pack_speedup": img_s["packed"] / img_s["ce"],
+        "pack_speedup": img_s["packed"] / engine_img_s,
         "eval_img_s": eval_img_s["single"],
         "packed_eval_img_s": eval_img_s["packed"],
-        "grid_hours_estimate": grid_hours[grid_mode],
-        "grid": {"mode": grid_mode, "hours": grid_hours, "runs": len(GRID_DATASETS) * GRID_CELLS * (1 + GRID_FULL_RUNS),
-                 "epochs": GRID_EPOCHS, "train_images": grid_train, "eval_images": grid_eval},
+        "eval_overhead": {name: max(kinds.values()) for name, kinds in overhead.items()},
+        "eval_overhead_by_run": overhead,
+        "grid_hours_estimate": grids["paper"]["estimate"],
+        "zoo_grid_hours_estimate": grids["zoo"]["estimate"],
+        "grids": grids,
         "seconds": {"train": train_s, "eval": eval_s},
         "options": {
             "steps": steps, "repeats": repeats, "warmup_steps": warmup, "batch_size": ce.batch_size,
             "train_images": train_images, "test_images": test_images, "tce_alpha": TCE_ALPHA,
             "engine": {"precision": ce.precision, "channels_last": ce.channels_last, "compile": ce.compile,
-                       "eval_batch_size": ce.eval_batch_size},
+                       "compiled": evaluated["single"].compiled, "eval_batch_size": ce.eval_batch_size,
+                       "eval_train_size": ce.eval_train_size},
             "naive": {"num_workers": naive_loader.num_workers, "pin_memory": naive_loader.pin_memory},
             "torch_threads": torch.get_num_threads(),
         },
@@ -294,9 +322,12 @@ def slug(name: str) -> str:
 
 
 def summary(r: dict) -> str:
+    others = ", ".join(f"{p} {x:.1f}x" for p, x in r["ratio_by_precision"].items() if p != r["precision"])
     return (f"bench {r['device_type']}: naive {r['naive_img_s']:,.0f} img/s, engine {r['engine_img_s']:,.0f} img/s "
-            f"({r['ratio']:.1f}x), TCE/CE step {r['tce_over_ce_step']:.2f}, pack {r['pack']}: "
-            f"{r['pack_speedup']:.1f}x, full grid ~ {r['grid_hours_estimate']:,.0f} h ({r['grid']['mode']})")
+            f"({r['precision']}: {r['ratio']:.1f}x{'; ' + others if others else ''}), "
+            f"TCE/CE step {r['tce_over_ce_step']:.2f}, pack {r['pack']}: {r['pack_speedup']:.1f}x, eval adds "
+            f"{100 * r['eval_overhead']['cifar10']:.0f}% to a CIFAR-10 epoch, paper grid ~ "
+            f"{r['grid_hours_estimate']:,.1f} h, zoo grid ~ {r['zoo_grid_hours_estimate']:,.1f} h")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,14 +9,22 @@
   figure for every other dataset present.
 - fig3_accuracy_vs_speed: Top-1 accuracy (the protocol of scripts/aggregate.py) against the epochs to the
   first plateau (`epochs_to_first_plateau`) on CIFAR-10+ and CIFAR-100+ at 40% uniform noise.
+- reliability_<dataset>_<condition>: reliability diagrams of CE and every TCE setting at the protocol's epoch,
+  the full runs' test predictions pooled (their calibration.csv): accuracy per confidence bin against the
+  diagonal, and the ECE.
+- memorization_<dataset>: per noisy condition (noise level, type and set), test accuracy and noisy_fit (the % of
+  relabelled training samples predicted as their noisy label) against epoch, one line per loss, the protocol's
+  epoch marked: CE's peak and its fall as it memorizes the noise, against a robust loss's plateau.
 
 Curves and plateaus use complete full runs only (holdout 0): the mean over their seeds, with a ±1 std band
 or error bar (sample std). A figure without data is skipped with one line saying so; Fig. 1 is always drawn.
 """
 
 import argparse
+import functools
 import itertools
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import matplotlib
@@ -27,15 +35,19 @@ import torch
 from matplotlib.ticker import MaxNLocator
 
 import tce
+from experiments.config import loss_tag
+from experiments.evaluation import ECE_BINS
 from scripts.aggregate import (
     PAPER_SETTINGS,
+    Aggregation,
     aggregate,
     dataset_label,
     format_level,
     mean_std,
     ordered_settings,
-    setting_key,
+    read_calibration,
     setting_label,
+    setting_of,
 )
 
 matplotlib.use("Agg")  # files only, also on machines without a display
@@ -102,7 +114,7 @@ def complete_full_runs(curves: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 def setting_colors(settings: list[str]) -> dict[str, str]:
     """A colour per setting key: the paper's settings keep theirs in every figure, others share the rest."""
-    paper = [setting_key(loss, alpha) for loss, alpha in PAPER_SETTINGS]
+    paper = [loss_tag(loss) for loss in PAPER_SETTINGS]
     spare = (f"C{i}" for i in itertools.cycle(range(len(paper), 10)))
     return {s: f"C{paper.index(s)}" if s in paper else next(spare) for s in settings}
 
@@ -116,8 +128,8 @@ def plot_test_error_curves(curves: pd.DataFrame, dataset: str) -> plt.Figure | N
     runs = complete_full_runs(curves, dataset).assign(test_error=lambda f: 100.0 - f["test_acc"])
     if runs.empty:
         return None
-    settings = ordered_settings(zip(runs["loss"], runs["alpha"], strict=True))
-    colors = setting_colors([setting_key(*setting) for setting in settings])
+    settings = _settings(runs)
+    colors = setting_colors([loss_tag(loss) for loss in settings])
     levels = sorted(set(zip(runs["noise"], runs["noise_type"], strict=True)))
     n_panels = len(levels) + 1
     ncols = min(3, n_panels)
@@ -153,17 +165,24 @@ def plot_test_error_curves(curves: pd.DataFrame, dataset: str) -> plt.Figure | N
     return fig
 
 
-def _mean_and_band(ax: plt.Axes, runs: pd.DataFrame, settings: list[tuple], colors: dict) -> float:
-    """Draws each setting's mean curve with a ±std band; returns the lowest mean drawn."""
+def _settings(runs: pd.DataFrame) -> list[dict]:
+    return ordered_settings(setting_of(row) for _, row in runs.drop_duplicates("setting").iterrows())
+
+
+def _mean_and_band(
+    ax: plt.Axes, runs: pd.DataFrame, settings: list[dict], colors: dict, column: str = "test_error"
+) -> float:
+    """Draws each setting's mean curve of `column` with a ±std band; returns the lowest mean drawn. Epochs that
+    were not evaluated are gaps."""
     lowest = math.inf
-    for loss, alpha in settings:
-        setting = setting_key(loss, alpha)
-        stats = runs[runs["setting"] == setting].groupby("epoch")["test_error"].agg(["mean", "std"])
-        if stats.empty:
+    for loss in settings:
+        key = loss_tag(loss)
+        stats = runs[runs["setting"] == key].groupby("epoch")[column].agg(["mean", "std"])
+        if stats["mean"].isna().all():
             continue
-        ax.plot(stats.index, stats["mean"], color=colors[setting], label=setting_label(loss, alpha), lw=1.2)
+        ax.plot(stats.index, stats["mean"], color=colors[key], label=setting_label(loss), lw=1.2)
         band = stats["std"].fillna(0.0)
-        ax.fill_between(stats.index, stats["mean"] - band, stats["mean"] + band, color=colors[setting], alpha=0.2)
+        ax.fill_between(stats.index, stats["mean"] - band, stats["mean"] + band, color=colors[key], alpha=0.2)
         lowest = min(lowest, stats["mean"].min())
     return lowest
 
@@ -196,8 +215,8 @@ def _speed_points(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str) -> li
         (cells["dataset"] == dataset) & (cells["noise"] == SPEED_NOISE) & (cells["noise_type"] == SPEED_NOISE_TYPE)
     ].set_index("setting")
     points = []
-    for loss, alpha in ordered_settings(zip(runs["loss"], runs["alpha"], strict=True)):
-        setting = setting_key(loss, alpha)
+    for loss in _settings(runs):
+        setting = loss_tag(loss)
         if setting not in accuracy.index or pd.isna(accuracy.at[setting, "protocol_mean"]):
             continue
         plateaus = [
@@ -209,7 +228,7 @@ def _speed_points(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str) -> li
         points.append(
             (
                 setting,
-                setting_label(loss, alpha),
+                setting_label(loss),
                 x,
                 np.nan_to_num(x_std),
                 accuracy.at[setting, "protocol_mean"],
@@ -217,6 +236,112 @@ def _speed_points(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str) -> li
             )
         )
     return points
+
+
+def plot_memorization(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str) -> plt.Figure | None:
+    """Per noisy condition of `dataset` (a row), test accuracy and noisy_fit against epoch (two panels), one line
+    per loss setting: the mean over the complete full runs with a ±1 std band, and a dot at the protocol's epoch
+    (the validation run's best) on each mean test-accuracy curve. None without full runs that recorded noisy_fit."""
+    runs = complete_full_runs(curves, dataset)
+    runs = runs[runs["noisy_fit"].notna().groupby(runs["run_dir"]).transform("any")]
+    if runs.empty:
+        return None
+    runs = runs.fillna({"noise_set": ""})
+    settings = _settings(runs)
+    colors = setting_colors([loss_tag(loss) for loss in settings])
+    conditions = sorted(set(runs[["noise_type", "noise_set", "noise"]].itertuples(index=False, name=None)))
+    fig, axes = plt.subplots(
+        len(conditions), 2, figsize=(10, 3.4 * len(conditions)), squeeze=False, layout="constrained"
+    )
+    for (ax_test, ax_fit), (noise_type, noise_set, noise) in zip(axes, conditions, strict=True):
+        level = runs[(runs["noise_type"] == noise_type) & (runs["noise_set"] == noise_set) & (runs["noise"] == noise)]
+        _mean_and_band(ax_test, level, settings, colors, "test_acc")
+        _mean_and_band(ax_fit, level, settings, colors, "noisy_fit")
+        for loss in settings:
+            epoch = _protocol_epoch(cells, dataset, loss_tag(loss), noise_type, noise_set, noise)
+            curve = level[level["setting"] == loss_tag(loss)].groupby("epoch")["test_acc"].mean()
+            if epoch in curve.index:
+                ax_test.plot([epoch], [curve[epoch]], "o", color=colors[loss_tag(loss)], ms=5)
+        condition = noise_set or f"η = {format_level(noise)}" + ("" if noise_type == "uniform" else f" ({noise_type})")
+        ax_test.set(title=f"{condition}: test accuracy (dot: protocol epoch)", ylabel="test accuracy (%)")
+        ax_fit.set(title=f"{condition}: noisy labels memorized", ylabel="noisy_fit (%)")
+        for ax in (ax_test, ax_fit):
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper")
+    fig.suptitle(f"{dataset_label(dataset)}: memorization of the noisy labels (full runs, mean ± std over seeds)")
+    return fig
+
+
+def _protocol_epoch(cells: pd.DataFrame, dataset: str, setting: str, noise_type: str, noise_set: str, noise: float):
+    cell = cells[(cells["dataset"] == dataset) & (cells["setting"] == setting) & (cells["noise_type"] == noise_type)
+                 & (cells["noise_set"].fillna("") == noise_set) & (cells["noise"] == noise)]
+    return None if cell.empty or pd.isna(cell["best_epoch"].iloc[0]) else int(cell["best_epoch"].iloc[0])
+
+
+RELIABILITY_LOSSES = ("ce", "tce")
+
+
+def reliability_bins(runs: pd.DataFrame, epoch: int) -> np.ndarray | None:
+    """The test predictions' bin sums (count, confidence sum, correct sum) per confidence bin at `epoch`, pooled
+    over `runs` (rows of runs.csv); None when none of them recorded calibration."""
+    pooled = None
+    for run_dir in runs["run_dir"]:
+        frame = read_calibration(run_dir)
+        if frame is None:
+            continue
+        rows = frame[(frame["epoch"] == epoch) & (frame["split"] == "test")].sort_values("bin")
+        if len(rows) == ECE_BINS:
+            sums = rows[["count", "confidence_sum", "correct_sum"]].to_numpy(dtype=float)
+            pooled = sums if pooled is None else pooled + sums
+    return pooled
+
+
+def plot_reliability(runs: pd.DataFrame, cells: pd.DataFrame, dataset: str, condition: tuple) -> plt.Figure | None:
+    """Reliability diagrams of CE and TCE settings in one condition (noise_type, noise_set, noise) of `dataset`:
+    per setting, the accuracy of the test predictions in each confidence bin (bars) against the diagonal, pooled
+    over the complete full runs at the protocol's epoch; ECE in the title. None without calibration data."""
+    noise_type, noise_set, noise = condition
+    full = runs[(runs["dataset"] == dataset) & (runs["status"] == "complete") & (runs["holdout"] == 0)
+                & (runs["noise_type"] == noise_type) & (runs["noise_set"].fillna("") == noise_set)
+                & (runs["noise"] == noise) & runs["loss"].isin(RELIABILITY_LOSSES)]
+    panels = []
+    for loss in _settings(full):
+        epoch = _protocol_epoch(cells, dataset, loss_tag(loss), noise_type, noise_set, noise)
+        bins = None if epoch is None else reliability_bins(full[full["setting"] == loss_tag(loss)], epoch)
+        if bins is not None:
+            panels.append((loss, epoch, bins))
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(5.0, 3.6 * len(panels)), 3.8), squeeze=False,
+                             layout="constrained")
+    width = 1.0 / ECE_BINS
+    centres = (np.arange(ECE_BINS) + 0.5) * width
+    for ax, (loss, epoch, bins) in zip(axes[0], panels, strict=True):
+        count, confidence, correct = bins.T
+        seen = count > 0
+        accuracy = np.divide(correct, count, out=np.zeros_like(count), where=seen)
+        mean_confidence = np.divide(confidence, count, out=np.zeros_like(count), where=seen)
+        ax.bar(centres[seen], accuracy[seen], width=width, edgecolor="black", color="C0", label="accuracy")
+        ax.bar(centres[seen], (mean_confidence - accuracy)[seen], bottom=accuracy[seen], width=width,
+               color="C3", alpha=0.3, edgecolor="C3", hatch="//", label="gap to confidence")
+        ax.plot([0, 1], [0, 1], "k--", lw=1)
+        ece = 100.0 * np.abs(correct - confidence).sum() / count.sum()
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
+               title=f"{setting_label(loss)}: ECE {ece:.2f}% (epoch {epoch})")
+        ax.set_aspect("equal")
+    axes[0, 0].legend(loc="lower right", fontsize="small")
+    fig.suptitle(f"{dataset_label(dataset)}, {_condition_label(condition)}: reliability of the test predictions "
+                 f"(full runs pooled)")
+    return fig
+
+
+def _condition_label(condition: tuple) -> str:
+    noise_type, noise_set, noise = condition
+    if noise_set:
+        return f"{noise_type} noise, {noise_set}"
+    return f"η = {format_level(noise)}" + ("" if noise_type == "uniform" else f" ({noise_type})")
 
 
 def save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
@@ -234,25 +359,43 @@ def _save_or_skip(fig: plt.Figure | None, out_dir: Path, stem: str, missing: str
         print("wrote " + ", ".join(str(p) for p in save(fig, out_dir, stem)))
 
 
+def all_figures(aggregation: Aggregation) -> Iterator[tuple[str, Callable[[], plt.Figure | None], str]]:
+    """(stem, draw, why it may be missing) of every figure the runs allow, in the order of the files and the
+    report; draw() returns the figure, or None when its data is missing."""
+    curves, cells, runs = aggregation.curves, aggregation.cells, aggregation.runs_table
+    yield "fig1_tce", plot_tce, ""
+    for dataset in ["cifar100", *sorted(set(curves["dataset"]) - {"cifar100"})]:
+        stem = "fig2_cifar100_curves" if dataset == "cifar100" else f"curves_{dataset}"
+        yield stem, functools.partial(plot_test_error_curves, curves, dataset), f"no complete full run of {dataset}"
+    yield (
+        "fig3_accuracy_vs_speed",
+        functools.partial(plot_accuracy_vs_speed, curves, cells),
+        f"no loss setting on {' or '.join(SPEED_DATASETS)} at noise {SPEED_NOISE} has both complete full runs "
+        "and a protocol value",
+    )
+    for dataset in sorted(set(curves["dataset"])):
+        yield (f"memorization_{dataset}", functools.partial(plot_memorization, curves, cells, dataset),
+               f"no complete full run of {dataset} with label noise")
+    for dataset, condition in conditions(cells):
+        yield (f"reliability_{dataset}_{condition[0]}{condition[1] or format_level(condition[2])}",
+               functools.partial(plot_reliability, runs, cells, dataset, condition),
+               "no CE or TCE full run with calibration data at a protocol epoch")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run directories")
     parser.add_argument("--out", type=Path, default=Path("results/figures"), help="folder for the figures")
     args = parser.parse_args(argv)
-    aggregation = aggregate(args.runs)
-    curves, cells = aggregation.curves, aggregation.cells
     args.out.mkdir(parents=True, exist_ok=True)
+    for stem, draw, missing in all_figures(aggregate(args.runs)):
+        _save_or_skip(draw(), args.out, stem, f"{missing} under {args.runs}")
 
-    _save_or_skip(plot_tce(), args.out, "fig1_tce", "")
-    for dataset in ["cifar100", *sorted(set(curves["dataset"]) - {"cifar100"})]:
-        stem = "fig2_cifar100_curves" if dataset == "cifar100" else f"curves_{dataset}"
-        fig = plot_test_error_curves(curves, dataset)
-        _save_or_skip(fig, args.out, stem, f"no complete full run of {dataset} under {args.runs}")
-    missing = (
-        f"no loss setting on {' or '.join(SPEED_DATASETS)} at noise {SPEED_NOISE} has both complete full runs "
-        "and a protocol value"
-    )
-    _save_or_skip(plot_accuracy_vs_speed(curves, cells), args.out, "fig3_accuracy_vs_speed", missing)
+
+def conditions(cells: pd.DataFrame) -> list[tuple[str, tuple]]:
+    """(dataset, (noise_type, noise_set, noise)) of every condition in cells.csv, sorted."""
+    frame = cells.fillna({"noise_set": ""})[["dataset", "noise_type", "noise_set", "noise"]].drop_duplicates()
+    return sorted((d, (t, s, n)) for d, t, s, n in frame.itertuples(index=False, name=None))
 
 
 if __name__ == "__main__":

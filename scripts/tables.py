@@ -2,14 +2,17 @@
 
     python -m scripts.tables --runs RUNS_DIR --out OUT_DIR [--reference results/paper_reference.csv]
 
-writes table1, table2 and one table per other (dataset, noise_type) present, each as .md and .tex (for
-people: one cell = our protocol mean ± std, n, the paper's value and ours − paper; the best of ours per
+writes table1, table2, zoo (when losses beyond the paper's ran: experiment=zoo) and one table per other (dataset,
+noise_type) present (e.g. cifar10_asymmetric, cifar10_human with one column per CIFAR-N label set), each as .md and
+.tex (for people: one cell = our protocol mean ± std, n, the paper's value and ours − paper; the best of ours per
 column in bold; "—" where there is no value) and .csv (tidy, one row per cell with every number, including
-the last-epoch and oracle values that the human tables leave out). It prints the Markdown tables and copies
-runs.csv, curves.csv and cells.csv (scripts/aggregate.py) into OUT_DIR.
+the last-epoch and oracle values that the human tables leave out); paired.csv and paired.md, every setting against
+CE paired by seed (scripts/paired.py), whose significant gains the tables mark with †. It prints the Markdown
+tables and copies runs.csv, curves.csv and cells.csv (scripts/aggregate.py) into OUT_DIR.
 """
 
 import argparse
+import html
 import math
 import re
 from collections.abc import Callable
@@ -18,17 +21,22 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.config import loss_tag
+from scripts import paired
 from scripts.aggregate import (
     CELL_COLUMNS,
     CELL_KEYS,
+    PAPER_LOSSES,
     PAPER_SETTINGS,
+    SETTING_COLUMNS,
     aggregate,
     dataset_label,
     format_level,
     nullable_integers,
     ordered_settings,
-    setting_key,
+    setting,
     setting_label,
+    setting_of,
     status_report,
     write_csvs,
 )
@@ -40,26 +48,43 @@ PAPER_TABLES = {
     "table1": ("Table 1", ["cifar100"], [0.0, 0.2, 0.4, 0.6, 0.8]),
     "table2": ("Table 2", ["mnist", "cifar10", "svhn"], [0.0, 0.4, 0.8]),
 }
+PAPER_DATASETS = ["cifar10", "cifar100", "mnist", "svhn"]
 # The numbers of a cell, as aggregation computes them.
-NUMBER_COLUMNS = [c for c in CELL_COLUMNS if c not in (*CELL_KEYS, "val_run_dir")]
+NUMBER_COLUMNS = [c for c in CELL_COLUMNS if c not in (*CELL_KEYS, *SETTING_COLUMNS, "val_run_dir")]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a table: a dataset at a noise level, or with a set of human labels (noise_set)."""
+
+    dataset: str
+    noise: float
+    noise_set: str = ""
+
+    def label(self) -> str:
+        return self.noise_set or f"η={format_level(self.noise)}"
 
 
 @dataclass
 class Table:
     name: str  # the file stem
     title: str
-    datasets: list[str]  # column groups, each with one column per noise level
-    noises: list[float]
-    settings: list[tuple[str, float | None]]  # rows, as (loss, alpha)
-    cells: pd.DataFrame  # tidy: one row per (dataset, noise, setting), in the table's reading order
+    columns: list[Column]  # grouped by dataset
+    settings: list[dict]  # rows (scripts.aggregate.setting)
+    cells: pd.DataFrame  # tidy: one row per (column, setting), in the table's reading order
     with_reference: bool
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(dict.fromkeys(column.dataset for column in self.columns))
 
 
 def load_reference(path: Path) -> pd.DataFrame:
     """The paper's published Top-1 accuracies (dataset, loss, alpha, noise, top1) with a `setting` column."""
     reference = pd.read_csv(path)
     reference["setting"] = [
-        setting_key(loss, alpha) for loss, alpha in zip(reference["loss"], reference["alpha"], strict=True)
+        loss_tag(setting(loss, alpha=None if pd.isna(alpha) else alpha))
+        for loss, alpha in zip(reference["loss"], reference["alpha"], strict=True)
     ]
     return reference
 
@@ -68,65 +93,100 @@ def losses_by_noise(
     name: str,
     title: str,
     cells: pd.DataFrame,
-    datasets: list[str],
-    noises: list[float],
-    settings: list[tuple[str, float | None]],
+    columns: list[Column],
+    settings: list[dict],
     noise_type: str,
     reference: pd.DataFrame | None,
+    significant: frozenset[tuple] = frozenset(),
 ) -> Table:
-    """The table of loss settings (rows) by noise level (columns, grouped by dataset), from cells.csv rows.
+    """The table of loss settings (rows) by column (a dataset at a noise level or noise set), from cells.csv rows.
 
     The best protocol mean of each column, compared as printed (two decimals), is marked best; ties all are.
+    `significant` holds the (dataset, noise_type, noise, noise_set, setting) whose paired interval against CE
+    excludes 0 (scripts/paired.py); they are marked too.
     """
-    ours = {(r.dataset, r.setting, r.noise): r for r in cells[cells["noise_type"] == noise_type].itertuples()}
+    ours = {
+        (r.dataset, r.noise, r.noise_set, r.setting): r
+        for r in cells[cells["noise_type"] == noise_type].fillna({"noise_set": ""}).itertuples()
+    }
     paper = (
-        {} if reference is None else {(r.dataset, r.setting, round(r.noise, 6)): r.top1 for r in reference.itertuples()}
+        {} if reference is None else {(r.dataset, round(r.noise, 6), r.setting): r.top1 for r in reference.itertuples()}
     )
     records = []
-    for dataset in datasets:
-        for noise in noises:
-            for loss, alpha in settings:
-                key = (dataset, setting_key(loss, alpha), noise)
-                found = ours.get(key)
-                record = {
-                    "table": name,
-                    "dataset": dataset,
-                    "noise": noise,
-                    "noise_type": noise_type,
-                    "setting": key[1],
-                    "loss": loss,
-                    "alpha": alpha,
-                }
-                record.update({c: getattr(found, c) if found is not None else math.nan for c in NUMBER_COLUMNS})
-                if reference is not None:
-                    record["paper_top1"] = paper.get(key, math.nan)
-                records.append(record)
+    for column in columns:
+        for loss in settings:
+            key = loss_tag(loss)
+            found = ours.get((column.dataset, column.noise, column.noise_set, key))
+            record = {
+                "table": name,
+                "dataset": column.dataset,
+                "noise": column.noise,
+                "noise_type": noise_type,
+                "noise_set": column.noise_set,
+                "setting": key,
+                **{c: loss[c] if c != "loss" else loss["name"] for c in SETTING_COLUMNS},
+                "significant_vs_ce": (column.dataset, noise_type, column.noise, column.noise_set, key) in significant,
+            }
+            record.update({c: getattr(found, c) if found is not None else math.nan for c in NUMBER_COLUMNS})
+            if reference is not None:
+                record["paper_top1"] = paper.get((column.dataset, column.noise, key), math.nan)
+            records.append(record)
     frame = nullable_integers(pd.DataFrame(records))
     if reference is not None:
         frame["diff_vs_paper"] = frame["protocol_mean"] - frame["paper_top1"]
     shown = frame["protocol_mean"].round(2)
-    frame["best"] = shown.notna() & (shown == shown.groupby([frame["dataset"], frame["noise"]]).transform("max"))
-    return Table(name, title, datasets, noises, settings, frame, reference is not None)
+    column_of = [frame["dataset"], frame["noise"], frame["noise_set"]]
+    frame["best"] = shown.notna() & (shown == shown.groupby(column_of).transform("max"))
+    return Table(name, title, columns, settings, frame, reference is not None)
 
 
-def build_tables(cells: pd.DataFrame, reference: pd.DataFrame) -> list[Table]:
-    """Tables 1 and 2 in the paper's layout, then one table per other (dataset, noise_type) in the cells."""
+def _columns(cells: pd.DataFrame, datasets: list[str]) -> list[Column]:
+    """Every (noise, noise_set) of `cells` for each dataset, in order."""
+    return [
+        Column(dataset, noise, noise_set)
+        for dataset in datasets
+        for noise, noise_set in sorted(set(cells.loc[cells["dataset"] == dataset, ["noise", "noise_set"]].itertuples(
+            index=False, name=None
+        )))
+    ]
+
+
+def build_tables(
+    cells: pd.DataFrame, reference: pd.DataFrame, significant: frozenset[tuple] = frozenset()
+) -> list[Table]:
+    """Tables 1 and 2 in the paper's layout (its loss rows and any other TCE alpha present); the zoo table: the
+    uniform-noise cells of every dataset on which a loss beyond the paper's ran (the paper's datasets first), every
+    setting present but MSE and MAE on the paper's datasets (Tables 1 and 2 show those); then one table per other
+    (dataset, noise type), its columns the noise levels or, for human noise, the label sets present."""
+    cells = cells.fillna({"noise_set": ""})
+    uniform = cells[cells["noise_type"] == PAPER_NOISE_TYPE]
     tables = []
     for name, (title, datasets, noises) in PAPER_TABLES.items():
-        present = cells[cells["dataset"].isin(datasets) & (cells["noise_type"] == PAPER_NOISE_TYPE)]
+        present = uniform[uniform["dataset"].isin(datasets) & uniform["loss"].isin(PAPER_LOSSES)]
+        settings = ordered_settings([*PAPER_SETTINGS, *(setting_of(r) for _, r in present.iterrows())])
+        columns = [Column(dataset, noise) for dataset in datasets for noise in noises]
         labels = ", ".join(dataset_label(d) for d in datasets)
-        settings = ordered_settings([*PAPER_SETTINGS, *zip(present["loss"], present["alpha"], strict=True)])
         tables.append(
-            losses_by_noise(name, f"{title}: {labels}", cells, datasets, noises, settings, PAPER_NOISE_TYPE, reference)
+            losses_by_noise(name, f"{title}: {labels}", cells, columns, settings, PAPER_NOISE_TYPE, reference,
+                            significant)
         )
-    paper_datasets = [d for _, datasets, _ in PAPER_TABLES.values() for d in datasets]
-    in_paper_tables = cells["dataset"].isin(paper_datasets) & (cells["noise_type"] == PAPER_NOISE_TYPE)
-    for (dataset, noise_type), group in cells[~in_paper_tables].groupby(["dataset", "noise_type"]):
+    with_zoo = set(uniform.loc[~uniform["loss"].isin(PAPER_LOSSES), "dataset"])
+    zoo_datasets = [d for d in PAPER_DATASETS if d in with_zoo] + sorted(with_zoo - set(PAPER_DATASETS))
+    if zoo_datasets:
+        zoo = uniform[uniform["dataset"].isin(zoo_datasets)]
+        zoo = zoo[~(zoo["dataset"].isin(PAPER_DATASETS) & zoo["loss"].isin(("mse", "mae")))]
+        settings = ordered_settings(setting_of(r) for _, r in zoo.iterrows())
+        labels = ", ".join(dataset_label(d) for d in zoo_datasets)
+        tables.append(losses_by_noise("zoo", f"Robust losses, uniform noise: {labels}", cells,
+                                      _columns(zoo, zoo_datasets), settings, PAPER_NOISE_TYPE, None, significant))
+    shown = (cells["dataset"].isin([*PAPER_DATASETS, *zoo_datasets])) & (cells["noise_type"] == PAPER_NOISE_TYPE)
+    for (dataset, noise_type), group in cells[~shown].groupby(["dataset", "noise_type"]):
         name = dataset if noise_type == PAPER_NOISE_TYPE else f"{dataset}_{noise_type}"
         title = f"{dataset_label(dataset)}, {noise_type} noise"
-        noises = sorted(group["noise"].unique().tolist())
-        settings = ordered_settings(zip(group["loss"], group["alpha"], strict=True))
-        tables.append(losses_by_noise(name, title, cells, [dataset], noises, settings, noise_type, None))
+        settings = ordered_settings(setting_of(r) for _, r in group.iterrows())
+        tables.append(
+            losses_by_noise(name, title, cells, _columns(group, [dataset]), settings, noise_type, None, significant)
+        )
     return tables
 
 
@@ -141,15 +201,14 @@ class Dialect:
 
 
 def render(table: Table, dialect: Dialect) -> str:
-    cells = {(r.dataset, r.noise, r.setting): r for r in table.cells.itertuples()}
+    cells = {(r.dataset, r.noise, r.noise_set, r.setting): r for r in table.cells.itertuples()}
     body = [
-        [dialect.escape(setting_label(loss, alpha))]
+        [dialect.escape(setting_label(loss))]
         + [
-            _cell_text(cells[dataset, noise, setting_key(loss, alpha)], table.with_reference, dialect)
-            for dataset in table.datasets
-            for noise in table.noises
+            _cell_text(cells[c.dataset, c.noise, c.noise_set, loss_tag(loss)], table.with_reference, dialect)
+            for c in table.columns
         ]
-        for loss, alpha in table.settings
+        for loss in table.settings
     ]
     missing = int(table.cells["protocol_mean"].isna().sum())
     footer = f"Missing cells (no protocol value): {missing} of {len(table.cells)}."
@@ -163,7 +222,7 @@ def _cell_text(cell, with_reference: bool, dialect: Dialect) -> str:
         text = escape("—")
     else:
         mean = escape(f"{cell.protocol_mean:.2f}")
-        text = dialect.bold(mean) if cell.best else mean
+        text = (dialect.bold(mean) if cell.best else mean) + (escape(" †") if cell.significant_vs_ce else "")
         if pd.notna(cell.protocol_std):
             text += escape(f" ± {cell.protocol_std:.2f}")
         notes.append(f"n={cell.n}")
@@ -188,17 +247,14 @@ def _caption(table: Table) -> str:
     )
     if table.with_reference:
         caption += " paper: the published value; Δ: ours − paper."
-    return caption + " Bold: our best per column. —: no value."
-
-
-def _column_labels(table: Table) -> list[str]:
-    return [format_level(noise) for _ in table.datasets for noise in table.noises]
+    caption += " Bold: our best per column. —: no value."
+    if table.cells["significant_vs_ce"].any():
+        caption += " †: the paired 95% interval of the difference to CE over seeds excludes 0 (paired.csv)."
+    return caption
 
 
 def _markdown_document(table: Table, body: list[list[str]], footer: str) -> str:
-    header = ["noise (η)"] + [
-        f"{dataset_label(dataset)} η={format_level(noise)}" for dataset in table.datasets for noise in table.noises
-    ]
+    header = ["noise (η)"] + [f"{dataset_label(c.dataset)} {c.label()}" for c in table.columns]
     lines = [f"### {_markdown_escape(table.title)}", "", _markdown_escape(_caption(table)), ""]
     lines.append("| " + " | ".join(_markdown_escape(h) for h in header) + " |")
     lines.append("|" + "---|" * len(header))
@@ -208,21 +264,22 @@ def _markdown_document(table: Table, body: list[list[str]], footer: str) -> str:
 
 
 def _latex_document(table: Table, body: list[list[str]], footer: str) -> str:
-    width = len(table.noises)
+    widths = [sum(c.dataset == d for c in table.columns) for d in table.datasets]
     # A vertical rule after each dataset's columns but the last, as in the tabular's column specification.
     rules = ["|"] * (len(table.datasets) - 1) + [""]
     groups = " & ".join(
         rf"\multicolumn{{{width}}}{{c{rule}}}{{{_latex_escape(dataset_label(d))}}}"
-        for d, rule in zip(table.datasets, rules, strict=True)
+        for d, width, rule in zip(table.datasets, widths, rules, strict=True)
     )
+    labels = [c.noise_set or format_level(c.noise) for c in table.columns]
     lines = [
         r"\begin{table}[t]",
         r"\centering",
         rf"\caption{{{_latex_escape(table.title)}. {_latex_escape(_caption(table))}}}",
-        r"\begin{tabular}{l|" + "|".join("l" * width for _ in table.datasets) + "}",
+        r"\begin{tabular}{l|" + "|".join("l" * width for width in widths) + "}",
         r"\hline",
         rf" & {groups} \\",
-        " & ".join([_latex_escape("noise (η)"), *_column_labels(table)]) + r" \\",
+        " & ".join([_latex_escape("noise (η)"), *map(_latex_escape, labels)]) + r" \\",
         r"\hline",
         *(" & ".join(row) + r" \\" for row in body),
         r"\hline",
@@ -265,8 +322,17 @@ def _latex_escape(text: str) -> str:
     return _LATEX_SPECIAL.sub(lambda match: _LATEX_REPLACEMENTS[match.group()], text)
 
 
+def _html_document(table: Table, body: list[list[str]], footer: str) -> str:
+    header = ["noise (η)"] + [f"{dataset_label(c.dataset)} {c.label()}" for c in table.columns]
+    rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+    rows += ["<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in body]
+    return (f"<h3>{html.escape(table.title)}</h3>\n<p>{html.escape(_caption(table))}</p>\n<table>\n"
+            + "\n".join(rows) + f"\n</table>\n<p>{html.escape(footer)}</p>\n")
+
+
 MARKDOWN = Dialect(".md", _markdown_escape, lambda text: f"**{text}**", _markdown_document)
 LATEX = Dialect(".tex", _latex_escape, lambda text: rf"\textbf{{{text}}}", _latex_document)
+HTML = Dialect(".html", html.escape, lambda text: f"<b>{text}</b>", _html_document)
 
 
 def write_table(table: Table, out_dir: Path) -> str:
@@ -287,11 +353,18 @@ def main(argv: list[str] | None = None) -> None:
     aggregation = aggregate(args.runs)
     print(status_report(aggregation), end="\n\n")
     args.out.mkdir(parents=True, exist_ok=True)
-    for table in build_tables(aggregation.cells, load_reference(args.reference)):
+    comparison = paired.paired_table(aggregation)
+    if args.datasets is not None:
+        comparison = comparison[comparison["dataset"].isin(args.datasets)]
+    significant = frozenset(paired.significant(comparison))
+    for table in build_tables(aggregation.cells, load_reference(args.reference), significant):
         if args.datasets is None or set(table.datasets) & set(args.datasets):
             print(write_table(table, args.out))
+    comparison.to_csv(args.out / "paired.csv", index=False)
+    (args.out / "paired.md").write_text(paired.markdown(comparison))
+    print(paired.markdown(comparison))
     write_csvs(aggregation, args.out)
-    print(f"wrote the tables and runs.csv, curves.csv, cells.csv to {args.out}")
+    print(f"wrote the tables, paired.csv and .md, and runs.csv, curves.csv, cells.csv to {args.out}")
 
 
 if __name__ == "__main__":

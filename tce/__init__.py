@@ -1,19 +1,62 @@
-"""Tamed Cross Entropy (Martinez & Stiefelhagen, GCPR 2018) and the baseline losses it is compared with."""
+"""Tamed Cross Entropy (Martinez & Stiefelhagen, GCPR 2018) and the losses it is compared with.
 
-from tce.factory import LOSSES, build_loss
-from tce.functional import cross_entropy, mae_loss, mse_loss, tamed_cross_entropy, tamed_nll
-from tce.modules import CrossEntropy, MAELoss, MSELoss, TamedCrossEntropy
+The paper's losses: the cross entropy ("ce"), MSE and MAE on the softmax ("mse", "mae") and the Tamed Cross
+Entropy ("tce", alpha). The robust and regularised losses of the later noisy-label literature: GCE ("gce",
+q), RCE ("rce", A), SCE ("sce", alpha, beta, A), NCE ("nce"), NCE+RCE and NCE+MAE ("nce+rce", "nce+mae",
+alpha, beta), focal ("focal", gamma), Taylor-CE ("taylor", t), Poly-1 ("poly1", epsilon), label smoothing
+("label_smoothing", epsilon) and soft and hard bootstrapping ("bootstrap_soft", "bootstrap_hard", beta).
+
+Each is a function of logits (N, C) and class indices (N,) in `tce.functional` (also exported here) and an
+nn.Module: `build_loss(name, reduction=..., **params)` builds one by name, LOSSES lists the names and
+LOSS_PARAMS the parameters of each with their defaults. The package needs torch only.
+"""
+
+from tce.factory import LOSS_PARAMS, LOSSES, build_loss
+from tce.functional import (
+    cross_entropy,
+    focal_loss,
+    generalized_cross_entropy,
+    hard_bootstrapping,
+    label_smoothing_cross_entropy,
+    mae_loss,
+    mse_loss,
+    nce_and_mae,
+    nce_and_rce,
+    normalized_cross_entropy,
+    poly1_cross_entropy,
+    reverse_cross_entropy,
+    soft_bootstrapping,
+    symmetric_cross_entropy,
+    tamed_cross_entropy,
+    tamed_nll,
+    taylor_cross_entropy,
+)
+from tce.modules import CrossEntropy, FunctionalLoss, MAELoss, MSELoss, TamedCrossEntropy
 
 __all__ = [
     "LOSSES",
+    "LOSS_PARAMS",
     "CrossEntropy",
+    "FunctionalLoss",
     "MAELoss",
     "MSELoss",
     "TamedCrossEntropy",
     "build_loss",
     "cross_entropy",
+    "focal_loss",
+    "generalized_cross_entropy",
+    "hard_bootstrapping",
+    "label_smoothing_cross_entropy",
     "mae_loss",
     "mse_loss",
+    "nce_and_mae",
+    "nce_and_rce",
+    "normalized_cross_entropy",
+    "poly1_cross_entropy",
+    "reverse_cross_entropy",
+    "soft_bootstrapping",
+    "symmetric_cross_entropy",
     "tamed_cross_entropy",
     "tamed_nll",
+    "taylor_cross_entropy",
 ]

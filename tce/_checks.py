@@ -1,21 +1,66 @@
-"""Argument checks shared by the losses; each raises ValueError with the offending value."""
+"""Argument checks shared by the losses; each raises ValueError with a one-line message that starts with the
+name of the offending argument and ends with its value."""
 
 import math
 import numbers
+from typing import NamedTuple
 
 import torch
 
 REDUCTIONS = ("mean", "sum", "none")
 
 
+class Interval(NamedTuple):
+    """The finite Python numbers from low to high; an open end excludes its bound."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    open_low: bool = False
+    open_high: bool = False
+
+    def check(self, name: str, value: float) -> float:
+        # bool is a numbers.Real too, but q=True is always a mistake.
+        is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        # Comparisons rather than math.isfinite, so that torch.compile can trace the value as a symbolic
+        # float; NaN fails them all.
+        if not (
+            is_number
+            and -math.inf < value < math.inf
+            and (self.low < value if self.open_low else self.low <= value)
+            and (value < self.high if self.open_high else value <= self.high)
+        ):
+            raise ValueError(f"{name} must be {self.describe()}, got {_one_line(value)}")
+        return float(value)
+
+    def describe(self) -> str:
+        """E.g. "in (0, 1]", or "a finite number >= 0" where one end is unbounded."""
+        if self.high == math.inf:
+            return f"a finite number {'>' if self.open_low else '>='} {self.low:g}"
+        if self.low == -math.inf:
+            return f"a finite number {'<' if self.open_high else '<='} {self.high:g}"
+        return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+
+class Count(NamedTuple):
+    """The Python integers >= minimum. Not bools, and not floats such as 2.0: a count written as a float is
+    more likely a misplaced real-valued parameter than a count."""
+
+    minimum: int = 1
+
+    def check(self, name: str, value: int) -> int:
+        is_integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if not (is_integer and value >= self.minimum):
+            raise ValueError(f"{name} must be an integer >= {self.minimum}, got {_one_line(value)}")
+        return int(value)
+
+
+NONNEGATIVE = Interval(low=0)
+FRACTION = Interval(0, 1)
+
+
 def check_alpha(alpha: float) -> float:
-    # bool is a numbers.Real too, but alpha=True is always a mistake.
-    is_number = isinstance(alpha, numbers.Real) and not isinstance(alpha, bool)
-    # Comparisons rather than math.isfinite, so that torch.compile can trace alpha as a symbolic float;
-    # NaN fails both.
-    if not (is_number and 0 <= alpha < math.inf):
-        raise ValueError(f"alpha must be a finite Python number >= 0, got {alpha!r}")
-    return float(alpha)
+    """TCE's alpha: a finite number >= 0."""
+    return NONNEGATIVE.check("alpha", alpha)
 
 
 def check_reduction(reduction: str) -> None:
@@ -50,3 +95,8 @@ def check_logits_and_target(logits: torch.Tensor, target: torch.Tensor) -> None:
             raise ValueError(
                 f"target must lie in [0, {num_classes}), got {target[out_of_range][:5].tolist()}"
             )
+
+
+def _one_line(value: object) -> str:
+    # A tensor's repr can span several lines; an error message should not.
+    return " ".join(repr(value).split())

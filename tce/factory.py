@@ -1,19 +1,58 @@
 """Builds a loss module from its short name, as experiment configurations spell it."""
 
+import inspect
+
 from torch import nn
 
-from tce.modules import CrossEntropy, MAELoss, MSELoss, TamedCrossEntropy
+from tce import functional
+from tce.modules import CrossEntropy, FunctionalLoss, MAELoss, MSELoss, TamedCrossEntropy
 
+# The paper's losses, each with a module class of its own.
 _LOSS_CLASSES = {"ce": CrossEntropy, "mse": MSELoss, "mae": MAELoss, "tce": TamedCrossEntropy}
-LOSSES = tuple(_LOSS_CLASSES)
+# The losses it is compared with, each a function of tce.functional wrapped by FunctionalLoss.
+_LOSS_FUNCTIONS = {
+    "gce": functional.generalized_cross_entropy,
+    "rce": functional.reverse_cross_entropy,
+    "sce": functional.symmetric_cross_entropy,
+    "nce": functional.normalized_cross_entropy,
+    "nce+rce": functional.nce_and_rce,
+    "nce+mae": functional.nce_and_mae,
+    "focal": functional.focal_loss,
+    "taylor": functional.taylor_cross_entropy,
+    "poly1": functional.poly1_cross_entropy,
+    "label_smoothing": functional.label_smoothing_cross_entropy,
+    "bootstrap_soft": functional.soft_bootstrapping,
+    "bootstrap_hard": functional.hard_bootstrapping,
+}
+LOSSES = (*_LOSS_CLASSES, *_LOSS_FUNCTIONS)
+
+
+def _parameters(loss) -> dict[str, float | int | None]:
+    """The parameters a loss takes besides logits, target and reduction, with their defaults (None if
+    required), read from its signature so that each default is stated once, where the loss is defined."""
+    return {
+        name: None if param.default is param.empty else param.default
+        for name, param in inspect.signature(loss).parameters.items()
+        if name not in ("logits", "target", "reduction")
+    }
+
+
+#: For each name in LOSSES, the parameters build_loss takes besides `reduction`, with their defaults (None
+#: where required), e.g. LOSS_PARAMS["sce"] == {"alpha": None, "beta": None, "A": math.log(1e-4)}.
+LOSS_PARAMS: dict[str, dict[str, float | int | None]] = {
+    name: _parameters(loss) for name, loss in {**_LOSS_CLASSES, **_LOSS_FUNCTIONS}.items()
+}
 
 
 def build_loss(name: str, **kwargs) -> nn.Module:
     """Returns the loss module called `name` (one of LOSSES), built with `kwargs`.
 
-    Every loss takes `reduction`; only "tce" takes `alpha` (default 1.0), and passing it to another loss
-    raises TypeError like any unexpected keyword argument.
+    Every loss takes `reduction`; the other parameters each loss takes, and their defaults, are in
+    LOSS_PARAMS. Passing a parameter the loss does not take, or leaving out a required one, raises
+    TypeError like any Python call; a bad value raises ValueError.
     """
-    if name not in _LOSS_CLASSES:
-        raise ValueError(f"unknown loss {name!r}; valid names are {LOSSES}")
-    return _LOSS_CLASSES[name](**kwargs)
+    if name in _LOSS_CLASSES:
+        return _LOSS_CLASSES[name](**kwargs)
+    if name in _LOSS_FUNCTIONS:
+        return FunctionalLoss(_LOSS_FUNCTIONS[name], **kwargs)
+    raise ValueError(f"unknown loss {name!r}; valid names are {LOSSES}")

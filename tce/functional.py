@@ -2,12 +2,24 @@
 
 Half-precision logits (float16, bfloat16, e.g. from autocast) are computed in float32 and give a float32
 loss; float32 and float64 are kept as they are.
+
+Below the paper's losses (cross_entropy, mse_loss, mae_loss, tamed_cross_entropy) come the robust and
+regularised losses it is compared with. Each of those is written as a loss of the log-probabilities
+log p = log_softmax(logits) (N, C) and the targets (N,), one value per sample, and `_loss_of_log_probs`
+turns it into a loss of logits with the checks, dtype handling and reduction of the others. They are
+computed from log p_y rather than p_y (p_y^q = exp(q log p_y), 1 - p_y = -expm1(log p_y)), which keeps
+them exact without clamps, and finite with finite gradients from log p_y = -1e4 up to p_y = 1.
 """
+
+import functools
+import inspect
+import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from tce._checks import check_alpha, check_logits_and_target, check_reduction
+from tce._checks import FRACTION, NONNEGATIVE, Count, Interval, check_alpha, check_logits_and_target, check_reduction
 
 # The closed form expm1(s) / (1 - alpha), with s = (1 - alpha) log(1 - log q_y), is 0 / 0 at alpha = 1.
 # Within this distance of 1 the series expm1(s) = s (1 + s/2 + s^2/6 + ...) is used instead; with
@@ -95,3 +107,223 @@ def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "sum":
         return per_sample.sum()
     return per_sample
+
+
+# --- Robust and regularised losses, as functions of log-probabilities -------------------------------------
+
+#: The A of RCE and SCE. The SCE paper sets A = -4, but its official code clips the one-hot label at 1e-4
+#: and takes the natural log, which is A = ln 1e-4 = -9.21; the published numbers (and APL's) come from that.
+LN_1E_MINUS_4 = math.log(1e-4)
+
+_Check = Interval | Count
+
+
+def _loss_of_log_probs(**checks: _Check) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+    """Decorator: makes a loss of logits out of `per_sample(log_probs, target, *, **params)`, which returns
+    the loss of each sample from log_softmax(logits) (N, C) and int64 targets (N,).
+
+    The loss made takes (logits, target, *, **params, reduction="mean"): it checks its inputs like the other
+    losses, computes in float32 for 16-bit logits, checks each parameter with `checks[name]` and reduces
+    over the batch. The defaults of the parameters are those in the signature of `per_sample`, the one
+    place they are stated. The loss keeps `per_sample` (for composing losses) and `check_params` (for
+    modules, which check their parameters when built).
+    """
+
+    def decorate(per_sample: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        params = list(inspect.signature(per_sample).parameters.values())[2:]
+        params_signature = inspect.Signature(params)
+        if set(checks) != set(params_signature.parameters) or any(p.kind != p.KEYWORD_ONLY for p in params):
+            raise TypeError(f"{per_sample.__name__}: each parameter must be keyword-only and have a check")
+
+        def checked(params: dict) -> dict:
+            # An unknown name is left for Python's call of per_sample to reject with the usual TypeError.
+            return {
+                name: checks[name].check(name, value) if name in checks else value for name, value in params.items()
+            }
+
+        @functools.wraps(per_sample)
+        def loss(logits: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", **params) -> torch.Tensor:
+            params = checked(params)
+            log_probs = F.log_softmax(_checked_logits(logits, target, reduction), dim=1)
+            return _reduce(per_sample(log_probs, target.long(), **params), reduction)
+
+        def check_params(params: dict) -> dict:
+            """Returns every parameter, defaults filled in and values checked: a TypeError for an unknown or
+            missing one, a ValueError for a bad value."""
+            try:
+                bound = params_signature.bind(**params)
+            except TypeError as error:
+                raise TypeError(f"{per_sample.__name__}() {error}") from None
+            bound.apply_defaults()
+            return checked(bound.arguments)
+
+        # A code object of its own, named after the loss: torch.compile caches compiled graphs (up to a limit)
+        # per code object, and these losses would otherwise all share the one of `loss`.
+        loss.__code__ = loss.__code__.replace(co_name=per_sample.__name__)
+        loss.per_sample = per_sample
+        loss.check_params = check_params
+        loss.__signature__ = inspect.Signature(
+            [
+                inspect.Parameter("logits", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=torch.Tensor),
+                inspect.Parameter("target", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=torch.Tensor),
+                *params,
+                inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="mean", annotation=str),
+            ],
+            return_annotation=torch.Tensor,
+        )
+        return loss
+
+    return decorate
+
+
+def _at(log_probs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """log_probs[i, index[i]] for each row i."""
+    return log_probs.gather(1, index[:, None]).squeeze(1)
+
+
+def _one_minus_exp(log_prob: torch.Tensor) -> torch.Tensor:
+    """1 - p from log p, without the cancellation of 1 - exp(log p) near p = 1."""
+    return -torch.expm1(log_prob)
+
+
+@_loss_of_log_probs(q=Interval(0, 1, open_low=True))
+def generalized_cross_entropy(log_probs: torch.Tensor, target: torch.Tensor, *, q: float = 0.7) -> torch.Tensor:
+    """Generalized cross entropy (GCE, Zhang & Sabuncu, NeurIPS 2018): (1 - p_y^q) / q, q in (0, 1].
+
+    q -> 0 gives the cross entropy and q = 1 gives 1 - p_y. Written as -expm1(q log p_y) / q, its
+    derivative stays finite where p_y underflows to 0, which a clamp on p_y is usually there to prevent.
+    """
+    return -torch.expm1(q * _at(log_probs, target)) / q
+
+
+@_loss_of_log_probs(A=Interval(high=0, open_high=True))
+def reverse_cross_entropy(log_probs: torch.Tensor, target: torch.Tensor, *, A: float = LN_1E_MINUS_4) -> torch.Tensor:
+    """Reverse cross entropy (RCE, Wang et al., ICCV 2019): -A (1 - p_y), with A < 0.
+
+    It is the cross entropy with p and the one-hot label swapped, log 0 replaced by A. The default
+    A = ln 1e-4 = -9.21 is what the official SCE code computes (it clips the label at 1e-4 and takes the
+    natural log), and what the published results were obtained with; the paper's text says A = -4.
+    """
+    return -A * _one_minus_exp(_at(log_probs, target))
+
+
+@_loss_of_log_probs(alpha=NONNEGATIVE, beta=NONNEGATIVE, A=Interval(high=0, open_high=True))
+def symmetric_cross_entropy(
+    log_probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    alpha: float,
+    beta: float,
+    A: float = LN_1E_MINUS_4,
+) -> torch.Tensor:
+    """Symmetric cross entropy (SCE, Wang et al., ICCV 2019): alpha CE + beta RCE = -alpha log p_y - beta A
+    (1 - p_y), with alpha, beta >= 0 and A < 0.
+
+    The default A = ln 1e-4 = -9.21 is the official code's, not the paper text's -4 (see
+    `reverse_cross_entropy`); it makes the RCE term 2.3 times as large for the same beta.
+    """
+    return -alpha * _at(log_probs, target) + beta * reverse_cross_entropy.per_sample(log_probs, target, A=A)
+
+
+@_loss_of_log_probs()
+def normalized_cross_entropy(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Normalized cross entropy (NCE, Ma et al., ICML 2020): log p_y / sum_k log p_k, in [0, 1].
+
+    The denominator is a sum of log-probabilities, each <= 0 and at most one of them 0 (it takes C >= 2),
+    so it is never 0.
+    """
+    return _at(log_probs, target) / log_probs.sum(dim=1)
+
+
+@_loss_of_log_probs(alpha=NONNEGATIVE, beta=NONNEGATIVE)
+def nce_and_rce(log_probs: torch.Tensor, target: torch.Tensor, *, alpha: float, beta: float) -> torch.Tensor:
+    """Active-passive loss NCE+RCE (Ma et al., ICML 2020): alpha NCE + beta RCE, alpha, beta >= 0.
+
+    RCE takes A = ln 1e-4, as in the authors' code (see `reverse_cross_entropy`).
+    """
+    nce = normalized_cross_entropy.per_sample(log_probs, target)
+    return alpha * nce + beta * reverse_cross_entropy.per_sample(log_probs, target, A=LN_1E_MINUS_4)
+
+
+@_loss_of_log_probs(alpha=NONNEGATIVE, beta=NONNEGATIVE)
+def nce_and_mae(log_probs: torch.Tensor, target: torch.Tensor, *, alpha: float, beta: float) -> torch.Tensor:
+    """Active-passive loss NCE+MAE (Ma et al., ICML 2020): alpha NCE + beta (1 - p_y), alpha, beta >= 0.
+
+    The MAE term is 1 - p_y, half the L1 distance between p and the one-hot label, as in the authors' code;
+    it is not `mae_loss`, which is the full distance.
+    """
+    nce = normalized_cross_entropy.per_sample(log_probs, target)
+    return alpha * nce + beta * _one_minus_exp(_at(log_probs, target))
+
+
+@_loss_of_log_probs(gamma=NONNEGATIVE)
+def focal_loss(log_probs: torch.Tensor, target: torch.Tensor, *, gamma: float = 0.5) -> torch.Tensor:
+    """Focal loss (Lin et al., ICCV 2017): -(1 - p_y)^gamma log p_y, with gamma >= 0 (0 is the cross entropy).
+
+    The default gamma = 0.5 is the one of the noisy-label benchmarks (APL and those after it). Gradients
+    flow through the factor (1 - p_y)^gamma too, as in the paper; many ports detach p_y there, which
+    changes the gradient.
+    """
+    log_prob = _at(log_probs, target)
+    one_minus_p = _one_minus_exp(log_prob)
+    # For gamma < 1, (1 - p_y)^gamma has an infinite derivative at p_y = 1, which autograd multiplies by
+    # log p_y = 0 into NaN; the loss's derivative there is 0. So where p_y = 1 the factor is the constant
+    # 0^gamma, and the power is taken of a stand-in 1 that no gradient reaches.
+    is_certain = one_minus_p == 0
+    modulating = torch.where(
+        is_certain, one_minus_p.detach().pow(gamma), torch.where(is_certain, 1.0, one_minus_p).pow(gamma)
+    )
+    return -modulating * log_prob
+
+
+@_loss_of_log_probs(t=Count(1))
+def taylor_cross_entropy(log_probs: torch.Tensor, target: torch.Tensor, *, t: int = 2) -> torch.Tensor:
+    """Taylor cross entropy (Feng et al., IJCAI 2020): sum_{k=1..t} (1 - p_y)^k / k, with an integer t >= 1.
+
+    The Taylor series of -log p_y around p_y = 1, cut after t terms: t = 1 gives 1 - p_y and t -> inf the
+    cross entropy. Not the "Taylor softmax" that many files of this name implement.
+    """
+    one_minus_p = _one_minus_exp(_at(log_probs, target))
+    return sum(one_minus_p**k / k for k in range(1, t + 1))
+
+
+@_loss_of_log_probs(epsilon=Interval(low=-1))
+def poly1_cross_entropy(log_probs: torch.Tensor, target: torch.Tensor, *, epsilon: float = 1.0) -> torch.Tensor:
+    """Poly-1 loss (Leng et al., ICLR 2022): -log p_y + epsilon (1 - p_y), with epsilon >= -1.
+
+    epsilon = -1 removes the first term of the cross entropy's Taylor series, and is as low as it can go
+    with the loss still >= 0 and decreasing in p_y.
+    """
+    log_prob = _at(log_probs, target)
+    return -log_prob + epsilon * _one_minus_exp(log_prob)
+
+
+@_loss_of_log_probs(epsilon=FRACTION)
+def label_smoothing_cross_entropy(
+    log_probs: torch.Tensor, target: torch.Tensor, *, epsilon: float = 0.1
+) -> torch.Tensor:
+    """Cross entropy with label smoothing (Szegedy et al., CVPR 2016), epsilon in [0, 1]: the cross entropy
+    against (1 - epsilon) onehot(y) + epsilon / C, i.e. -(1 - epsilon) log p_y - epsilon mean_k log p_k.
+
+    The same as F.cross_entropy(logits, target, label_smoothing=epsilon).
+    """
+    return -(1 - epsilon) * _at(log_probs, target) - epsilon * log_probs.mean(dim=1)
+
+
+@_loss_of_log_probs(beta=FRACTION)
+def soft_bootstrapping(log_probs: torch.Tensor, target: torch.Tensor, *, beta: float = 0.95) -> torch.Tensor:
+    """Soft bootstrapping (Reed et al., ICLR 2015 workshop), beta in [0, 1]: the cross entropy against
+    beta onehot(y) + (1 - beta) p, i.e. -beta log p_y - (1 - beta) sum_k p_k log p_k.
+
+    p in the target is not detached: the second term is the entropy of p, which the gradient lowers.
+    """
+    entropy = -(log_probs.exp() * log_probs).sum(dim=1)
+    return -beta * _at(log_probs, target) + (1 - beta) * entropy
+
+
+@_loss_of_log_probs(beta=FRACTION)
+def hard_bootstrapping(log_probs: torch.Tensor, target: torch.Tensor, *, beta: float = 0.8) -> torch.Tensor:
+    """Hard bootstrapping (Reed et al., ICLR 2015 workshop), beta in [0, 1]: the cross entropy against
+    beta onehot(y) + (1 - beta) onehot(z), z = argmax_k p_k, i.e. -beta log p_y - (1 - beta) log p_z.
+    """
+    return -beta * _at(log_probs, target) - (1 - beta) * _at(log_probs, log_probs.argmax(dim=1))

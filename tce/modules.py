@@ -1,5 +1,7 @@
 """nn.Module forms of the losses, for code that builds its criterion once and calls it per batch."""
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -53,3 +55,24 @@ class TamedCrossEntropy(_ClassificationLoss):
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, {super().extra_repr()}"
+
+
+class FunctionalLoss(_ClassificationLoss):
+    """One of the robust and regularised losses of `tce.functional` (generalized_cross_entropy and the others
+    that have a `check_params`), with its parameters, which are checked and given their defaults when built.
+
+    E.g. FunctionalLoss(tce.functional.symmetric_cross_entropy, alpha=0.1, beta=1.0); `tce.build_loss`
+    builds these by name.
+    """
+
+    def __init__(self, function: Callable[..., torch.Tensor], *, reduction: str = "mean", **params) -> None:
+        super().__init__(reduction)
+        self.function = function
+        self.params = function.check_params(params)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.function(logits, target, reduction=self.reduction, **self.params)
+
+    def extra_repr(self) -> str:
+        params = "".join(f"{name}={value!r}, " for name, value in self.params.items())
+        return f"{self.function.__name__}, {params}{super().extra_repr()}"

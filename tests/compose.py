@@ -1,18 +1,10 @@
-"""Compose the real config tree the way train.py does, for in-process tests."""
+"""The config tree composed as train.py composes it, for in-process tests, and a run small enough for them."""
 
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from experiments.config import compose as compose_train
 
-from experiments.config import register_configs
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def compose_train(*overrides: str, hydra: bool = False):
-    register_configs()
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=hydra)
+__all__ = ["compose_train", "tiny"]
 
 
 def tiny(run_dir_root: Path, *overrides: str) -> list[str]:

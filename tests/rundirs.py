@@ -7,7 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from experiments.rundir import METRIC_COLUMNS
+from experiments.config import loss_tag
+from experiments.evaluation import ECE_BINS, METRIC_COLUMNS
+from experiments.rundir import CALIBRATION_COLUMNS
+from scripts.aggregate import REQUIRED_METRICS
 
 
 def step_lr(epochs: int) -> list[float]:
@@ -22,40 +25,54 @@ def write_run(
     dataset: str = "cifar10",
     loss: str = "ce",
     alpha: float | None = None,
+    params: dict | None = None,
     noise: float = 0.0,
     noise_type: str = "uniform",
+    noise_set: str | None = None,
     seed: int = 0,
     holdout: int = 0,
     val_acc: list[float] | None = None,
+    noisy_fit: list[float] | None = None,
+    test_ece: list[float] | None = None,
     lr: list[float] | None = None,
     train_loss: list[float] | None = None,
     epochs: int | None = None,
     status: str | None = "complete",
     error: str | None = None,
     subdir: str | None = None,
+    legacy: bool = False,
+    confidence: list[float] | None = None,
 ) -> Path:
     """One run directory below `root`; returns its path.
 
     `test_acc` (and `val_acc`, required when holdout > 0) give one value per logged epoch; `epochs` is the
     planned number (default: as many as logged). status=None writes no summary.json (a run that has not
-    written one yet, or was killed before it could).
+    written one yet, or was killed before it could). `params` are the loss's other parameters (besides alpha);
+    legacy=True writes metrics.csv with the first version's columns only (and no calibration.csv).
+    calibration.csv puts each epoch's 100 test predictions into one bin, with mean confidence `confidence[i]`
+    (default: the test accuracy, i.e. calibrated) and test_acc[i] of them correct.
     """
     logged = len(test_acc)
     epochs = logged if epochs is None else epochs
     lr = step_lr(epochs)[:logged] if lr is None else lr
     train_loss = [1.0] * logged if train_loss is None else train_loss
     val_acc = [None] * logged if val_acc is None else val_acc
-    setting = f"tce-a{alpha:g}" if loss == "tce" else loss
-    run_dir = root / (subdir or f"{dataset}/{setting}/noise{noise:g}-{noise_type}-holdout{holdout}-seed{seed}")
+    noisy_fit = [None] * logged if noisy_fit is None else noisy_fit
+    test_ece = [None] * logged if test_ece is None else test_ece
+    loss_config = {"name": loss, "alpha": alpha, **(params or {})}
+    setting = loss_tag(loss_config)
+    where = f"noise{noise:g}-{noise_type}{'-' + noise_set if noise_set else ''}-holdout{holdout}-seed{seed}"
+    run_dir = root / (subdir or f"{dataset}/{setting}/{where}")
     run_dir.mkdir(parents=True)
 
     config = {
         "dataset": {"name": dataset, "root": "~/.cache/tce/datasets", "train_size": None},
-        "loss": {"name": loss, "alpha": alpha},
+        "loss": loss_config,
         "model": {"depth": 20},
         "optim": {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4},
         "noise": noise,
         "noise_type": noise_type,
+        "noise_set": noise_set,
         "noise_seed": seed,
         "seed": seed,
         "holdout": holdout,
@@ -71,25 +88,41 @@ def write_run(
             "train_loss": train_loss[i],
             "train_acc": 50.0,
             "train_clean_acc": 55.0,
+            "noisy_fit": "" if noisy_fit[i] is None else noisy_fit[i],
             "val_acc": "" if val_acc[i] is None else val_acc[i],
             "test_acc": test_acc[i],
+            "test_ece": "" if test_ece[i] is None else test_ece[i],
             "seconds": 1.5,
         }
         for i, e in enumerate(range(1, logged + 1))
     ]
+    columns = REQUIRED_METRICS if legacy else METRIC_COLUMNS
     with open(run_dir / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, METRIC_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(f, columns, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
+    if not legacy:
+        confidence = [a / 100 for a in test_acc] if confidence is None else confidence
+        with open(run_dir / "calibration.csv", "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(CALIBRATION_COLUMNS)
+            for i, e in enumerate(range(1, logged + 1)):
+                home = min(int(confidence[i] * ECE_BINS - 1e-9), ECE_BINS - 1)  # the (lo, hi] bin of the confidence
+                for b in range(ECE_BINS):
+                    sums = (100, 100 * confidence[i], test_acc[i]) if b == home else (0, 0, 0)
+                    writer.writerow([e, "test", b, *sums])
+
     if status is not None:
         # The engine writes strict JSON (allow_nan=False): a non-finite value becomes null.
-        final = {k: _json_value(v) for k, v in rows[-1].items() if k != "seconds"} if rows else None
+        final = {k: _json_value(rows[-1].get(k, "")) for k in columns} if rows else None
         best_val = max(range(logged), key=lambda i: (val_acc[i], -i)) + 1 if holdout and logged else None
         summary = {
             "status": status,
             "config": config,
-            "noise": {"rate": noise, "type": noise_type, "seed": seed, "realized": round(noise * 0.9, 4)},
+            "noise": {
+                "rate": noise, "type": noise_type, "set": noise_set, "seed": seed, "realized": round(noise * 0.9, 4)
+            },
             "params": 272474,
             "epochs_completed": logged,
             "best_val_epoch": best_val,

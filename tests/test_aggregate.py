@@ -18,6 +18,7 @@ def mixed_runs(tmp_path):
     runs = {
         "complete": write_run(root, test_acc=[10, 20, 30]),
         "running": write_run(root, test_acc=[10], seed=1, epochs=3, status="running"),
+        "interrupted": write_run(root, test_acc=[10, 12], seed=8, epochs=3, status="interrupted"),
         "no_summary": write_run(root, test_acc=[10, 11], seed=2, epochs=3, status=None),
         "diverged": write_run(
             root,
@@ -54,7 +55,8 @@ def test_every_run_dir_gets_a_status_and_a_reason(mixed_runs):
     assert len(table) == len(runs)
     expected = {
         "complete": ("complete", ""),
-        "running": ("running", "running or interrupted after epoch 1 of 3"),
+        "running": ("running", "running after epoch 1 of 3"),
+        "interrupted": ("interrupted", "interrupted after epoch 2 of 3"),
         "no_summary": ("running", "no summary.json"),
         "diverged": ("diverged", "loss is nan at epoch 2"),
         "failed": ("failed", "CUDA out of memory"),
@@ -78,9 +80,9 @@ def test_every_run_dir_gets_a_status_and_a_reason(mixed_runs):
 def test_status_report_counts_and_lists_incomplete_runs(mixed_runs):
     root, runs = mixed_runs
     report = status_report(aggregate(root))
-    assert "9 run directories" in report
-    assert "1 complete, 2 running (incl. interrupted), 1 diverged, 1 failed, 4 corrupt" in report
-    for name in ("running", "no_summary", "diverged", "failed", "bad_json", "truncated_csv", "only_metrics"):
+    assert "10 run directories" in report
+    assert "1 complete, 2 running, 1 interrupted, 1 diverged, 1 failed, 4 corrupt" in report
+    for name in ("running", "interrupted", "no_summary", "diverged", "failed", "bad_json", "truncated_csv"):
         assert str(runs[name]) in report
     assert str(runs["complete"]) + ":" not in report
 
@@ -178,8 +180,8 @@ def test_cli_writes_the_three_csvs_and_prints_the_report(mixed_runs, tmp_path, c
         "22.0",
     )
     curves = pd.read_csv(out / "curves.csv")
-    # Every logged epoch of every readable run: 3+1+2+2+1 in mixed_runs, 4+4+4+4+2+1 in the cell.
-    assert len(curves) == 9 + 19
+    # Every logged epoch of every readable run: 3+1+2+2+2+1 in mixed_runs, 4+4+4+4+2+1 in the cell.
+    assert len(curves) == 11 + 19
     assert curves["run_dir"].isin([str(runs[k]) for k in ("bad_json", "truncated_csv", "missing_rows")]).sum() == 0
     assert curves.loc[curves["run_dir"] == str(runs["complete"]), "test_acc"].tolist() == [10, 20, 30]
 
@@ -188,4 +190,35 @@ def test_missing_runs_folder_gives_empty_tables(tmp_path, capsys):
     main([str(tmp_path / "nothing"), "--out", str(tmp_path / "out")])
     assert "does not exist" in capsys.readouterr().out
     header = (tmp_path / "out" / "cells.csv").read_text().strip()
-    assert header.startswith("dataset,setting,loss,alpha,noise,noise_type,val_run_dir,best_epoch,protocol_mean")
+    assert header.startswith(
+        "dataset,setting,loss,alpha,beta,q,A,gamma,t,epsilon,noise,noise_type,noise_set,noise_realized,val_run_dir,"
+        "best_epoch,protocol_mean"
+    )
+
+
+def test_run_directories_of_older_versions_still_aggregate(tmp_path):
+    """metrics.csv of the first version lacks noisy_fit, noisy_true and the nll and ece columns, and there is no
+    calibration.csv: such runs count in the protocol next to new ones, their new columns empty."""
+    write_run(tmp_path, loss="tce", alpha=1.0, holdout=5000, test_acc=[1, 1], val_acc=[50, 60], legacy=True)
+    write_run(tmp_path, loss="tce", alpha=1.0, seed=0, test_acc=[40, 50], legacy=True)
+    write_run(tmp_path, loss="tce", alpha=1.0, seed=1, test_acc=[42, 54], test_ece=[3.0, 5.0])
+    header = (tmp_path / "cifar10/tce-a1/noise0-uniform-holdout0-seed0/metrics.csv").read_text().splitlines()[0]
+    assert header == "epoch,lr,train_loss,train_acc,train_clean_acc,val_acc,test_acc,seconds"
+    aggregation = aggregate(tmp_path)
+    assert {r.status for r in aggregation.runs} == {"complete"}
+    cell = aggregation.cells.iloc[0]
+    assert (cell["best_epoch"], cell["n"], cell["protocol_mean"]) == (2, 2, 52.0)
+    assert cell["protocol_test_ece_mean"] == 5.0  # from the one run that measured it
+    curves = aggregation.curves.set_index(["seed", "holdout", "epoch"])
+    assert pd.isna(curves.at[(0, 0, 2), "noisy_fit"]) and curves.at[(1, 0, 2), "test_ece"] == 5.0
+
+
+def test_cells_report_the_realized_noise_rate_and_keep_noise_sets_apart(tmp_path):
+    for noise_set in ("aggre", "worst"):
+        write_run(tmp_path, noise_type="human", noise_set=noise_set, holdout=5000, test_acc=[1], val_acc=[1])
+        write_run(tmp_path, noise_type="human", noise_set=noise_set, test_acc=[70 if noise_set == "aggre" else 60])
+    write_run(tmp_path, noise=0.4, seed=0, test_acc=[50])
+    write_run(tmp_path, noise=0.4, seed=1, test_acc=[51])
+    cells = aggregate(tmp_path).cells.set_index(["noise_type", "noise_set"])
+    assert cells.at[("human", "worst"), "protocol_mean"] == 60 and cells.at[("human", "aggre"), "protocol_mean"] == 70
+    assert cells.at[("uniform", ""), "noise_realized"] == pytest.approx(0.36)  # the fixture records 0.9 * 0.4

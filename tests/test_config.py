@@ -1,5 +1,6 @@
 """The config tree through Hydra's compose API: groups, defaults, schema errors, value validation, run names."""
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,10 @@ import torch
 from hydra.errors import ConfigCompositionException, HydraException
 from omegaconf.errors import ValidationError
 
+import tce
 from compose import compose_train
-from experiments.config import ConfigError, native_bf16, resolve, run_name
+from experiments import precision
+from experiments.config import LOSS_KEYS, ConfigError, loss_params, resolve, run_name
 from experiments.trainer import lr_at
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,12 +55,22 @@ def test_loss_group(overrides, name, alpha):
 def test_resolve_fills_derived_values():
     cfg = resolve(compose_train("seed=3"))
     assert cfg.noise_seed == 3 and cfg.device == "cpu" and cfg.compile is False
-    assert cfg.precision == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
-    assert resolve(compose_train("precision=fp32")).precision == "fp32"
     assert resolve(compose_train("seed=3", "noise_seed=7")).noise_seed == 7
 
 
-@pytest.mark.parametrize("override", ["no_such_key=1", "loss.beta=2", "dataset=imagenet"])
+def test_default_precision_is_strict_fp32_on_every_machine():
+    assert resolve(compose_train()).precision == "fp32"
+    # The opt-ins resolve only where the device computes them natively, never silently emulated.
+    with pytest.raises(ConfigError, match="^precision: tf32 is not computed natively on cpu"):
+        resolve(compose_train("precision=tf32"))
+    if "bf16" in precision.supported(torch.device("cpu")):
+        assert resolve(compose_train("precision=bf16")).precision == "bf16"
+    else:
+        with pytest.raises(ConfigError, match="^precision: bf16"):
+            resolve(compose_train("precision=bf16"))
+
+
+@pytest.mark.parametrize("override", ["no_such_key=1", "loss.gama=2", "dataset=imagenet"])
 def test_unknown_keys_fail_at_composition(override):
     with pytest.raises((ConfigCompositionException, HydraException, ValidationError)):
         compose_train(override)
@@ -81,10 +94,40 @@ def test_wrong_types_fail_at_composition(override):
         (["epochs=0"], "epochs"),
         (["device=tpu"], "device"),
         (["device=cuda"], "device"),  # no CUDA on the test machine
-        (["noise_type=pairflip"], "noise_type"),
+        (["noise_type=bogus"], "noise_type"),
         (["model.depth=21"], "model.depth"),
         (["dataset.name=imagenet"], "dataset.name"),
         (["loss.name=hinge"], "loss.name"),
+        (["optim.momentum=0"], "optim.momentum"),  # with Nesterov
+        (["optim.momentum=1"], "optim.momentum"),
+        (["optim.weight_decay=-1e-4"], "optim.weight_decay"),
+        (["optim.lr_gamma=0"], "optim.lr_gamma"),
+        (["optim.lr=inf"], "optim.lr"),
+        (["dataset.test_size=-1"], "dataset.test_size"),
+        (["dataset.train_size=0"], "dataset.train_size"),
+        (["seed=-1"], "seed"),
+        (["lock_timeout=0"], "lock_timeout"),
+        (["eval_train_size=0"], "eval_train_size"),
+        (["dataset.image_size=16"], "dataset.image_size"),  # the real datasets are 32 x 32
+        (["dataset=synthetic", "dataset.image_size=64"], "dataset.image_size"),
+        (["dataset=synthetic", "dataset.num_classes=1"], "dataset.num_classes"),
+        (["loss=gce", "loss.q=0"], "loss.q"),
+        (["loss=gce", "loss.q=1.5"], "loss.q"),
+        (["loss=taylor", "loss.t=0"], "loss.t"),
+        (["loss=label_smoothing", "loss.epsilon=1.5"], "loss.epsilon"),
+        (["loss=poly1", "loss.epsilon=-2"], "loss.epsilon"),
+        (["loss=bootstrap_soft", "loss.beta=-0.1"], "loss.beta"),
+        (["loss=focal", "loss.gamma=-1"], "loss.gamma"),
+        (["loss=rce", "loss.A=0"], "loss.A"),
+        (["loss=sce", "loss.alpha=-1"], "loss.alpha"),
+        (["noise_type=human", "noise_set=worst", "dataset=mnist"], "noise_type"),
+        (["noise_type=human", "noise_set=everything"], "noise_set"),
+        (["noise_type=human", "noise_set=worst", "noise=0.2"], "noise"),
+        (["noise_type=human"], "noise_set"),
+        (["noise_set=worst"], "noise_set"),
+        (["noise_type=asymmetric_block"], "noise_type"),  # CIFAR-100 only
+        (["noise_type=human", "noise_set=worst", "dataset.train_size=1000"], "dataset.train_size"),
+        (["+surprise=1"], "surprise"),
     ],
 )
 def test_validation_names_the_key(overrides, key):
@@ -94,6 +137,31 @@ def test_validation_names_the_key(overrides, key):
     assert message.startswith(f"{key}:") and "\n" not in message
 
 
+def test_loss_parameters_take_their_defaults_and_per_dataset_values():
+    gce = resolve(compose_train("loss=gce")).loss
+    assert (gce.q, gce.alpha, gce.beta) == (0.7, None, None)
+    assert resolve(compose_train("loss=gce", "loss.q=0.5")).loss.q == 0.5
+    # The authors' alpha and beta per dataset; SVHN and the synthetic dataset take CIFAR-10's; A is ln 1e-4.
+    for dataset, alpha_beta in (("cifar10", (0.1, 1.0)), ("cifar100", (6.0, 0.1)), ("mnist", (0.01, 1.0)),
+                                ("svhn", (0.1, 1.0)), ("synthetic", (0.1, 1.0))):
+        sce = resolve(compose_train("loss=sce", f"dataset={dataset}")).loss
+        assert (sce.alpha, sce.beta, sce.A) == (*alpha_beta, pytest.approx(math.log(1e-4))), dataset
+    assert (resolve(compose_train("loss=nce+rce", "dataset=mnist")).loss.beta,
+            resolve(compose_train("loss=nce+mae", "dataset=cifar100")).loss.alpha) == (10.0, 10.0)
+    assert resolve(compose_train("loss=sce", "dataset=cifar100", "loss.beta=2")).loss.alpha == 6.0  # partly given
+    # A sweep's alpha is ignored by the losses without one, and recorded as null.
+    assert resolve(compose_train("loss=focal", "loss.alpha=3")).loss.alpha is None
+
+
+def test_every_loss_of_the_library_has_a_config_and_builds(tmp_path):
+    for name in tce.LOSSES:
+        group = name if name != "tce" else "tce1"
+        cfg = resolve(compose_train(f"loss={group}"))
+        assert cfg.loss.name == name
+        tce.build_loss(name, **loss_params(cfg.loss))
+    assert set(LOSS_KEYS) == {k for params in tce.LOSS_PARAMS.values() for k in params}
+
+
 def test_run_name_is_a_function_of_the_config():
     name = run_name(resolve(compose_train("loss=tce", "loss.alpha=1.5", "noise=0.4", "seed=2")))
     assert name == "cifar10/tce-a1.5/noise0.4-uniform-holdout5000-seed2"
@@ -101,6 +169,14 @@ def test_run_name_is_a_function_of_the_config():
     assert run_name(resolve(compose_train("noise_seed=5"))).endswith("-seed0-noiseseed5")
     assert run_name(resolve(compose_train("clean_val=true"))).endswith("-seed0-cleanval")
     assert run_name(resolve(compose_train("clean_val=true", "holdout=0"))).endswith("-seed0")  # no validation set
+    # Every parameter of the loss is in the name, so two parameter choices never share a directory.
+    assert run_name(resolve(compose_train("loss=sce", "dataset=cifar100"))).startswith(
+        "cifar100/sce-alpha6-beta0.1-A-9.21034/noise0-uniform-"
+    )
+    assert run_name(resolve(compose_train("loss=gce", "loss.q=0.5"))).startswith("cifar10/gce-q0.5/")
+    human = run_name(resolve(compose_train("cifar_n=cifar10-worst")))
+    assert human == "cifar10/ce/noise0-human-worst-holdout5000-seed0"
+    assert "/noise0.3-asymmetric-holdout" in run_name(resolve(compose_train("noise_type=asymmetric", "noise=0.3")))
 
 
 def test_protocol_runs():
@@ -118,6 +194,11 @@ def test_protocol_runs():
         ("table2", "cifar10", {"dataset": 3, "loss": 7, "noise": 5, "protocol": 6}),
         ("fig2", "cifar100", {"loss": 7, "noise": 5, "protocol": 5}),
         ("fig3", "cifar10", {"dataset": 2, "loss": 7, "noise": 1, "protocol": 6}),
+        ("zoo", "cifar10", {"dataset": 2, "loss": 15, "noise": 4, "protocol": 6}),
+        ("asym", "cifar10", {"dataset": 2, "loss": 19, "noise": 3, "protocol": 6}),
+        ("cifarn", "cifar10", {"cifar_n": 6, "loss": 19, "protocol": 6}),
+        ("demo", "synthetic", {"loss": 2, "noise": 2, "protocol": 3}),
+        ("demo_mnist", "mnist", {"loss": 2, "noise": 2, "protocol": 3}),
     ],
 )
 def test_paper_presets_are_multirun_grids(preset, dataset, grid):
@@ -139,6 +220,16 @@ def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["holdout=60000"], "holdout"),
         (["epochs=0"], "epochs"),
         (["device=gpu7"], "device"),
+        (["optim.momentum=0"], "optim.momentum"),
+        (["optim.weight_decay=-1"], "optim.weight_decay"),
+        (["dataset.test_size=-1"], "dataset.test_size"),
+        (["optim.lr_gamma=0"], "optim.lr_gamma"),
+        (["loss=gce", "loss.q=2"], "loss.q"),
+        (["loss=taylor", "loss.t=2.5"], "loss.t"),  # a wrong type: Hydra's own error, in one line too
+        (["loss.gama=0.5"], "loss.gama"),
+        (["noise_type=human", "noise_set=worst", "dataset=mnist"], "noise_type"),
+        (["noise_type=human", "noise_set=unknown"], "noise_set"),
+        (["noise_type=human", "noise_set=worst", "noise=0.4"], "noise"),
     ],
 )
 def test_cli_rejects_bad_values_with_one_line(tmp_path, args, key):

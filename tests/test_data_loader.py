@@ -41,7 +41,7 @@ def test_crop_and_flip_moves_markers_exactly(dy, dx, flip):
     for channel, row, col, value in markers:
         image[0, channel, row, col] = value
     padded = F.pad(image, (4, 4, 4, 4))
-    out = crop_and_flip(padded, torch.tensor([0]), torch.tensor([[dy, dx]]), torch.tensor([flip]), 32)
+    out, inside = crop_and_flip(padded, torch.tensor([0]), torch.tensor([[dy, dx]]), torch.tensor([flip]), 32, 4)
 
     expected = torch.zeros_like(image)
     for channel, row, col, value in markers:
@@ -53,6 +53,11 @@ def test_crop_and_flip_moves_markers_exactly(dy, dx, flip):
         if 0 <= new_row < 32 and 0 <= new_col < 32:
             expected[0, channel, new_row, new_col] = value
     assert torch.equal(out, expected)
+    # The image occupies rows 4 - dy .. 35 - dy of the crop (and columns likewise, mirrored when flipped).
+    rows, cols = torch.arange(32) + dy - 4, torch.arange(32) + dx - 4
+    cols = cols.flip(0) if flip else cols
+    in_image = ((rows >= 0) & (rows < 32))[:, None] & ((cols >= 0) & (cols < 32))[None, :]
+    assert inside.shape == (1, 1, 32, 32) and torch.equal(inside[0, 0], in_image)
 
 
 def _marker_images(count: int) -> torch.Tensor:
@@ -67,7 +72,7 @@ def _shifts_and_flips(loader: DeviceLoader, epochs: int) -> tuple[torch.Tensor, 
     rows, cols, flipped = [], [], []
     for _ in range(epochs):
         for x, _ in loader:
-            raw = _raw(x)[:, 0].flatten(1)
+            raw = _raw(x)[:, 0].flatten(1)  # RAW normalization: the padding is 0 here too
             bright, dim = raw.argmax(1), (raw == 100).int().argmax(1)
             is_flipped = dim % 32 < bright % 32
             rows.append(bright // 32 - 10)
@@ -96,14 +101,30 @@ def test_pixel_statistics_survive_augmentation():
     images = _random_images(256, seed=0, low=1)
     mean, std = channel_stats(images)
     loader = _loader(images, torch.zeros(256), mean=mean, std=std, batch_size=100)
-    raw = torch.cat([x for _ in range(20) for x, _ in loader])
-    raw = raw * torch.tensor(std).view(1, 3, 1, 1) * 255 + torch.tensor(mean).view(1, 3, 1, 1) * 255
-    padding = raw.abs() < 0.01
+    normalized = torch.cat([x for _ in range(20) for x, _ in loader])
+    padding = normalized == 0  # the padding is the per-channel mean; no pixel of these images is exactly at it
+    raw = normalized * torch.tensor(std).view(1, 3, 1, 1) * 255 + torch.tensor(mean).view(1, 3, 1, 1) * 255
     # A pixel stays inside the image with probability ((9 * 32 - 2 * (1 + 2 + 3 + 4)) / (9 * 32)) ** 2.
     assert padding.double().mean().item() == pytest.approx(1 - (268 / 288) ** 2, abs=0.003)
     original_mean = images.double().mean(dim=(0, 2, 3))
     kept_mean = torch.stack([raw[:, c][~padding[:, c]].double().mean() for c in range(3)])
     assert torch.allclose(kept_mean, original_mean, atol=0.5)
+
+
+def test_shifts_pad_with_the_channel_mean():
+    """fb.resnet.torch, the paper's recipe, normalizes and then zero-pads for its random crop: the padding is the
+    per-channel mean, 0 after normalization, not black. A white marker image shifted by the most shows it."""
+    images = torch.full((64, 3, 32, 32), 255, dtype=torch.uint8)
+    mean, std = [0.2, 0.4, 0.6], [0.3, 0.2, 0.1]
+    x = torch.cat([x for x, _ in _loader(images, torch.zeros(64), mean=mean, std=std)])
+    white = torch.tensor([(1 - m) / s for m, s in zip(mean, std, strict=True)]).view(1, 3, 1, 1)
+    padded = (x == 0).all(dim=1, keepdim=True)
+    assert padded.any() and (~padded).any()
+    assert torch.allclose(x.masked_fill(padded, 0), white.expand_as(x).masked_fill(padded, 0), atol=1e-5)
+    # Each image keeps exactly its 32 x 32 window minus what its shift moved out: rows and columns of padding.
+    rows_padded, cols_padded = padded[:, 0].all(dim=2).sum(1), padded[:, 0].all(dim=1).sum(1)
+    assert ((32 - rows_padded) * (32 - cols_padded) == (~padded[:, 0]).sum(dim=(1, 2))).all()
+    assert rows_padded.max() == 4 and cols_padded.max() == 4
 
 
 def test_no_augmentation_gives_the_normalized_images():
@@ -122,11 +143,12 @@ def test_eval_batches_are_the_normalized_originals_in_order():
     mean, std = channel_stats(images)
     eval_set = EvalSet(images, labels, mean=mean, std=std)
     batches = list(eval_set.batches(10))
-    assert [len(y) for _, y in batches] == [10, 10, 3] and len(eval_set) == 23
-    x = torch.cat([x for x, _ in batches]).double()
+    assert [len(y) for _, y, _ in batches] == [10, 10, 3] and len(eval_set) == 23
+    assert all(noisy is None for _, _, noisy in batches)
+    x = torch.cat([x for x, _, _ in batches]).double()
     expected = _normalized(images, mean, std)
     assert torch.allclose(x, expected, atol=1e-5)
-    assert torch.equal(torch.cat([y for _, y in batches]), labels)
+    assert torch.equal(torch.cat([y for _, y, _ in batches]), labels)
     # Normalized by the statistics of these very images: zero mean and unit variance per channel.
     assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3, dtype=torch.float64), atol=1e-5)
     assert torch.allclose(x.std(dim=(0, 2, 3), unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-5)

@@ -50,18 +50,22 @@ def test_loader_serves_the_training_portion_with_noisy_labels():
 
 
 def _eval(run, name) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = zip(*run.eval_sets[name].batches(64), strict=True)
+    xs, ys, _ = zip(*run.eval_sets[name].batches(64), strict=True)
     return torch.cat(xs), torch.cat(ys)
 
 
 def test_eval_sets():
     run = _run_data()
-    assert list(run.eval_sets) == ["train_clean", "val", "test"]
-    train_x, train_y = _eval(run, "train_clean")
+    assert list(run.eval_sets) == ["train", "val", "test"]
+    train_x, train_y = _eval(run, "train")
     val_x, val_y = _eval(run, "val")
     train_idx, val_idx = _indices(train_x), _indices(val_x)
     assert torch.equal(torch.sort(torch.cat([train_idx, val_idx])).values, torch.arange(NUM_TRAIN))
     assert torch.equal(train_y, DATASET.train_labels[train_idx])  # clean
+    # ... and the noisy labels of the same images, read in the same pass.
+    noisy = torch.cat([n for _, _, n in run.eval_sets["train"].batches(64)])
+    assert torch.equal(noisy, run.noisy_labels[train_idx]) and not torch.equal(noisy, train_y)
+    assert run.eval_sets["val"].noisy_labels is None and run.eval_sets["test"].noisy_labels is None
     assert torch.equal(val_y, run.noisy_labels[val_idx])  # as noisy as training, by default
     assert not torch.equal(val_y, DATASET.train_labels[val_idx])
     test_x, test_y = _eval(run, "test")
@@ -86,8 +90,8 @@ def test_validation_images_do_not_depend_on_the_run():
 
 def test_no_holdout_trains_on_everything():
     run = _run_data(holdout=0)
-    assert list(run.eval_sets) == ["train_clean", "test"]
-    assert len(run.eval_sets["train_clean"]) == NUM_TRAIN
+    assert list(run.eval_sets) == ["train", "test"]
+    assert len(run.eval_sets["train"]) == NUM_TRAIN
     assert sum(len(y) for _, y in run.loader) == NUM_TRAIN
 
 
@@ -95,9 +99,28 @@ def test_normalization_uses_the_whole_training_split():
     with_val = _eval(_run_data(holdout=50), "test")[0]
     without_val = _eval(_run_data(holdout=0), "test")[0]
     assert torch.equal(with_val, without_val)
-    train_x = _eval(_run_data(holdout=0), "train_clean")[0]
+    train_x = _eval(_run_data(holdout=0), "train")[0]
     assert train_x.mean().item() == pytest.approx(0, abs=1e-5)
     assert train_x.std(unbiased=False).item() == pytest.approx(1, abs=1e-5)
+
+
+def test_train_evaluation_reads_a_fixed_stratified_subset_of_the_training_portion():
+    full = _run_data()
+    train_idx = _indices(_eval(full, "train")[0])
+    subset = _run_data(eval_train_size=60)
+    x, y = _eval(subset, "train")
+    chosen = _indices(x)
+    assert len(chosen) == 60 and set(chosen.tolist()) <= set(train_idx.tolist())
+    assert torch.equal(y, DATASET.train_labels[chosen])
+    noisy = torch.cat([n for _, _, n in subset.eval_sets["train"].batches(64)])
+    assert torch.equal(noisy, subset.noisy_labels[chosen])
+    # 150 training images of 5 balanced classes: 12 of each.
+    assert torch.bincount(y, minlength=NUM_CLASSES).tolist() == [12] * NUM_CLASSES
+    # Fixed by split_seed like the holdout, whatever the run's seed or noise; the whole portion when larger.
+    for overrides in ({"seed": 9}, {"noise": 0.0}, {"noise_seed": 4}):
+        assert torch.equal(_indices(_eval(_run_data(eval_train_size=60, **overrides), "train")[0]), chosen)
+    assert not torch.equal(_indices(_eval(_run_data(eval_train_size=60, split_seed=1), "train")[0]), chosen)
+    assert torch.equal(_indices(_eval(_run_data(eval_train_size=150), "train")[0]), train_idx)
 
 
 def test_run_summary():

@@ -2,6 +2,7 @@
 
 import pathlib
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import scipy.io
 import torch
 import torchvision.datasets as tvd
 
-from data import DATASETS, ENV_ROOT, DatasetError, load_dataset, resolve_root, train_set_size
+from data import DATASETS, ENV_ROOT, DatasetError, class_map, corrupt_labels, load_dataset, resolve_root, train_set_size
 
 RNG = np.random.default_rng(0)
 
@@ -131,6 +132,7 @@ def test_reads_the_real_format(name, channels, num_classes, flip, write, tmp_pat
     assert dataset.train_labels.tolist() == train_labels.tolist()
     assert dataset.test_labels.tolist() == test_labels.tolist()
     assert (dataset.num_classes, dataset.flip, dataset.in_channels) == (num_classes, flip, channels)
+    assert (dataset.superclass is None) == (name != "cifar100")
 
 
 def test_mnist_border_is_black(write, tmp_path):
@@ -155,6 +157,8 @@ def test_second_load_reads_the_cache(name, write, tmp_path):
     second = load_dataset(name, str(tmp_path), download=False)
     for field in ("train_images", "train_labels", "test_images", "test_labels"):
         assert torch.equal(getattr(first, field), getattr(second, field))
+    if name == "cifar100":
+        assert torch.equal(first.superclass, second.superclass)
 
 
 def test_sizes_keep_the_first_images(write, tmp_path):
@@ -263,3 +267,100 @@ def test_real_mnist_digits(mnist_t10k, mnist_t10k_root):
     )
     assert np.array_equal(dataset.test_images[:, 0, 2:30, 2:30].numpy(), images[8000:])
     assert (dataset.train_images[:, :, :2] == 0).all() and (dataset.train_images[:, :, :, 30:] == 0).all()
+
+
+# CIFAR-100's superclasses, from the coarse labels of its own files.
+
+# The official fine -> coarse table (index = torchvision / pickle fine label), checked against three sources in
+# the research notes (ryanchankh/cifar100coarse, UCSC-REAL/cifar-10-100n fine2coarse.py, google-research).
+FINE_TO_COARSE = [
+    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11,
+    6, 11, 5, 10, 7, 6, 13, 15, 3, 15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5,
+    5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18, 17,
+    10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13,
+    16, 19, 2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
+]  # fmt: skip
+# The next class within the true superclass (members sorted by fine index, cyclic), as listed in the notes.
+NEXT_IN_SUPERCLASS = [
+    51, 32, 11, 42, 30, 20, 7, 14, 13, 10, 16, 35, 17, 48, 18, 19, 28, 37, 24, 21,
+    25, 31, 39, 33, 6, 84, 45, 29, 61, 44, 55, 38, 67, 49, 63, 46, 50, 68, 15, 40,
+    86, 69, 43, 88, 78, 77, 98, 52, 58, 60, 65, 53, 56, 57, 62, 72, 59, 83, 90, 96,
+    71, 9, 70, 64, 66, 74, 75, 73, 76, 81, 82, 23, 95, 91, 80, 34, 12, 79, 93, 99,
+    36, 85, 92, 0, 94, 89, 87, 22, 97, 41, 8, 1, 54, 27, 5, 4, 47, 3, 2, 26,
+]  # fmt: skip
+
+
+def write_cifar100_superclasses(root: pathlib.Path, monkeypatch, test_coarse=None):
+    """Tiny CIFAR-100 pickles whose coarse labels follow the real table: every fine label once in train (shuffled),
+    three in test. `test_coarse` overrides the test split's coarse labels."""
+    _without_md5(monkeypatch, tvd.CIFAR100)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    train_fine = RNG.permutation(100)
+    test_fine = np.array([7, 0, 99])
+    coarse = np.array(FINE_TO_COARSE)
+    for name, fine, coarse_labels in (
+        ("train", train_fine, coarse[train_fine]),
+        ("test", test_fine, coarse[test_fine] if test_coarse is None else np.array(test_coarse)),
+    ):
+        images = _images(len(fine), 3)
+        _pickle(
+            folder / name,
+            {
+                "data": images.reshape(len(fine), -1),
+                "fine_labels": fine.tolist(),
+                "coarse_labels": coarse_labels.tolist(),
+            },
+        )
+    _pickle(folder / "meta", {"fine_label_names": [f"class{i}" for i in range(100)]})
+    return train_fine
+
+
+def test_cifar100_superclass_map_comes_from_the_files(tmp_path, monkeypatch):
+    train_fine = write_cifar100_superclasses(tmp_path, monkeypatch)
+    dataset = load_dataset("cifar100", str(tmp_path), download=False)
+    assert dataset.superclass.dtype == torch.int64 and dataset.superclass.tolist() == FINE_TO_COARSE
+    targets = class_map("cifar100", "asymmetric", 100, dataset.superclass)
+    assert targets.tolist() == NEXT_IN_SUPERCLASS
+    # At rate 1 every training image moves to the next class of its superclass.
+    noisy = corrupt_labels(dataset.train_labels, 1.0, 100, "asymmetric", 0, class_map=targets)
+    assert noisy.tolist() == [NEXT_IN_SUPERCLASS[fine] for fine in train_fine.tolist()]
+    # The superclass map also comes with a train_size cut, and from the cache.
+    small = load_dataset("cifar100", str(tmp_path), train_size=5, download=False)
+    assert small.superclass.tolist() == FINE_TO_COARSE
+
+
+def test_cifar100_superclass_map_marks_absent_fine_labels(write, tmp_path):
+    _, train_labels, _, test_labels = write("cifar100", tmp_path)  # coarse = fine // 5 there, few fine labels
+    superclass = load_dataset("cifar100", str(tmp_path), download=False).superclass
+    present = set(train_labels.tolist()) | set(test_labels.tolist())
+    assert superclass.tolist() == [fine // 5 if fine in present else -1 for fine in range(100)]
+    with pytest.raises(ValueError, match="superclass: fine labels"):
+        class_map("cifar100", "asymmetric", 100, superclass)
+
+
+def test_cifar100_fine_label_with_two_coarse_labels_is_refused(tmp_path, monkeypatch):
+    # Fine label 7 is coarse 7 in train, but coarse 3 in test.
+    write_cifar100_superclasses(tmp_path, monkeypatch, test_coarse=[3, 4, 13])
+    with pytest.raises(DatasetError) as caught:
+        load_dataset("cifar100", str(tmp_path), download=False)
+    message = str(caught.value)
+    assert "\n" not in message and "fine label 7 comes with coarse labels [3, 7]" in message
+    assert str(tmp_path) in message
+    assert not (tmp_path / "tce-cache").exists()
+
+
+def test_cifar100_cache_without_superclass_is_rebuilt(tmp_path, monkeypatch):
+    write_cifar100_superclasses(tmp_path, monkeypatch)
+    first = load_dataset("cifar100", str(tmp_path), download=False)
+    cache = tmp_path / "tce-cache" / "cifar100.pt"
+    old = torch.load(cache, weights_only=True)
+    del old["superclass"]
+    torch.save(old, cache)  # as written before the superclass map was kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = load_dataset("cifar100", str(tmp_path), download=False)
+    assert second.superclass.tolist() == FINE_TO_COARSE
+    assert torch.equal(first.train_images, second.train_images)
+    assert torch.load(cache, weights_only=True)["superclass"].tolist() == FINE_TO_COARSE
+    assert [p.name for p in cache.parent.iterdir()] == [cache.name]

@@ -2,25 +2,22 @@
 
 import csv
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from processes import cli, wait_for_epochs
 
 from compose import compose_train, tiny
+from data import load_dataset
 from experiments.config import resolve, run_name
 from experiments.run import run_pack
 from experiments.rundir import METRIC_COLUMNS
 from models import ResNet
 
-REPO = Path(__file__).resolve().parents[1]
 RESNET8_PARAMS = sum(p.numel() for p in ResNet(8, 3, 10).parameters())
 
 
@@ -39,13 +36,6 @@ def without_seconds(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
-def cli(*args: str, **kwargs) -> subprocess.Popen:
-    # One thread, so the subprocess runs compute the same floats whatever the machine's load.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
-
-
 def test_cli_run_writes_the_whole_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     proc = cli(*tiny(tmp_path, "epochs=2", "noise=0.5", "loss=tce", "loss.alpha=1.5"), f"hydra.run.dir={run_dir}")
@@ -54,7 +44,9 @@ def test_cli_run_writes_the_whole_run_directory(tmp_path):
     assert "epoch 2/2" in out
 
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["loss"] == {"name": "tce", "alpha": 1.5} and config["noise"] == 0.5 and config["noise_seed"] == 0
+    assert config["loss"] == {"name": "tce", "alpha": 1.5, "beta": None, "q": None, "A": None, "gamma": None, "t": None,
+                              "epsilon": None}
+    assert config["noise"] == 0.5 and config["noise_seed"] == 0 and config["precision"] == "fp32"
 
     rows = metrics(run_dir)
     assert list(rows[0]) == list(METRIC_COLUMNS) and [r["epoch"] for r in rows] == ["1", "2"]
@@ -75,8 +67,26 @@ def test_cli_run_writes_the_whole_run_directory(tmp_path):
     assert {"torch", "python", "hydra-core"} <= set(summary["versions"]) and "git_commit" in summary
     assert summary["device"].startswith("cpu")
 
+    for row in rows:  # memorization and calibration, measured in the same evaluation passes
+        assert 0 <= float(row["noisy_fit"]) <= 100 and 0 <= float(row["noisy_true"]) <= 100
+        assert float(row["test_nll"]) > 0 and 0 <= float(row["test_ece"]) <= 100 and float(row["val_nll"]) > 0
+    assert summary["train_eval"]["images"] == summary["train_eval"]["of"] == 128  # holdout 32 of 160
+    assert 0 < summary["train_eval"]["relabelled"] < 128
+    assert summary["compiled"] is False
+
     labels = np.load(run_dir / "noisy_labels.npy")
     assert labels.dtype == np.int64 and labels.shape == (160,) and labels.min() >= 0 and labels.max() < 10
+    # The transition matrix of the noise: clean class (rows) -> noisy label (columns), over the training set.
+    matrix = np.loadtxt(run_dir / "noise_matrix.csv", delimiter=",", skiprows=1, dtype=np.int64)[:, 1:]
+    clean = load_dataset("synthetic", "", train_size=160, test_size=64, num_classes=10, seed=0).train_labels.numpy()
+    assert matrix.shape == (10, 10) and matrix.sum() == 160
+    assert (matrix == np.histogram2d(clean, labels, bins=10, range=[[0, 10], [0, 10]])[0]).all()
+    assert 1 - np.trace(matrix) / 160 == pytest.approx(summary["noise"]["realized"])
+    # The ECE's bin sums, per epoch and split: every test image in one bin.
+    calibration = (run_dir / "calibration.csv").read_text().splitlines()
+    assert calibration[0] == "epoch,split,bin,count,confidence_sum,correct_sum" and len(calibration) == 1 + 2 * 2 * 15
+    test_counts = [float(line.split(",")[3]) for line in calibration[1:] if line.startswith("2,test,")]
+    assert sum(test_counts) == 64
     # Replaced labels: exactly round(0.5 * 160) were redrawn, so at most that many differ from the clean ones.
     checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     assert checkpoint["epoch"] == 2 and len(checkpoint["metrics"]) == 2
@@ -103,14 +113,7 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     args = tiny(tmp_path / "killed", "epochs=5", "noise=0.4")
     proc = cli(*args)
     summary = tmp_path / "killed" / "synthetic/ce/noise0.4-uniform-holdout32-seed0/summary.json"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if json.loads(summary.read_text())["epochs_completed"] >= 2:
-                break
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
+    wait_for_epochs(proc, summary, 2)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     interrupted = json.loads(summary.read_text())

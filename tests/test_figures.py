@@ -11,6 +11,8 @@ from scripts.figures import (
     first_lr_drop_epoch,
     main,
     plot_accuracy_vs_speed,
+    plot_memorization,
+    plot_reliability,
     plot_test_error_curves,
     tce_loss_and_gradient,
 )
@@ -46,7 +48,9 @@ def _write_cell(root, dataset, loss, alpha, noise, full_curves):
     cell = {"dataset": dataset, "loss": loss, "alpha": alpha, "noise": noise}
     write_run(root, holdout=5000, test_acc=[1] * 8, val_acc=[1, 2, 3, 4, 9, 8, 7, 6], lr=LR, **cell)
     for seed, test_acc in enumerate(full_curves):
-        write_run(root, seed=seed, test_acc=test_acc, lr=LR, **cell)
+        # Memorization grows with the epochs (and is measured only where labels are noisy).
+        fit = [seed + e * (10 if loss == "ce" else 2) for e in range(8)] if noise else None
+        write_run(root, seed=seed, test_acc=test_acc, lr=LR, noisy_fit=fit, **cell)
 
 
 @pytest.fixture
@@ -90,6 +94,46 @@ def test_fig3_places_one_point_per_setting(figure_runs):
     np.testing.assert_allclose(ce_point, [[3.5, 57.5]])
 
 
+def test_memorization_draws_test_accuracy_and_noisy_fit_per_noisy_condition(figure_runs):
+    aggregation = aggregate(figure_runs)
+    fig = plot_memorization(aggregation.curves, aggregation.cells, "cifar100")
+    # Only the noisy condition (0.4): noisy_fit is empty without noise.
+    assert [ax.get_title() for ax in fig.axes] == [
+        "η = 0.4: test accuracy (dot: protocol epoch)", "η = 0.4: noisy labels memorized"
+    ]
+    test_lines, fit_lines = fig.axes[0].get_lines(), fig.axes[1].get_lines()
+    ce, tce1, ce_dot, tce1_dot = test_lines
+    assert (ce.get_label(), tce1.get_label()) == ("CE", "TCE α=1.0")
+    np.testing.assert_allclose(ce.get_ydata(), (np.array([20, 30, 40, 40, 60, 62, 61, 60]) + [10, 20, 30, 40, 55, 58,
+                                                                                                 57, 56]) / 2)
+    # The protocol epoch is the validation run's best, 5: CE's mean test accuracy there is (60 + 55) / 2.
+    assert list(ce_dot.get_xydata()[0]) == [5, 57.5] and list(tce1_dot.get_xydata()[0]) == [5, 55]
+    # noisy_fit per epoch: seed + 10 * (epoch - 1) for CE, seed + 2 * (epoch - 1) for TCE; mean over seeds 0 and 1.
+    np.testing.assert_allclose(fit_lines[0].get_ydata(), 0.5 + 10 * np.arange(8))
+    np.testing.assert_allclose(fit_lines[1].get_ydata(), 0.5 + 2 * np.arange(8))
+    assert plot_memorization(aggregation.curves, aggregation.cells, "svhn") is None
+
+
+def test_reliability_diagram_pools_the_full_runs_at_the_protocol_epoch(tmp_path):
+    cell = {"dataset": "cifar10", "noise": 0.4}
+    for loss, alpha in (("ce", None), ("tce", 1.0)):
+        write_run(tmp_path, loss=loss, alpha=alpha, holdout=5000, test_acc=[1, 1], val_acc=[9, 8], **cell)
+    # CE at epoch 1 (the protocol's): seed 0 holds 100 predictions of confidence 0.95 with 60 right, seed 1 100 of
+    # confidence 0.35 with 30 right; TCE is calibrated. The second epoch must not count.
+    write_run(tmp_path, loss="ce", seed=0, test_acc=[60, 99], confidence=[0.95, 0.5], **cell)
+    write_run(tmp_path, loss="ce", seed=1, test_acc=[30, 99], confidence=[0.35, 0.5], **cell)
+    write_run(tmp_path, loss="tce", alpha=1.0, seed=0, test_acc=[70, 70], **cell)
+    write_run(tmp_path, loss="mse", seed=0, test_acc=[70, 70], **cell)  # not a CE or TCE setting: not drawn
+    aggregation = aggregate(tmp_path)
+    fig = plot_reliability(aggregation.runs_table, aggregation.cells, "cifar10", ("uniform", "", 0.4))
+    ce, tce1 = fig.axes
+    assert ce.get_title() == "CE: ECE 20.00% (epoch 1)"  # (|60 - 95| + |30 - 35|) / 200
+    accuracy = sorted(round(bar.get_height(), 6) for bar in ce.containers[0])
+    assert accuracy == [0.3, 0.6]  # the bins of 0.35 and 0.95 confidence
+    assert tce1.get_title() == "TCE α=1.0: ECE 0.00% (epoch 1)"
+    assert plot_reliability(aggregation.runs_table, aggregation.cells, "cifar10", ("uniform", "", 0.8)) is None
+
+
 def _png_size(path):
     header = path.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
@@ -99,7 +143,10 @@ def _png_size(path):
 def test_cli_writes_every_figure_as_png_and_pdf(figure_runs, tmp_path, capsys):
     out = tmp_path / "figures"
     main(["--runs", str(figure_runs), "--out", str(out)])
-    stems = ["fig1_tce", "fig2_cifar100_curves", "curves_cifar10", "curves_synthetic", "fig3_accuracy_vs_speed"]
+    stems = ["fig1_tce", "fig2_cifar100_curves", "curves_cifar10", "curves_synthetic", "fig3_accuracy_vs_speed",
+             "memorization_cifar10", "memorization_cifar100", "memorization_synthetic",
+             *(f"reliability_{d}_uniform{n}" for d in ("cifar10", "cifar100") for n in ("0.0", "0.4")),
+             "reliability_synthetic_uniform0.2"]
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.{x}" for s in stems for x in ("png", "pdf"))
     for stem in stems:
         width, height = _png_size(out / f"{stem}.png")

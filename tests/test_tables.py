@@ -4,11 +4,12 @@ import pandas as pd
 import pytest
 
 from rundirs import write_run
-from scripts.aggregate import aggregate
+from scripts.aggregate import aggregate, setting
 from scripts.tables import (
     DEFAULT_REFERENCE,
     LATEX,
     MARKDOWN,
+    Column,
     build_tables,
     load_reference,
     losses_by_noise,
@@ -16,7 +17,7 @@ from scripts.tables import (
     render,
 )
 
-CE, TCE1 = ("ce", None), ("tce", 1.0)
+CE, TCE1 = setting("ce"), setting("tce", alpha=1.0)
 
 
 @pytest.fixture
@@ -43,7 +44,8 @@ def tiny_table(tmp_path):
         }
     )
     cells = aggregate(tmp_path).cells
-    return losses_by_noise("tiny", "Tiny", cells, ["cifar10"], [0.0, 0.4], [CE, TCE1], "uniform", reference)
+    columns = [Column("cifar10", 0.0), Column("cifar10", 0.4)]
+    return losses_by_noise("tiny", "Tiny", cells, columns, [CE, TCE1], "uniform", reference)
 
 
 def test_markdown_layout(tiny_table):
@@ -100,7 +102,8 @@ def test_other_datasets_and_noise_types_get_their_own_tables(tmp_path):
     tables = build_tables(aggregate(tmp_path).cells, load_reference(DEFAULT_REFERENCE))
     assert [t.name for t in tables] == ["table1", "table2", "cifar10_symmetric", "syn_data"]
     synthetic = tables[-1]
-    assert synthetic.settings == [CE, ("tce", 2.0)] and synthetic.noises == [0.0, 0.5]
+    assert synthetic.settings == [CE, setting("tce", alpha=2.0)]
+    assert synthetic.columns == [Column("syn_data", 0.0), Column("syn_data", 0.5)]
     markdown = render(synthetic, MARKDOWN)
     assert "| noise (η) | syn_data η=0.0 | syn_data η=0.5 |" in markdown and "paper" not in markdown
     assert r"\multicolumn{2}{c}{syn\_data}" in render(synthetic, LATEX)
@@ -119,7 +122,7 @@ def test_cli_on_an_empty_runs_folder(tmp_path, capsys):
         assert {(out / f"{name}{suffix}").exists() for suffix in (".md", ".tex", ".csv")} == {True}
     assert "| CE | —; paper 68.18 |" in (out / "table1.md").read_text()
     assert pd.read_csv(out / "table2.csv")["protocol_mean"].isna().all()
-    assert (out / "cells.csv").read_text().startswith("dataset,setting,loss,alpha,noise")
+    assert (out / "cells.csv").read_text().startswith("dataset,setting,loss,alpha,beta,q,A,gamma,t,epsilon,noise,")
     assert {p.name for p in out.iterdir()} == {
         "table1.md",
         "table1.tex",
@@ -127,6 +130,8 @@ def test_cli_on_an_empty_runs_folder(tmp_path, capsys):
         "table2.md",
         "table2.tex",
         "table2.csv",
+        "paired.csv",
+        "paired.md",
         "runs.csv",
         "curves.csv",
         "cells.csv",

@@ -1,0 +1,218 @@
+"""Human label noise: CIFAR-10N and CIFAR-100N (Wei et al., ICLR 2022), the official files of UCSC-REAL/cifar-10-100n.
+
+Each file labels the 50000 training images of the python-pickle (torchvision) CIFAR, in that order, and holds
+the clean labels too; every load checks them against the training labels, so a file of another dataset or in
+another order (TFDS's) cannot pass.
+"""
+
+import codecs
+import hashlib
+import http.client
+import pathlib
+import pickle
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from data.errors import DatasetError, one_line
+from data.files import write_atomic
+from data.root import resolve_root
+
+# The noise_set names of the config, per dataset, and the keys of the files they read.
+NOISE_SETS = {"cifar10": ("aggre", "random1", "random2", "random3", "worst"), "cifar100": ("noisy",)}
+_KEYS = {
+    "aggre": "aggre_label",
+    "random1": "random_label1",
+    "random2": "random_label2",
+    "random3": "random_label3",
+    "worst": "worse_label",
+    "noisy": "noisy_label",
+}
+_NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+FOLDER = "cifar-n"  # under the data root
+URL = "https://github.com/UCSC-REAL/cifar-10-100n/raw/main/data/{}"
+
+
+@dataclass(frozen=True)
+class _File:
+    name: str
+    size: int
+    sha256: str
+
+
+FILES = {
+    "cifar10": _File(
+        "CIFAR-10_human.pt", 2_401_007, "873e69c39cb9b5e97fb6bae2d60bb59b38a5cbc31d2b868f7903dcb2b9dd2310"
+    ),
+    # The version of 2023-03-15; the older file (1,600,879 bytes) has broken coarse labels.
+    "cifar100": _File(
+        "CIFAR-100_human.pt", 1_000_959, "bd2d80409754d420292d622e15e25248ba21e37d27429efac49c8da723f44394"
+    ),
+}
+
+try:  # numpy >= 2 moved it; pickles name it under either module path
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # pragma: no cover - numpy < 2
+    from numpy.core.multiarray import _reconstruct
+
+# Every global that a pickled dict of numpy arrays refers to, and nothing else.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists and numpy arrays only: any other global, and any tensor storage, is refused before
+    anything is called."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}") from None
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refused a persistent id (a tensor storage; only numpy arrays are expected)")
+
+
+def _fetch(url: str, file: BinaryIO) -> None:
+    """Write the body at `url` into `file` (the only network access; tests replace it)."""
+    with urllib.request.urlopen(url, timeout=60) as response:
+        while chunk := response.read(1 << 20):
+            file.write(chunk)
+
+
+class _Hashing:
+    """A file being written, and the size and SHA-256 of what was written to it."""
+
+    def __init__(self, file: BinaryIO):
+        self.file, self.size, self.digest = file, 0, hashlib.sha256()
+
+    def write(self, chunk: bytes) -> int:
+        self.size += len(chunk)
+        self.digest.update(chunk)
+        return self.file.write(chunk)
+
+
+def _download(spec: _File, path: pathlib.Path) -> None:
+    """Downloads `spec` to `path` atomically, after checking its size and SHA-256 (else nothing is kept)."""
+    url = URL.format(spec.name)
+
+    def fetch_and_verify(file: BinaryIO) -> None:
+        received = _Hashing(file)
+        _fetch(url, received)
+        if (received.size, received.digest.hexdigest()) != (spec.size, spec.sha256):
+            raise DatasetError(
+                f"downloaded {spec.name} from {url} is not the expected file: expected {spec.size} bytes with "
+                f"sha256 {spec.sha256}, got {received.size} bytes with sha256 {received.digest.hexdigest()}; "
+                "the download was deleted"
+            )
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, fetch_and_verify)
+    except (OSError, http.client.HTTPException) as error:  # urllib's URLError is an OSError
+        raise DatasetError(
+            f"cannot download {spec.name} from {url} to {str(path.parent)!r}: {one_line(error)}; put the file "
+            "there by hand or check the network"
+        ) from error
+
+
+def _read_file(path: pathlib.Path) -> dict:
+    """The dict a torch.save'd CIFAR-N file holds, unpickled by _ArrayUnpickler from the archive's data.pkl."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [name for name in archive.namelist() if name == "data.pkl" or name.endswith("/data.pkl")]
+            if len(members) != 1:
+                raise DatasetError(f"CIFAR-N file {str(path)!r} is not a torch.save archive (no single data.pkl)")
+            with archive.open(members[0]) as pickled:
+                content = _ArrayUnpickler(pickled).load()
+    except DatasetError:
+        raise
+    except Exception as error:  # a damaged zip or pickle fails in many ways; refused globals raise UnpicklingError
+        raise DatasetError(
+            f"cannot read the CIFAR-N file {str(path)!r} safely ({type(error).__name__}: "
+            f"{' '.join(str(error).split())}); delete it to download the official file again"
+        ) from error
+    if not isinstance(content, dict):
+        raise DatasetError(f"CIFAR-N file {str(path)!r} holds a {type(content).__name__}, not a dict of label arrays")
+    return content
+
+
+def _labels(content: dict, key: str, path: pathlib.Path, num_classes: int) -> torch.Tensor:
+    if key not in content:
+        keys = ", ".join(sorted(map(str, content)))
+        raise DatasetError(f"CIFAR-N file {str(path)!r} has no key {key!r} (keys: {keys})")
+    array = np.asarray(content[key])
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise DatasetError(
+            f"CIFAR-N file {str(path)!r}: {key} is not a 1-D integer array ({array.dtype}, shape {array.shape})"
+        )
+    if len(array) and (array.min() < 0 or array.max() >= num_classes):
+        raise DatasetError(f"CIFAR-N file {str(path)!r}: {key} has labels outside [0, {num_classes})")
+    return torch.from_numpy(array.astype(np.int64))
+
+
+def human_noisy_labels(
+    dataset_name: str,
+    root: str | pathlib.Path,
+    noise_set: str,
+    train_labels: torch.Tensor,
+    download: bool = True,
+) -> torch.Tensor:
+    """The human noisy labels `noise_set` of CIFAR-10N or CIFAR-100N for the training set: int64 (50000,).
+
+    noise_set, for cifar10: "aggre" (majority vote of 3 annotators, ~9 % wrong), "random1".."random3" (one
+    annotator each, ~17-18 %), "worst" (a wrong one wherever any is wrong, ~40 %); for cifar100: "noisy" (~40 %).
+    The file comes from <root>/cifar-n/ (root overridden by $TCE_DATA_ROOT); when missing and `download`, it is
+    downloaded there from UCSC-REAL/cifar-10-100n and kept only if its size and SHA-256 are the official ones.
+    It is read without unpickling anything but dicts, lists and numpy arrays.
+
+    `train_labels` must be the full training set in torchvision's order: the file labels all 50000 images, so a
+    run that keeps only the first N (dataset.train_size) cannot use human noise and gets a DatasetError naming
+    the two lengths. The file's clean_label must equal `train_labels` exactly, else DatasetError with how many
+    differ. Every problem raises DatasetError with one line.
+    """
+    if dataset_name not in NOISE_SETS:
+        raise DatasetError(f"human noise exists only for {' and '.join(NOISE_SETS)}, not {dataset_name!r}")
+    if noise_set not in NOISE_SETS[dataset_name]:
+        valid = ", ".join(NOISE_SETS[dataset_name])
+        raise DatasetError(f"unknown CIFAR-N noise_set {noise_set!r} for {dataset_name}; valid: {valid}")
+    spec = FILES[dataset_name]
+    path = resolve_root(str(root)) / FOLDER / spec.name
+    if not path.is_file():
+        if not download:
+            raise DatasetError(
+                f"CIFAR-N file {str(path)!r} is missing and download=false; get it from {URL.format(spec.name)}"
+            )
+        _download(spec, path)
+    content = _read_file(path)
+    num_classes = _NUM_CLASSES[dataset_name]
+    clean = _labels(content, "clean_label", path, num_classes)
+    noisy = _labels(content, _KEYS[noise_set], path, num_classes)
+    if len(noisy) != len(clean):
+        raise DatasetError(
+            f"CIFAR-N file {str(path)!r}: {_KEYS[noise_set]} has {len(noisy)} labels but clean_label {len(clean)}"
+        )
+    if len(clean) != len(train_labels):
+        raise DatasetError(
+            f"CIFAR-N file {str(path)!r} labels {len(clean)} training images but the {dataset_name} training set "
+            f"has {len(train_labels)}; human noise needs the full training set (leave dataset.train_size unset)"
+        )
+    train_labels = train_labels.to(torch.int64).cpu()
+    if not torch.equal(clean, train_labels):
+        differ = (clean != train_labels).nonzero().flatten()
+        raise DatasetError(
+            f"CIFAR-N file {str(path)!r}: clean_label differs from the {dataset_name} training labels at "
+            f"{len(differ)} of {len(clean)} positions (first at index {int(differ[0])}); the file belongs to "
+            f"another dataset or order"
+        )
+    return noisy

@@ -1,0 +1,107 @@
+"""One page for a runs directory: the tables, the paired comparison, the figures and the runs that are not complete.
+
+    python -m scripts.report --runs RUNS_DIR --out results/report.html
+
+A single static HTML file, the figures embedded as PNG (data URIs), no script and no server: it opens in any
+browser, and it can be mailed or attached to a review as it is. Tables with no protocol value at all are left out
+(the paper's Tables 1 and 2 before any of their runs exist, say); the runs that are not complete are listed with
+their reason, as `make tables` prints them.
+"""
+
+import argparse
+import base64
+import html
+import io
+from datetime import datetime, timezone
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from experiments.records import git_commit
+from scripts import paired, tables
+from scripts.aggregate import STATUS_LABELS, Aggregation, aggregate
+from scripts.figures import all_figures
+
+STYLE = """
+body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.85em; }
+th, td { border: 1px solid #bbb; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; }
+img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0 1.5em; }
+.muted { color: #666; }
+"""
+
+
+def figure_png(fig: plt.Figure) -> str:
+    """The figure as a base64 PNG data URI."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def paired_html(comparison: pd.DataFrame) -> str:
+    if comparison.empty:
+        return "<p class='muted'>No setting has full runs next to CE's in the same cell.</p>"
+    rows = ["<tr>" + "".join(f"<th>{h}</th>" for h in paired.DISPLAY_HEADER) + "</tr>"]
+    rows += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+             for row in paired.display_rows(comparison)]
+    return "\n".join(["<table>", *rows, "</table>"])
+
+
+def incomplete_html(aggregation: Aggregation) -> str:
+    runs = [r for r in aggregation.runs if r.status != "complete"]
+    if not runs:
+        return "<p>Every run is complete.</p>"
+    rows = ["<tr><th>status</th><th>run directory</th><th>reason</th></tr>"]
+    rows += [f"<tr><td>{r.status}</td><td>{html.escape(r.run_dir)}</td><td>{html.escape(r.reason)}</td></tr>"
+             for r in runs]
+    return "<table>\n" + "\n".join(rows) + "\n</table>"
+
+
+def render(runs_dir: Path) -> str:
+    """The report of every run below `runs_dir`, as one HTML document."""
+    aggregation = aggregate(runs_dir)
+    comparison = paired.paired_table(aggregation)
+    significant = frozenset(paired.significant(comparison))
+    built = tables.build_tables(aggregation.cells, tables.load_reference(tables.DEFAULT_REFERENCE), significant)
+    shown = [t for t in built if t.cells["protocol_mean"].notna().any()]
+    counts = {label: sum(r.status == status for r in aggregation.runs) for status, label in STATUS_LABELS.items()}
+    parts = [
+        f"<h1>Runs under {html.escape(str(runs_dir))}</h1>",
+        f"<p class='muted'>Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} from commit "
+        f"{html.escape(str(git_commit()))}; {len(aggregation.runs)} run directories: "
+        + ", ".join(f"{n} {label}" for label, n in counts.items()) + ".</p>",
+        "<h2>Tables</h2>",
+        *(tables.render(t, tables.HTML) for t in shown),
+        *([] if shown else ["<p class='muted'>No cell has a protocol value yet.</p>"]),
+        "<h2>Paired comparison with CE</h2>",
+        f"<p>{html.escape(paired.CAPTION)}</p>",
+        paired_html(comparison),
+        "<h2>Figures</h2>",
+    ]
+    for stem, draw, missing in all_figures(aggregation):
+        fig = draw()
+        if fig is None:
+            parts.append(f"<p class='muted'>{html.escape(stem)}: not drawn, {html.escape(missing)}.</p>")
+        else:
+            parts.append(f"<h3>{html.escape(stem)}</h3>\n<img alt='{html.escape(stem)}' src='{figure_png(fig)}'>")
+    parts += ["<h2>Runs that are not complete</h2>", incomplete_html(aggregation)]
+    body = "\n".join(parts)
+    return (f"<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n<title>TCE runs: "
+            f"{html.escape(str(runs_dir))}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run directories")
+    parser.add_argument("--out", type=Path, default=Path("results/report.html"), help="the HTML file to write")
+    args = parser.parse_args(argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(args.runs))
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

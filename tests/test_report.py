@@ -1,0 +1,71 @@
+"""make report: one self-contained HTML page from a runs directory, parsed back here."""
+
+import base64
+from html.parser import HTMLParser
+
+from rundirs import write_run
+from scripts import report
+
+
+class Page(HTMLParser):
+    """What the checks need of a page: tags, table cells, image sources, text and links out of it."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.cells, self.images, self.text, self.external = [], [], [], [], []
+        self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        if tag in ("td", "th"):
+            self._cell = []
+        if tag == "img":
+            self.images.append(attrs["src"])
+        for key in ("src", "href"):
+            if key in attrs and not attrs[key].startswith("data:"):
+                self.external.append(attrs[key])
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.cells.append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_report_is_one_static_page_with_tables_paired_comparison_figures_and_incomplete_runs(tmp_path):
+    runs = tmp_path / "runs"
+    cell = {"dataset": "synthetic", "noise": 0.6}
+    for loss, alpha, full in (("ce", None, ([50, 70, 60], [52, 72, 61])), ("tce", 2.0, ([40, 80, 90], [45, 82, 88]))):
+        write_run(runs, loss=loss, alpha=alpha, holdout=200, test_acc=[1, 1, 1], val_acc=[20, 30, 25], **cell)
+        for seed, test_acc in enumerate(full):
+            fit = [10, 20, 30] if loss == "ce" else [5, 5, 5]
+            write_run(runs, loss=loss, alpha=alpha, seed=seed, test_acc=test_acc, noisy_fit=fit, **cell)
+    write_run(runs, loss="ce", seed=2, test_acc=[10], epochs=3, status="interrupted", **cell)
+
+    out = tmp_path / "report.html"
+    report.main(["--runs", str(runs), "--out", str(out)])
+    page = Page()
+    page.feed(out.read_text())
+
+    assert page.tags[:1] == ["html"] and "script" not in page.tags and page.external == []
+    text = " ".join(page.text)
+    # The synthetic table: CE and TCE at the protocol's epoch 2 (the validation runs' best).
+    assert "synthetic, uniform noise" in text
+    row = page.cells.index("CE")
+    assert page.cells[row:row + 4] == ["CE", "71.00 ± 1.41 (n=2)", "TCE α=2.0", "81.00 † ± 1.41 (n=2)"]
+    # The paired comparison: TCE - CE at epoch 2 over seeds 0 and 1 is +10 for both, no spread.
+    first = page.cells.index("synthetic", page.cells.index("95% interval"))
+    expected = ["synthetic", "uniform 0.6", "tce-a2", "2", "+10.00 †", "[+10.00, +10.00]", "0"]
+    assert page.cells[first:first + 7] == expected
+    # Figures: embedded PNGs (the TCE figure, the curves, the memorization figure, reliability diagrams).
+    assert len(page.images) >= 4
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    # The runs that are not complete.
+    assert "interrupted" in page.cells and any("noise0.6-uniform-holdout0-seed2" in c for c in page.cells)
