@@ -104,7 +104,7 @@ class TrainConfig:
     epochs: int = 256
     batch_size: int = 128
     drop_last: bool = False
-    eval_batch_size: int = 1000
+    eval_batch_size: int | None = None  # null: 1000 on CUDA, 256 on the CPU (faster there: activations stay in cache)
     # Training images the per-epoch evaluation pass reads (train_clean_acc, noisy_fit, noisy_true): a fixed
     # class-stratified subset of the training portion, null for all of it. make bench measures the cost.
     eval_train_size: int | None = 5000
@@ -234,7 +234,8 @@ def validate(cfg: DictConfig) -> None:
         (cfg.holdout >= 0, f"holdout: must be >= 0, got {cfg.holdout}"),
         (cfg.epochs >= 1, f"epochs: must be >= 1, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"batch_size: must be >= 1, got {cfg.batch_size}"),
-        (cfg.eval_batch_size >= 1, f"eval_batch_size: must be >= 1, got {cfg.eval_batch_size}"),
+        (cfg.eval_batch_size is None or cfg.eval_batch_size >= 1,
+         f"eval_batch_size: must be >= 1 or null, got {cfg.eval_batch_size}"),
         (cfg.eval_train_size is None or cfg.eval_train_size >= 1,
          f"eval_train_size: must be >= 1 or null, got {cfg.eval_train_size}"),
         (cfg.precision in precision.PRECISIONS,
@@ -327,4 +328,6 @@ def resolve(cfg: DictConfig, job_num: int = 0) -> DictConfig:
         )
     if cfg.compile is None:
         cfg.compile = device.type == "cuda"
+    if cfg.eval_batch_size is None:
+        cfg.eval_batch_size = 1000 if device.type == "cuda" else 256
     return cfg

@@ -35,6 +35,9 @@ def git_commit() -> str | None:
 
 
 def device_name(device: torch.device) -> str:
+    """E.g. "NVIDIA H100 80GB HBM3", "cpu (x86_64 AVX2, 2 threads)": the vector unit tells CPUs of one kind apart
+    whose speed (and whether they compute bf16 natively) differs."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"cpu ({platform.machine()} {capability}, {torch.get_num_threads()} threads)"

@@ -317,7 +317,7 @@ def measure(device: str, *, steps: int | None = None, repeats: int = 5, pack: in
 
 
 def slug(name: str) -> str:
-    """'cpu (x86_64, 2 threads)' -> 'cpu-x86_64-2-threads'; 'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
+    """A file name for a device: 'cpu (x86_64 AVX2, 2 threads)' -> 'cpu-x86_64-avx2-2-threads'."""
     return re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-")
 
 

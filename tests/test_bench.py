@@ -45,7 +45,7 @@ def test_bench_writes_consistent_json(tmp_path):
         assert len(times) == 1 and times[0] > 0
     options = out["options"]
     expected = {"precision": "fp32", "channels_last": True, "compile": False, "compiled": False,
-                "eval_batch_size": options["engine"]["eval_batch_size"], "eval_train_size": 5000}
+                "eval_batch_size": 256, "eval_train_size": 5000}  # the CPU's defaults
     assert options["engine"] == expected
     assert (options["steps"], options["repeats"], options["batch_size"], options["train_images"]) == (1, 1, 128, 512)
     assert out["eval_img_s"] == pytest.approx(64 / out["seconds"]["eval"]["single"][0])
@@ -67,5 +67,5 @@ def test_grid_images_follow_the_protocol():
 
 
 def test_slug():
-    assert bench.slug("cpu (x86_64, 2 threads)") == "cpu-x86_64-2-threads"
+    assert bench.slug("cpu (x86_64 AVX2, 2 threads)") == "cpu-x86_64-avx2-2-threads"
     assert bench.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
