@@ -3,8 +3,9 @@
 A thin Hydra entry point: compose and validate the config, then hand it to experiments.run. Sweeps use Hydra's
 multirun (`-m`, or an experiment preset such as `experiment=table1`). A config that cannot run, whether Hydra
 cannot compose it (an unknown key or option, a value of the wrong type) or a value is out of range, stops with one
-line naming the key and exit code 2. SIGTERM or SIGUSR1 (Slurm's preemption and time-limit signals) stop the run
-cleanly, marked interrupted with its completed epochs kept, with exit code 128 + the signal's number.
+line naming the key and exit code 2, as does a run that cannot resume from its checkpoint. SIGTERM or SIGUSR1
+(Slurm's preemption and time-limit signals) stop the run cleanly, marked interrupted with its completed epochs
+kept, with exit code 128 + the signal's number.
 """
 
 import logging
@@ -23,7 +24,7 @@ from data import DatasetError
 from experiments import sweep
 from experiments.config import ConfigError, register_configs, resolve
 from experiments.interrupt import RunInterrupted
-from experiments.run import run_pack
+from experiments.run import StartError, run_pack
 
 log = logging.getLogger("tce")
 
@@ -41,7 +42,7 @@ def main(cfg: DictConfig) -> None:
             sweep.submit(cfg, run_dir, hydra_cfg.launcher._target_)
             return
         status = run_pack([(cfg, run_dir)])[0]
-    except (ConfigError, DatasetError) as e:
+    except (ConfigError, DatasetError, StartError) as e:
         if multirun:  # one bad job must not end the sweep
             log.error(f"error: {e}")
             sweep.job_failed(f"job {hydra_cfg.job.num}: {e}")

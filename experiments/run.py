@@ -77,7 +77,9 @@ def run_pack(entries: list[tuple[DictConfig, Path]]) -> list[str]:
     """Train each (resolved config, run directory) pair; configs must differ only in per-run keys.
 
     Returns each run's final status: complete, diverged, failed, or skipped (complete before, or busy elsewhere).
-    On a stop signal it marks the runs interrupted, releases them and raises interrupt.RunInterrupted.
+    On a stop signal it marks the runs interrupted, releases them and raises interrupt.RunInterrupted. A run that
+    cannot start (an unreadable checkpoint) is marked failed, and once the pack's other runs are trained, its
+    StartError is raised: like a bad config, its one line is what the user must act on.
     """
     entries = [(cfg, Path(path)) for cfg, path in entries]
     statuses, todo = {}, []
@@ -122,18 +124,20 @@ def _train(todo: list[tuple[DictConfig, RunDir]]) -> dict[Path, str]:
                            num_classes=ds.num_classes, seed=ds.seed, image_size=ds.image_size)
     environment = {"versions": records.versions(), "git_commit": records.git_commit(),
                    "device": records.device_name(device)}
-    runs, statuses = [], {}
+    runs, statuses, unstartable = [], {}, []
     for cfg, run_dir in todo:
         try:
             runs.append(_start(cfg, run_dir, dataset, device, environment))
-        except StartError as e:  # this run cannot go on; the others of the pack (and sweep) do
-            log.error(f"{run_name(cfg)}: {e}")
+        except StartError as e:  # this run cannot go on; the others of the pack do
             run_dir.write_summary({**(run_dir.read_summary() or {}), "status": "failed", "error": str(e),
                                    "config": OmegaConf.to_container(cfg)})
             statuses[run_dir.path] = "failed"
+            unstartable.append(e)
     # Members of one pack advance together, so runs resumed at different epochs train as separate packs.
     for _, group in groupby(sorted(runs, key=lambda r: r.start_epoch), key=lambda r: r.start_epoch):
         statuses.update(_train_pack(list(group), device, environment))
+    if unstartable:
+        raise unstartable[0]
     return statuses
 
 
@@ -184,7 +188,7 @@ def _load_checkpoint(path: Path) -> dict:
             raise KeyError(f"lacks {', '.join(sorted(missing))}")
     except Exception as error:  # noqa: BLE001 - whatever is wrong with the file, the way out is the same
         raise StartError(
-            f"cannot resume from {path} ({one_line(error)}); rerun it from scratch with force=true"
+            f"cannot resume from {path} ({one_line(error)}); rerun the run from scratch with force=true"
         ) from None
     return state
 

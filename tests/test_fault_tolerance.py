@@ -6,12 +6,14 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from processes import cli, wait_for_epochs
+from processes import REPO, cli, wait_for_epochs
 from torch._dynamo.testing import CompileCounter
 
 from compose import compose_train, tiny
@@ -164,9 +166,14 @@ def _train(tmp_path: Path, *overrides: str) -> tuple[str, Path]:
 
 
 def test_an_unreadable_checkpoint_fails_its_run_in_one_line_and_the_sweep_goes_on(tmp_path):
-    _, run_dir = _killed_run(tmp_path)
+    args, run_dir = _killed_run(tmp_path)
     checkpoint = run_dir / "checkpoint.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])  # truncated
+    alone = subprocess.run([sys.executable, "train.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert alone.returncode == 2 and "Traceback" not in alone.stderr + alone.stdout
+    assert alone.stderr.strip() == alone.stderr.strip().splitlines()[-1]  # one line
+    assert alone.stderr.startswith(f"error: cannot resume from {checkpoint}") and "force=true" in alone.stderr
+    (run_dir / ".lock").unlink(missing_ok=True)
     proc = cli("-m", *tiny(tmp_path, "epochs=5", "noise=0.4", "seed=0,1"))
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1, out  # the sweep reports its failed run at the end...
