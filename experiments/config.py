@@ -18,6 +18,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 import tce
 from data import DATASETS, check_noise, train_set_size
+from data.synthetic import MIN_SIZE, SIZE
 from experiments import precision
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -204,6 +205,15 @@ def _unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]
     return unknown
 
 
+# The synthetic dataset's own keys: what each must be, checked only for it (the real datasets leave them null).
+_SYNTHETIC_KEYS = {
+    "num_classes": (lambda v: v >= 2, "the synthetic dataset needs >= 2 classes"),
+    "seed": (lambda v: v >= 0, "the synthetic dataset's generator seed must be >= 0"),
+    "image_size": (lambda v: MIN_SIZE <= v <= SIZE,
+                   f"the synthetic dataset's image size must lie in [{MIN_SIZE}, {SIZE}]"),
+}
+
+
 def validate(cfg: DictConfig) -> None:
     """Check every value a run depends on, before any data is touched."""
     unknown = _unknown_keys(cfg, TrainConfig)
@@ -249,10 +259,10 @@ def validate(cfg: DictConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    for key, valid in (("num_classes", lambda v: v >= 2), ("seed", lambda v: v >= 0), ("image_size", _image_size)):
+    for key, (valid, requirement) in _SYNTHETIC_KEYS.items():
         value = ds[key]
         if synthetic and (value is None or not valid(value)):
-            raise ConfigError(f"dataset.{key}: {_SYNTHETIC_KEYS[key]}, got {value}")
+            raise ConfigError(f"dataset.{key}: {requirement}, got {value}")
         if not synthetic and value is not None:
             raise ConfigError(f"dataset.{key}: only the synthetic dataset takes it, not {ds.name}")
     try:
@@ -266,17 +276,6 @@ def validate(cfg: DictConfig) -> None:
         portion = n_train - cfg.holdout
         raise ConfigError(f"batch_size: {cfg.batch_size} with drop_last leaves no batch of {portion} training images")
     resolve_device(cfg.device)
-
-
-_SYNTHETIC_KEYS = {
-    "num_classes": "the synthetic dataset needs >= 2 classes",
-    "seed": "the synthetic dataset's generator seed must be >= 0",
-    "image_size": "the synthetic dataset's image size must lie in [8, 32]",
-}
-
-
-def _image_size(value: int) -> bool:
-    return 8 <= value <= 32
 
 
 def _loss_defaults(loss: str, dataset: str) -> dict:
