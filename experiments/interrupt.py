@@ -35,13 +35,17 @@ def check() -> None:
 def stop_signals() -> Iterator[None]:
     """Within this block, SIGTERM and SIGUSR1 request a stop (see check); outside it, the handlers are as before.
 
-    Signals can only be handled in the main thread; elsewhere (a launcher's worker thread) this does nothing.
+    A signal the process already handles stays with its handler: in a submitit job (hydra/launcher=slurm_gpu),
+    Slurm's preemption sends SIGTERM and then submitit's USR2, and submitit ignores the first and turns the second
+    into a requeue, whose exit run_pack records as an interruption. Signals can only be handled in the main thread;
+    elsewhere (a launcher's worker thread) this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     _received.clear()
-    previous = {signum: signal.signal(signum, lambda signum, frame: _received.append(signum)) for signum in SIGNALS}
+    unhandled = [signum for signum in SIGNALS if signal.getsignal(signum) == signal.SIG_DFL]
+    previous = {signum: signal.signal(signum, lambda signum, frame: _received.append(signum)) for signum in unhandled}
     try:
         yield
     finally:

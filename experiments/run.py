@@ -238,14 +238,20 @@ def _train_pack(runs: list[Run], device: torch.device, environment: dict) -> dic
                 del run.rows[run.recorded:]  # an epoch whose files were not all written is trained again
                 run.dir.write_metrics(run.rows)
                 run.dir.write_calibration(run.rows)
-                run.dir.write_summary(run.summary("interrupted", environment, f"{stop or type(stop).__name__}"))
-        log.warning(f"{runs[0].name}: interrupted ({stop or type(stop).__name__}); completed epochs kept")
+                run.dir.write_summary(run.summary("interrupted", environment, _stop_reason(stop)))
+        log.warning(f"{runs[0].name}: interrupted ({_stop_reason(stop)}); completed epochs kept")
         raise
     finally:
         for run in runs:
             if run.writer:
                 run.writer.close()
     return statuses
+
+
+def _stop_reason(stop: BaseException) -> str:
+    if isinstance(stop, SystemExit):  # submitit's handler of Slurm's time-limit signal exits after requeueing the job
+        return f"exit {stop.code} requested while training, by a launcher requeueing the job"
+    return str(stop) or type(stop).__name__  # "stopped by SIGTERM", or KeyboardInterrupt
 
 
 def _record(run: Run, row: dict, model_state, momentum, status: str, environment: dict) -> None:

@@ -17,6 +17,7 @@ from processes import REPO, cli, wait_for_epochs
 from torch._dynamo.testing import CompileCounter
 
 from compose import compose_train, tiny
+from experiments import interrupt
 from experiments.config import resolve, run_name
 from experiments.lock import LockBusy, RunLock
 from experiments.run import run_pack
@@ -98,6 +99,26 @@ def test_release_leaves_a_lock_that_was_taken_over(tmp_path):
 
 
 # --- stop signals, stale locks and relaunches, through the command line ----------------------------------------
+
+
+def test_stop_signals_take_only_the_signals_nobody_handles():
+    """A launcher's handler (submitit's for SIGTERM) keeps its signal; an unhandled signal requests a stop; both
+    handlers are as before afterwards."""
+    launchers = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: launchers.append(signum))
+    try:
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+        with interrupt.stop_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            interrupt.check()  # submitit's SIGTERM: not a stop
+            assert launchers == [signal.SIGTERM]
+            os.kill(os.getpid(), signal.SIGUSR1)
+            with pytest.raises(interrupt.RunInterrupted, match="SIGUSR1"):
+                interrupt.check()
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
 
 
 def _metrics_epochs(run_dir: Path) -> list[str]:

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from processes import wait_for_epochs
+
 from scripts import tables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +87,43 @@ def test_make_tables_on_a_submitit_local_sweep(tmp_path):
     tables.main(["--runs", str(runs), "--out", str(tmp_path / "only"), "--datasets", "synthetic"])
     assert (tmp_path / "only" / "synthetic.md").read_text() == markdown
     assert not (tmp_path / "only" / "table1.md").exists()
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # The fields after the command's closing parenthesis: state, then the parent's pid.
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
+
+
+def test_a_preempted_submitit_job_requeues_itself_and_resumes_its_run(tmp_path):
+    """Slurm's preemption under hydra/launcher=slurm_gpu, played with submitit's local executor: the job's task gets
+    SIGTERM, which submitit ignores, then USR2 (as submitit's own tests send it), on which submitit requeues the job
+    and exits it; the run is marked interrupted with its completed epochs, and the requeued job resumes it."""
+    runs = tmp_path / "runs"
+    proc = sweep(runs, "hydra/launcher=submitit_local", "holdout=32", "epochs=30", "noise=0.4")
+    run_dir = runs / "synthetic/ce/noise0.4-uniform-holdout32-seed0"
+    wait_for_epochs(proc, run_dir / "summary.json", 2)
+    # The job's folder is named by its id: for the local executor, the pid of the controller that runs the task.
+    (job,) = (path for path in (runs / ".submitit").iterdir() if path.name.isdigit())
+    (task,) = _children(int(job.name))
+    os.kill(task, signal.SIGTERM)
+    time.sleep(0.5)  # long enough for a handler of ours to stop the run, were it to take SIGTERM from submitit
+    os.kill(task, signal.SIGUSR2)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+
+    log = (job / f"{job.name}_0_log.err").read_text() + (job / f"{job.name}_0_log.out").read_text()
+    assert "Bypassing signal SIGTERM" in log and "Requeued job" in log, log
+    assert "interrupted (exit 144 requested while training, by a launcher requeueing the job)" in log, log
+    assert "resuming after epoch" in log, log
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "complete" and "error" not in summary
+    epochs = [line.split(",")[0] for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs == [str(e) for e in range(1, 31)]  # exactly one row per epoch
 
 
 def test_a_bad_job_does_not_stop_the_sweep_but_fails_it(tmp_path):
