@@ -139,8 +139,8 @@ def _read_file(path: pathlib.Path) -> dict:
         raise
     except Exception as error:  # a damaged zip or pickle fails in many ways; refused globals raise UnpicklingError
         raise DatasetError(
-            f"cannot read the CIFAR-N file {str(path)!r} safely ({type(error).__name__}: "
-            f"{' '.join(str(error).split())}); delete it to download the official file again"
+            f"cannot read the CIFAR-N file {str(path)!r} safely ({one_line(error)}); delete it to download the "
+            "official file again"
         ) from error
     if not isinstance(content, dict):
         raise DatasetError(f"CIFAR-N file {str(path)!r} holds a {type(content).__name__}, not a dict of label arrays")

@@ -9,9 +9,9 @@ import torch
 class Dataset:
     """Both splits of an image classification dataset, decoded, on the CPU.
 
-    Images are uint8 (N, C, 32, 32); labels are int64 (N,) and clean (no noise added). `superclass` is the
-    fine -> coarse label map, int64 (num_classes,), for datasets that define one (CIFAR-100, read from its own
-    files; -1 for a fine label absent from them), None for the others.
+    Images are uint8 (N, C, H, W), 32 x 32 except smaller synthetic ones; labels are int64 (N,) and clean (no noise
+    added). `superclass` is the fine -> coarse label map, int64 (num_classes,), for datasets that define one
+    (CIFAR-100, read from its own files; -1 for a fine label absent from them), None for the others.
     """
 
     name: str

@@ -10,6 +10,7 @@ from data.cifar_n import NOISE_SETS, human_noisy_labels
 from data.dataset import Dataset
 from data.seeds import generator as seeded
 from data.sources import DATASETS, train_set_size
+from data.split import first_per_class
 
 # Noise drawn by corrupt_labels. The last three flip each sample of a source class to one fixed target class.
 MAPPED_NOISE_TYPES = ("asymmetric", "asymmetric_block", "pairflip")
@@ -27,6 +28,11 @@ _ASYMMETRIC_MAPS = {
     "cifar10": {9: 1, 2: 0, 4: 7, 3: 5, 5: 3},
 }
 _BLOCK = 5  # asymmetric_block: blocks of 5 consecutive fine indices
+
+
+def _check_block_dataset(dataset: str) -> None:
+    if dataset != "cifar100":
+        raise ValueError(f"noise_type: asymmetric_block is defined for cifar100 only, not {dataset}")
 
 
 def _pairflip_map(num_classes: int) -> torch.Tensor:
@@ -74,8 +80,9 @@ def class_map(dataset: str, kind: str, num_classes: int, superclass: torch.Tenso
     if kind == "pairflip":
         return _pairflip_map(num_classes)
     if kind == "asymmetric_block":
-        if dataset != "cifar100" or num_classes % _BLOCK:
-            raise ValueError(f"noise_type: asymmetric_block is defined for cifar100 only, not {dataset}")
+        _check_block_dataset(dataset)
+        if num_classes % _BLOCK:
+            raise ValueError(f"num_classes: asymmetric_block needs a multiple of {_BLOCK}, got {num_classes}")
         index = torch.arange(num_classes, dtype=torch.int64)
         return index - index % _BLOCK + (index + 1) % _BLOCK
     if kind != "asymmetric":
@@ -155,22 +162,16 @@ def _checked_map(class_map: torch.Tensor | None, kind: str, num_classes: int) ->
 def _flip_by_class(
     labels: torch.Tensor, rate: float, num_classes: int, seed: int, class_map: torch.Tensor
 ) -> torch.Tensor:
-    total = len(labels)
     noisy = labels.clone()
-    if total == 0:
+    if len(labels) == 0:
         return noisy
     if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
         raise ValueError(f"labels must lie in [0, {num_classes}), got [{int(labels.min())}, {int(labels.max())}]")
     counts = torch.bincount(labels, minlength=num_classes)
     pairs = zip(counts.tolist(), class_map.tolist(), strict=True)
     quota = torch.tensor([round(rate * n) if target >= 0 else 0 for n, target in pairs], dtype=torch.int64)
-    # One shuffle of all samples, grouped by clean class keeping the shuffled order: the first quota[c] samples
-    # of class c flip. Every choice is made on the clean labels, so nothing is flipped twice.
-    shuffled = torch.randperm(total, generator=seeded("label-noise", seed))
-    by_class = shuffled[torch.sort(labels[shuffled], stable=True).indices]
-    class_of = labels[by_class]
-    rank_in_class = torch.arange(total) - (torch.cumsum(counts, 0) - counts)[class_of]
-    chosen = by_class[rank_in_class < quota[class_of]]
+    # Every choice is made on the clean labels at once, so nothing is flipped twice.
+    chosen = first_per_class(labels, quota, seeded("label-noise", seed))
     noisy[chosen] = class_map[labels[chosen]]
     return noisy
 
@@ -214,8 +215,8 @@ def check_noise(
     if noise_type != "human":
         if noise_set is not None:
             raise ValueError(f"noise_set: only used with noise_type=human, got {noise_set!r} with {noise_type}")
-        if noise_type == "asymmetric_block" and dataset != "cifar100":
-            raise ValueError(f"noise_type: asymmetric_block is defined for cifar100 only, not {dataset}")
+        if noise_type == "asymmetric_block":
+            _check_block_dataset(dataset)
         if noise_type == "asymmetric" and dataset not in DATASETS:
             raise ValueError(f"noise_type: no asymmetric map for dataset {dataset!r}")
         return

@@ -28,12 +28,22 @@ def stratified_split(labels: torch.Tensor, size: int, draw: torch.Generator) -> 
     missing = size - int(quota.sum())
     # A stable sort on the negated remainders breaks ties by class index.
     quota[torch.sort(-remainders, stable=True).indices[:missing]] += 1
+    chosen = first_per_class(labels, quota, draw)
+    rest = torch.ones(total, dtype=torch.bool)
+    rest[chosen] = False
+    return rest.nonzero().flatten(), chosen
 
-    # Shuffle, then group by class keeping the shuffled order: each class's first `quota` images are chosen.
+
+def first_per_class(labels: torch.Tensor, quota: torch.Tensor, draw: torch.Generator) -> torch.Tensor:
+    """Sorted int64 indices into `labels`: quota[c] samples of each class c, chosen at random by the generator `draw`.
+
+    One shuffle of all samples, then grouped by class keeping the shuffled order: each class's first quota[c]
+    samples are chosen, so a larger quota of a class chooses a superset of what a smaller one chooses.
+    """
+    total = len(labels)
+    counts = torch.bincount(labels, minlength=len(quota))
     shuffled = torch.randperm(total, generator=draw)
     by_class = shuffled[torch.sort(labels[shuffled], stable=True).indices]
     class_of = labels[by_class]
-    class_start = torch.cumsum(counts, 0) - counts
-    rank_in_class = torch.arange(total) - class_start[class_of]
-    chosen = rank_in_class < quota[class_of]
-    return torch.sort(by_class[~chosen]).values, torch.sort(by_class[chosen]).values
+    rank_in_class = torch.arange(total) - (torch.cumsum(counts, 0) - counts)[class_of]
+    return torch.sort(by_class[rank_in_class < quota[class_of]]).values

@@ -36,7 +36,7 @@ from matplotlib.ticker import MaxNLocator
 
 import tce
 from experiments.config import loss_tag
-from experiments.evaluation import ECE_BINS
+from experiments.evaluation import ECE_BINS, expected_calibration_error
 from scripts.aggregate import (
     PAPER_SETTINGS,
     Aggregation,
@@ -262,7 +262,7 @@ def plot_memorization(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str) -
             curve = level[level["setting"] == loss_tag(loss)].groupby("epoch")["test_acc"].mean()
             if epoch in curve.index:
                 ax_test.plot([epoch], [curve[epoch]], "o", color=colors[loss_tag(loss)], ms=5)
-        condition = noise_set or f"η = {format_level(noise)}" + ("" if noise_type == "uniform" else f" ({noise_type})")
+        condition = _condition_label((noise_type, noise_set, noise))
         ax_test.set(title=f"{condition}: test accuracy (dot: protocol epoch)", ylabel="test accuracy (%)")
         ax_fit.set(title=f"{condition}: noisy labels memorized", ylabel="noisy_fit (%)")
         for ax in (ax_test, ax_fit):
@@ -327,7 +327,7 @@ def plot_reliability(runs: pd.DataFrame, cells: pd.DataFrame, dataset: str, cond
         ax.bar(centres[seen], (mean_confidence - accuracy)[seen], bottom=accuracy[seen], width=width,
                color="C3", alpha=0.3, edgecolor="C3", hatch="//", label="gap to confidence")
         ax.plot([0, 1], [0, 1], "k--", lw=1)
-        ece = 100.0 * np.abs(correct - confidence).sum() / count.sum()
+        ece = float(expected_calibration_error(torch.from_numpy(bins)))
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
                title=f"{setting_label(loss)}: ECE {ece:.2f}% (epoch {epoch})")
         ax.set_aspect("equal")

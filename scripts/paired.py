@@ -79,10 +79,14 @@ def paired_table(aggregation: Aggregation) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS).astype({"n_pairs": "Int64"})
 
 
+def excludes_zero(comparison) -> bool:
+    """Whether a comparison's (a row of paired_table) interval excludes 0; False without an interval."""
+    return bool(comparison["ci_low"] > 0 or comparison["ci_high"] < 0)
+
+
 def significant(paired: pd.DataFrame) -> set[tuple]:
     """(dataset, noise_type, noise, noise_set, setting) of the comparisons whose interval excludes 0."""
-    excludes = (paired["ci_low"] > 0) | (paired["ci_high"] < 0)
-    return {tuple(r[k] for k in [*CONDITION, "setting"]) for _, r in paired[excludes].iterrows()}
+    return {tuple(r[k] for k in [*CONDITION, "setting"]) for _, r in paired.iterrows() if excludes_zero(r)}
 
 
 DISPLAY_HEADER = ["dataset", "noise", "setting", "n", "mean diff", "95% interval", "p"]
@@ -97,7 +101,7 @@ def display_rows(paired: pd.DataFrame) -> list[list[str]]:
         if pd.isna(r["mean_diff"]):
             numbers = ["—", "—", "—"]
         else:
-            mark = " †" if r["ci_low"] > 0 or r["ci_high"] < 0 else ""
+            mark = " †" if excludes_zero(r) else ""
             interval = f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
             numbers = [f"{r['mean_diff']:+.2f}{mark}", interval, f"{r['p_value']:.3g}"]
         rows.append([r["dataset"], noise, r["setting"], str(r["n_pairs"]), *numbers])

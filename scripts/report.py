@@ -44,20 +44,16 @@ def figure_png(fig: plt.Figure) -> str:
 def paired_html(comparison: pd.DataFrame) -> str:
     if comparison.empty:
         return "<p class='muted'>No setting has full runs next to CE's in the same cell.</p>"
-    rows = ["<tr>" + "".join(f"<th>{h}</th>" for h in paired.DISPLAY_HEADER) + "</tr>"]
-    rows += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-             for row in paired.display_rows(comparison)]
-    return "\n".join(["<table>", *rows, "</table>"])
+    body = [[html.escape(cell) for cell in row] for row in paired.display_rows(comparison)]
+    return tables.html_table(paired.DISPLAY_HEADER, body)
 
 
 def incomplete_html(aggregation: Aggregation) -> str:
     runs = [r for r in aggregation.runs if r.status != "complete"]
     if not runs:
         return "<p>Every run is complete.</p>"
-    rows = ["<tr><th>status</th><th>run directory</th><th>reason</th></tr>"]
-    rows += [f"<tr><td>{r.status}</td><td>{html.escape(r.run_dir)}</td><td>{html.escape(r.reason)}</td></tr>"
-             for r in runs]
-    return "<table>\n" + "\n".join(rows) + "\n</table>"
+    body = [[html.escape(r.status), html.escape(r.run_dir), html.escape(r.reason)] for r in runs]
+    return tables.html_table(["status", "run directory", "reason"], body)
 
 
 def render(runs_dir: Path) -> str:

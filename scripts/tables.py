@@ -253,8 +253,12 @@ def _caption(table: Table) -> str:
     return caption
 
 
+def _header(table: Table) -> list[str]:
+    return ["noise (η)"] + [f"{dataset_label(c.dataset)} {c.label()}" for c in table.columns]
+
+
 def _markdown_document(table: Table, body: list[list[str]], footer: str) -> str:
-    header = ["noise (η)"] + [f"{dataset_label(c.dataset)} {c.label()}" for c in table.columns]
+    header = _header(table)
     lines = [f"### {_markdown_escape(table.title)}", "", _markdown_escape(_caption(table)), ""]
     lines.append("| " + " | ".join(_markdown_escape(h) for h in header) + " |")
     lines.append("|" + "---|" * len(header))
@@ -322,12 +326,16 @@ def _latex_escape(text: str) -> str:
     return _LATEX_SPECIAL.sub(lambda match: _LATEX_REPLACEMENTS[match.group()], text)
 
 
-def _html_document(table: Table, body: list[list[str]], footer: str) -> str:
-    header = ["noise (η)"] + [f"{dataset_label(c.dataset)} {c.label()}" for c in table.columns]
+def html_table(header: list[str], body: list[list[str]]) -> str:
+    """An HTML table of the plain-text `header` and the `body` cells, which are HTML already (escaped)."""
     rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
     rows += ["<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in body]
-    return (f"<h3>{html.escape(table.title)}</h3>\n<p>{html.escape(_caption(table))}</p>\n<table>\n"
-            + "\n".join(rows) + f"\n</table>\n<p>{html.escape(footer)}</p>\n")
+    return "<table>\n" + "\n".join(rows) + "\n</table>"
+
+
+def _html_document(table: Table, body: list[list[str]], footer: str) -> str:
+    return (f"<h3>{html.escape(table.title)}</h3>\n<p>{html.escape(_caption(table))}</p>\n"
+            f"{html_table(_header(table), body)}\n<p>{html.escape(footer)}</p>\n")
 
 
 MARKDOWN = Dialect(".md", _markdown_escape, lambda text: f"**{text}**", _markdown_document)

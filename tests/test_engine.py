@@ -11,20 +11,12 @@ import torch
 import yaml
 from processes import cli, wait_for_epochs
 
-from compose import compose_train, tiny
+from compose import tiny, train_tiny
 from data import load_dataset
-from experiments.config import resolve, run_name
-from experiments.run import run_pack
 from experiments.rundir import METRIC_COLUMNS
 from models import ResNet
 
 RESNET8_PARAMS = sum(p.numel() for p in ResNet(8, 3, 10).parameters())
-
-
-def train(tmp_path: Path, *overrides: str) -> tuple[str, Path]:
-    cfg = resolve(compose_train(*tiny(tmp_path, *overrides)))
-    run_dir = tmp_path / run_name(cfg)
-    return run_pack([(cfg, run_dir)])[0], run_dir
 
 
 def metrics(run_dir: Path) -> list[dict]:
@@ -102,10 +94,10 @@ def test_run_directory_is_named_from_the_config(tmp_path):
 
 
 def test_two_identical_runs_give_identical_metrics(tmp_path):
-    _, a = train(tmp_path / "a", "noise=0.4", "loss=tce")
-    _, b = train(tmp_path / "b", "noise=0.4", "loss=tce")
+    _, a = train_tiny(tmp_path / "a", "noise=0.4", "loss=tce")
+    _, b = train_tiny(tmp_path / "b", "noise=0.4", "loss=tce")
     assert without_seconds(metrics(a)) == without_seconds(metrics(b))
-    _, c = train(tmp_path / "c", "noise=0.4", "loss=tce", "seed=1")
+    _, c = train_tiny(tmp_path / "c", "noise=0.4", "loss=tce", "seed=1")
     assert without_seconds(metrics(a)) != without_seconds(metrics(c))
 
 
@@ -131,24 +123,24 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
 
 
 def test_complete_run_is_skipped_and_force_reruns_it(tmp_path):
-    status, run_dir = train(tmp_path, "epochs=1")
+    status, run_dir = train_tiny(tmp_path, "epochs=1")
     assert status == "complete"
     stamp = (run_dir / "checkpoint.pt").stat().st_mtime_ns
-    status, _ = train(tmp_path, "epochs=1")
+    status, _ = train_tiny(tmp_path, "epochs=1")
     assert status == "skipped" and (run_dir / "checkpoint.pt").stat().st_mtime_ns == stamp
-    status, _ = train(tmp_path, "epochs=1", "force=true")
+    status, _ = train_tiny(tmp_path, "epochs=1", "force=true")
     assert status == "complete" and (run_dir / "checkpoint.pt").stat().st_mtime_ns != stamp
 
 
 def test_a_directory_refuses_another_config(tmp_path):
-    train(tmp_path, "epochs=1")
-    status, run_dir = train(tmp_path, "epochs=2")
+    train_tiny(tmp_path, "epochs=1")
+    status, run_dir = train_tiny(tmp_path, "epochs=2")
     assert status == "failed"
     assert json.loads((run_dir / "summary.json").read_text())["epochs_completed"] == 1
 
 
 def test_diverged_run_is_recorded_and_returns(tmp_path):
-    status, run_dir = train(tmp_path, "optim.lr=1e12")
+    status, run_dir = train_tiny(tmp_path, "optim.lr=1e12")
     assert status == "diverged"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "diverged" and "non-finite" in summary["error"]
@@ -157,6 +149,6 @@ def test_diverged_run_is_recorded_and_returns(tmp_path):
 
 
 def test_mae_fails_to_learn_without_crashing(tmp_path):
-    status, run_dir = train(tmp_path, "loss=mae")
+    status, run_dir = train_tiny(tmp_path, "loss=mae")
     assert status == "complete"
     assert all(np.isfinite(float(r["train_loss"])) for r in metrics(run_dir))

@@ -16,11 +16,9 @@ import torch
 from processes import REPO, cli, wait_for_epochs
 from torch._dynamo.testing import CompileCounter
 
-from compose import compose_train, tiny
+from compose import tiny, train_tiny
 from experiments import interrupt
-from experiments.config import resolve, run_name
 from experiments.lock import LockBusy, RunLock
-from experiments.run import run_pack
 
 RUN = "synthetic/ce/noise0.4-uniform-holdout32-seed0"
 
@@ -180,12 +178,6 @@ def test_a_killed_runs_lock_of_another_host_is_stale_after_the_timeout_and_busy_
 # --- checkpoints ---------------------------------------------------------------------------------------------
 
 
-def _train(tmp_path: Path, *overrides: str) -> tuple[str, Path]:
-    cfg = resolve(compose_train(*tiny(tmp_path, *overrides)))
-    run_dir = tmp_path / run_name(cfg)
-    return run_pack([(cfg, run_dir)])[0], run_dir
-
-
 def test_an_unreadable_checkpoint_fails_its_run_in_one_line_and_the_sweep_goes_on(tmp_path):
     args, run_dir = _killed_run(tmp_path)
     checkpoint = run_dir / "checkpoint.pt"
@@ -215,7 +207,7 @@ def test_checkpoints_hold_no_cuda_rng_and_old_ones_with_it_still_load(tmp_path):
     state["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8)] * 8
     torch.save(state, run_dir / "checkpoint.pt")
     (run_dir / ".lock").unlink()
-    status, _ = _train(tmp_path, "epochs=5", "noise=0.4")
+    status, _ = train_tiny(tmp_path, "epochs=5", "noise=0.4")
     assert status == "complete"
 
 
@@ -238,13 +230,13 @@ def test_compile_that_fails_falls_back_to_eager_with_one_warning(tmp_path, monke
         return compiled
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    status, run_dir = _train(tmp_path, "compile=true", "epochs=2")
+    status, run_dir = train_tiny(tmp_path, "compile=true", "epochs=2")
     assert status == "complete"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["compiled"] is False and summary["config"]["compile"] is True
     warnings = [r.message for r in caplog.records if "torch.compile failed" in r.message]
     assert len(warnings) == 1 and "needs a C compiler" in warnings[0] and "\n" not in warnings[0]
-    eager = _train(tmp_path / "eager", "compile=false", "epochs=2")[1]
+    eager = train_tiny(tmp_path / "eager", "compile=false", "epochs=2")[1]
     assert (run_dir / "metrics.csv").read_text().split("\n")[1].split(",")[:-1] == (
         (eager / "metrics.csv").read_text().split("\n")[1].split(",")[:-1]
     )
@@ -256,7 +248,7 @@ def test_a_sweep_process_compiles_a_few_graphs(tmp_path, monkeypatch, fresh_mode
     # A validation run and two full runs: training sets of 128 and 160 images in batches of 32 (no partial batch)
     # and of 100 (a partial batch of 4), evaluation sets of 64, 32 and 160 images in batches of 48.
     for overrides in (["holdout=32", "seed=0"], ["holdout=0", "seed=1"], ["holdout=60", "seed=2"]):
-        status, run_dir = _train(tmp_path, "compile=true", "epochs=2", "eval_batch_size=48", *overrides)
+        status, run_dir = train_tiny(tmp_path, "compile=true", "epochs=2", "eval_batch_size=48", *overrides)
         assert status == "complete" and json.loads((run_dir / "summary.json").read_text())["compiled"] is True
     # Training batches of 32 and 4, and one evaluation batch of 48: three graphs for the whole process.
     assert counter.frame_count == 3

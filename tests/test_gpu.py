@@ -12,7 +12,7 @@ import pytest
 import torch
 from processes import cli, wait_for_epochs
 
-from compose import compose_train
+from compose import compose_train, train_run
 from experiments import precision
 from experiments.config import resolve, run_name
 from experiments.run import run_pack
@@ -28,18 +28,12 @@ def cifar_shaped(runs: Path, *overrides: str) -> list[str]:
             "device=cuda", "progress=false", f"runs_dir={runs}", *overrides]
 
 
-def train(runs: Path, *overrides: str) -> tuple[str, Path]:
-    cfg = resolve(compose_train(*cifar_shaped(runs, *overrides)))
-    run_dir = runs / run_name(cfg)
-    return run_pack([(cfg, run_dir)])[0], run_dir
-
-
 @pytest.mark.parametrize("compile", [False, True])
 @pytest.mark.parametrize("name", PRECISIONS)
 def test_two_epochs_in_each_precision_compiled_and_eager(tmp_path, name, compile):
     if name not in precision.supported(torch.device("cuda")):
         pytest.skip(f"this GPU does not compute {name} natively")
-    status, run_dir = train(tmp_path, f"precision={name}", f"compile={str(compile).lower()}")
+    status, run_dir = train_run(*cifar_shaped(tmp_path, f"precision={name}", f"compile={str(compile).lower()}"))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert status == "complete" and summary["config"]["precision"] == name
     assert summary["compiled"] is compile  # a GPU machine with a toolchain compiles: no fallback
@@ -49,7 +43,7 @@ def test_two_epochs_in_each_precision_compiled_and_eager(tmp_path, name, compile
 
 
 def test_strict_fp32_is_the_default_and_turns_tf32_off(tmp_path):
-    status, run_dir = train(tmp_path)
+    status, run_dir = train_run(*cifar_shaped(tmp_path))
     assert status == "complete" and json.loads((run_dir / "summary.json").read_text())["config"]["precision"] == "fp32"
     with precision.arithmetic("fp32"):
         a, b = torch.randn(512, 512, device="cuda"), torch.randn(512, 512, device="cuda")

@@ -9,19 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from compose import compose_train
+from compose import train_run
 from experiments import precision
-from experiments.config import resolve, run_name
-from experiments.run import run_pack
 
 pytestmark = pytest.mark.slow
 
 
 def train_mnist(root: Path, runs: Path, *overrides: str) -> list[dict]:
-    cfg = resolve(compose_train("dataset=mnist", f"dataset.root={root}", "holdout=0", "progress=false",
-                                f"runs_dir={runs}", *overrides))
-    run_dir = runs / run_name(cfg)
-    assert run_pack([(cfg, run_dir)]) == ["complete"]
+    status, run_dir = train_run("dataset=mnist", f"dataset.root={root}", "holdout=0", "progress=false",
+                                f"runs_dir={runs}", *overrides)
+    assert status == "complete"
     with open(run_dir / "metrics.csv") as f:
         return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
 

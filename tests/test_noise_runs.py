@@ -8,10 +8,8 @@ import pytest
 import torch
 from test_data_sources import NEXT_IN_SUPERCLASS, write_cifar10, write_cifar100_superclasses
 
-from compose import compose_train
+from compose import train_run
 from data import ENV_ROOT
-from experiments.config import resolve, run_name
-from experiments.run import run_pack
 
 
 @pytest.fixture(autouse=True)
@@ -20,10 +18,8 @@ def _configured_root_only(monkeypatch):
 
 
 def _run(root, *overrides: str) -> tuple[str, object]:
-    cfg = resolve(compose_train(f"dataset.root={root}", "model.depth=8", "epochs=1", "batch_size=4", "device=cpu",
-                                "progress=false", f"runs_dir={root / 'runs'}", *overrides))
-    run_dir = root / "runs" / run_name(cfg)
-    return run_pack([(cfg, run_dir)])[0], run_dir
+    return train_run(f"dataset.root={root}", "model.depth=8", "epochs=1", "batch_size=4", "device=cpu",
+                     "progress=false", f"runs_dir={root / 'runs'}", *overrides)
 
 
 def _noise_matrix(run_dir) -> np.ndarray:
