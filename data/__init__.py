@@ -10,7 +10,7 @@ from data.loader import DeviceLoader
 from data.noise import NOISE_TYPES, check_noise, class_map, corrupt_labels, noise_matrix
 from data.root import ENV_ROOT, resolve_root
 from data.run_data import RunData, prepare_run_data
-from data.sources import DATASETS, load_dataset, train_set_size
+from data.sources import DATASETS, class_count, load_dataset, train_set_size
 from data.split import holdout_split
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "EvalSet",
     "RunData",
     "check_noise",
+    "class_count",
     "class_map",
     "corrupt_labels",
     "holdout_split",

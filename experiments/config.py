@@ -5,6 +5,8 @@ the culprit. `resolve` fills the derived values (noise_seed, the loss's paramete
 defaults) that a run records, and names the run.
 """
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -129,11 +131,50 @@ class TrainConfig:
 # - EXECUTION_KEYS say how to execute it, not what it computes: they may differ when a run resumes.
 # - LOCATION_KEYS say where its inputs are, not what they are.
 # - PER_RUN_KEYS may differ between the runs trained together in one pack (pack=K); all else must agree.
+# - CELL_KEYS name the protocol's cell a run belongs to (a table's row and column); RUN_KEYS tell the runs of one
+#   cell apart: the seeds, and the protocol role (holdout > 0 is the validation run).
+# - Every other key is the run's recipe (`recipe`): runs of two recipes are never averaged or compared.
+# A name covers the key and every key below it ("loss" covers loss.alpha).
 EXECUTION_KEYS = (
-    "device", "force", "progress", "pack", "threads", "runs_dir", "compile", "eval_batch_size", "lock_timeout",
+    "device", "force", "progress", "pack", "threads", "runs_dir", "compile", "channels_last", "eval_batch_size",
+    "lock_timeout",
 )
 LOCATION_KEYS = ("dataset.root",)
 PER_RUN_KEYS = ("loss", "noise", "noise_type", "noise_set", "noise_seed", "seed", "clean_val", *EXECUTION_KEYS)
+CELL_KEYS = ("dataset.name", "loss", "noise", "noise_type", "noise_set")
+RUN_KEYS = ("seed", "noise_seed", "holdout")
+
+
+def flatten(node: Mapping, prefix: str = "") -> dict:
+    """A nested config as {"dotted.key": value}."""
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def covered(key: str, names: tuple[str, ...]) -> bool:
+    """Whether the dotted `key` is one of `names` or lies below one of them."""
+    return any(key == name or key.startswith(f"{name}.") for name in names)
+
+
+def recipe(config: Mapping) -> dict:
+    """The recipe of a resolved config (a run's config.yaml): every key but the cell's, the run's, and those that
+    say where and how fast it runs, flattened and sorted. A key that an older config lacks takes the schema's
+    default, which was its value before the key existed."""
+    flat = {**flatten(OmegaConf.to_container(OmegaConf.structured(TrainConfig))), **flatten(config)}
+    ignored = (*CELL_KEYS, *RUN_KEYS, *EXECUTION_KEYS, *LOCATION_KEYS)
+    # Numbers compare as floats: YAML may give 1 where the schema's float is 1.0.
+    return {key: float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+            for key, value in sorted(flat.items()) if not covered(key, ignored)}
+
+
+def recipe_tag(values: Mapping) -> str:
+    """A short stable name of a recipe: the first 8 hex digits of the SHA-256 of its canonical JSON."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def register_configs() -> None:

@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from data.files import write_atomic
-from experiments.config import EXECUTION_KEYS, LOCATION_KEYS
+from experiments.config import EXECUTION_KEYS, LOCATION_KEYS, covered, flatten
 from experiments.evaluation import CALIBRATED, METRIC_COLUMNS
 from experiments.files import save_torch, write_json, write_text
 from experiments.lock import LockBusy, RunLock
@@ -128,16 +128,4 @@ class RunDir:
 
 def _identity(config: dict) -> dict:
     """The flattened config without the keys that only say how to execute it."""
-    flat = {}
-
-    def walk(node: dict, prefix: str) -> None:
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(value, f"{prefix}{key}.")
-            else:
-                flat[f"{prefix}{key}"] = value
-
-    walk(config, "")
-    for key in (*EXECUTION_KEYS, *LOCATION_KEYS):
-        flat.pop(key, None)
-    return flat
+    return {k: v for k, v in flatten(config).items() if not covered(k, (*EXECUTION_KEYS, *LOCATION_KEYS))}

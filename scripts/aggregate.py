@@ -12,8 +12,12 @@ writes three CSV files and prints a status report:
   file cannot be read or contradicts another; `reason` says why a run is not complete.
 - curves.csv: one row per (run, epoch), wide: run_dir, status, the identity columns and the metrics.csv
   columns, so a plot filters rows and groups by epoch without reshaping. Corrupt runs are left out.
-- cells.csv: one row per cell (dataset, loss setting, noise, noise type, noise set), see `cells_table` for the
-  protocol.
+- cells.csv: one row per cell (recipe, dataset, loss setting, noise, noise type, noise set), see `cells_table`
+  for the protocol, and one row per cell and rule of selection on validation (scripts/selection.py).
+
+A run's recipe is every config key that can change what it trains or measures, other than its cell's and its
+own (experiments.config.recipe); `recipe` is its short tag. Runs of two recipes never share a cell, and the tables
+show the paper's recipe apart from any other (`paper_recipe_tag`).
 
 Run directories written before metrics.csv gained noisy_fit, noisy_true and the nll and ece columns aggregate
 too: those columns are empty for them.
@@ -21,23 +25,28 @@ too: those columns are empty for them.
 
 import argparse
 import csv
+import functools
 import io
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
+from omegaconf import OmegaConf
 
 import tce
+from data import DatasetError, class_count
 from data.errors import one_line
-from experiments.config import LOSS_KEYS, loss_tag
+from experiments.config import LOSS_KEYS, compose, loss_tag, recipe, recipe_tag, with_defaults
 from experiments.evaluation import METRIC_COLUMNS
 from experiments.rundir import CALIBRATION_COLUMNS
+from scripts import selection
+from scripts.settings import cell_name, setting, setting_of, setting_order
 
 RUN_FILES = ("summary.json", "metrics.csv", "config.yaml")
 STATUSES = ("complete", "running", "interrupted", "diverged", "failed")  # as summary.json spells them
@@ -55,11 +64,11 @@ REQUIRED_METRICS = ("epoch", "lr", "train_loss", "train_acc", "train_clean_acc",
 
 # A cell: what the protocol averages over seeds. The loss's parameters are in `setting` (and in their own
 # columns, for reading); noise_set is "" except for human noise.
-CELL_KEYS = ["dataset", "setting", "noise", "noise_type", "noise_set"]
+CELL_KEYS = ["recipe", "dataset", "setting", "noise", "noise_type", "noise_set"]
 SETTING_COLUMNS = ["loss", *LOSS_KEYS]
 IDENTITY_COLUMNS = [
-    "dataset", "setting", *SETTING_COLUMNS, "noise", "noise_type", "noise_set", "noise_seed", "seed", "holdout",
-    "epochs",
+    "recipe", "dataset", "setting", *SETTING_COLUMNS, "noise", "noise_type", "noise_set", "noise_seed", "seed",
+    "holdout", "epochs", "num_classes",
 ]
 RUN_COLUMNS = [
     "run_dir",
@@ -75,18 +84,24 @@ RUN_COLUMNS = [
 ]
 CURVE_COLUMNS = ["run_dir", "status", *IDENTITY_COLUMNS, *METRIC_COLUMNS]
 CELL_COLUMNS = [
-    *CELL_KEYS[:2],
+    *CELL_KEYS[:3],
     *SETTING_COLUMNS,
-    *CELL_KEYS[2:],
+    *CELL_KEYS[3:],
+    "selected",
     "noise_realized",
     "val_run_dir",
+    "n_val",
     "best_epoch",
+    "best_val_acc",
     "protocol_mean",
     "protocol_std",
     "n",
     "n_full",
     "n_diverged",
     "n_incomplete",
+    "n_short",
+    "n_duplicate",
+    "protocol_mean_with_diverged",
     "last_epoch_mean",
     "last_epoch_std",
     "oracle_best_test_mean",
@@ -101,73 +116,20 @@ INTEGER_COLUMNS = [
     "seed",
     "holdout",
     "epochs",
+    "num_classes",
     "epochs_completed",
     "best_val_epoch",
     "final_epoch",
     "best_test_epoch",
+    "n_val",
     "best_epoch",
     "n",
     "n_full",
     "n_diverged",
     "n_incomplete",
+    "n_short",
+    "n_duplicate",
 ]
-
-DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10+", "cifar100": "CIFAR-100+", "svhn": "SVHN"}
-PAPER_LOSSES = ("ce", "mse", "mae", "tce")
-LOSS_LABELS = {
-    "ce": "CE", "mse": "MSE", "mae": "MAE", "tce": "TCE", "gce": "GCE", "rce": "RCE", "sce": "SCE", "nce": "NCE",
-    "nce+rce": "NCE+RCE", "nce+mae": "NCE+MAE", "focal": "Focal", "taylor": "Taylor-CE", "poly1": "Poly-1",
-    "label_smoothing": "LS", "bootstrap_soft": "Bootstrap-soft", "bootstrap_hard": "Bootstrap-hard",
-}
-PARAM_SYMBOLS = {"alpha": "α", "beta": "β", "q": "q", "A": "A", "gamma": "γ", "t": "t", "epsilon": "ε"}
-
-
-def setting(name: str, **params) -> dict:
-    """A loss setting as aggregation handles it: {"name": ..., and every key of LOSS_KEYS, None where unused}."""
-    return {"name": name, **{key: params.get(key) for key in LOSS_KEYS}}
-
-
-# The rows of the paper's Tables 1 and 2.
-PAPER_SETTINGS = [setting("ce"), setting("mse"), setting("mae"), *(setting("tce", alpha=a) for a in (0.5, 1, 1.5, 2))]
-
-
-def format_level(value: float) -> str:
-    """0.4 -> "0.4", 1 -> "1.0" (the paper's style), 0.25 -> "0.25" (never rounded away)."""
-    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
-
-
-def setting_of(row: Mapping) -> dict:
-    """The setting of a row of runs.csv, curves.csv or cells.csv (its `loss` and parameter columns)."""
-    return setting(row["loss"], **{key: _none_if_nan(row[key]) for key in LOSS_KEYS})
-
-
-def _none_if_nan(value):
-    return None if pd.isna(value) else value
-
-
-def setting_label(loss: Mapping) -> str:
-    """E.g. "CE", "TCE α=1.5", "SCE α=0.1 β=1 A=-9.21034"."""
-    params = [f"{PARAM_SYMBOLS[k]}={format_level(v) if k == 'alpha' and loss['name'] == 'tce' else f'{v:g}'}"
-              for k, v in ((k, loss.get(k)) for k in LOSS_KEYS) if v is not None]
-    return " ".join([LOSS_LABELS.get(loss["name"], loss["name"]), *params])
-
-
-def setting_order(loss: Mapping) -> tuple:
-    """The paper's row order: CE, MSE, MAE, then TCE by increasing alpha; then the other losses in tce.LOSSES
-    order, each by its parameters; unknown losses last."""
-    rank = tce.LOSSES.index(loss["name"]) if loss["name"] in tce.LOSSES else len(tce.LOSSES)
-    return rank, loss["name"], tuple(math.inf if loss.get(k) is None else loss[k] for k in LOSS_KEYS)
-
-
-def ordered_settings(losses: Iterable[Mapping]) -> list[dict]:
-    """The distinct settings (by loss_tag), in the paper's row order."""
-    unique = {loss_tag(loss): setting(loss["name"], **{key: loss.get(key) for key in LOSS_KEYS}) for loss in losses}
-    return sorted(unique.values(), key=setting_order)
-
-
-def dataset_label(dataset: str) -> str:
-    return DATASET_LABELS.get(dataset, dataset)
-
 
 @dataclass
 class Run:
@@ -178,6 +140,7 @@ class Run:
     metrics: pd.DataFrame | None  # METRIC_COLUMNS, epochs 1..n; None when missing or the run is corrupt
     epochs_completed: int | None
     noise_realized: float | None
+    recipe: dict | None = None  # experiments.config.recipe of its config; identity["recipe"] is its tag
 
 
 class _Corrupt(Exception):
@@ -195,23 +158,25 @@ def find_run_dirs(runs_dir: Path) -> list[Path]:
 
 def read_run(run_dir: Path) -> Run:
     """Reads one run directory; never raises on bad contents (the run is then "corrupt" with a reason)."""
-    identity = None
+    identity = values = None
     try:
         config = _read_config(run_dir / "config.yaml")
-        if config is not None:
-            identity = _identity(config, "config.yaml")
-        summary = _read_summary(run_dir / "summary.json")
-        if identity is None:
+        source = "config.yaml"
+        summary = None
+        if config is None:
+            summary = _read_summary(run_dir / "summary.json")
             if summary is None:
                 raise _Corrupt("metrics.csv without config.yaml or summary.json: the run cannot be identified")
-            identity = _identity(summary.get("config"), "summary.json's config")
+            config, source = summary.get("config"), "summary.json's config"
+        identity, values = _identity(config, source)
+        summary = summary or _read_summary(run_dir / "summary.json")
         metrics = _read_metrics(run_dir / "metrics.csv")
         status, reason, epochs_completed = _classify(summary, metrics, identity)
     except _Corrupt as problem:
-        return Run(str(run_dir), CORRUPT, str(problem), identity, None, None, None)
+        return Run(str(run_dir), CORRUPT, str(problem), identity, None, None, None, values)
     noise = (summary or {}).get("noise")
     realized = noise.get("realized") if isinstance(noise, dict) else None
-    return Run(str(run_dir), status, reason, identity, metrics, epochs_completed, realized)
+    return Run(str(run_dir), status, reason, identity, metrics, epochs_completed, realized, values)
 
 
 def _read_config(path: Path) -> dict | None:
@@ -238,14 +203,18 @@ def _read_summary(path: Path) -> dict | None:
     return summary
 
 
-def _identity(config: object, source: str) -> dict:
+def _identity(config: object, source: str) -> tuple[dict, dict]:
+    """(IDENTITY_COLUMNS -> value, the recipe) of a run's config."""
     try:
         loss_config = config["loss"]
         name = str(loss_config["name"])
         params = {key: loss_config.get(key) for key in tce.LOSS_PARAMS[name]}
         loss = setting(name, **{key: float(v) if key != "t" else int(v) for key, v in params.items()})
-        return {
-            "dataset": str(config["dataset"]["name"]),
+        dataset = str(config["dataset"]["name"])
+        values = recipe(config)
+        identity = {
+            "recipe": recipe_tag(values),
+            "dataset": dataset,
             "setting": loss_tag(loss),
             "loss": name,
             **{key: loss[key] for key in LOSS_KEYS},
@@ -257,9 +226,11 @@ def _identity(config: object, source: str) -> dict:
             "seed": int(config["seed"]),
             "holdout": int(config["holdout"]),
             "epochs": int(config["epochs"]),
+            "num_classes": class_count(dataset, config["dataset"].get("num_classes")),
         }
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, DatasetError) as error:
         raise _Corrupt(f"{source} lacks a valid identity key ({type(error).__name__}: {error})") from None
+    return identity, values
 
 
 def _read_metrics(path: Path) -> pd.DataFrame | None:
@@ -306,6 +277,8 @@ def _classify(summary: dict | None, metrics: pd.DataFrame | None, identity: dict
             raise _Corrupt("summary.json says complete but metrics.csv is missing or has no rows")
         if rows != completed:
             raise _Corrupt(f"metrics.csv has {rows} epochs but summary.json says {completed} were completed")
+        if rows != identity["epochs"]:
+            raise _Corrupt(f"summary.json says complete after {rows} of {identity['epochs']} epochs")
         if not np.isfinite(metrics["test_acc"]).all():
             raise _Corrupt("metrics.csv lacks test_acc in some epochs of a complete run")
         if identity["holdout"] > 0 and not np.isfinite(metrics["val_acc"]).all():
@@ -346,13 +319,40 @@ class Aggregation:
     runs_table: pd.DataFrame
     curves: pd.DataFrame
     cells: pd.DataFrame
+    # Per cell (CELL_KEYS values, the rows of selection included): the test accuracy at the protocol's epoch of
+    # each full run that the cell's protocol_mean averages, by (seed, noise_seed); paired.py pairs these.
+    protocol: dict[tuple, dict[tuple, float]]
+    recipes: dict[str, dict]  # tag -> recipe, of every run that could be identified
+    problems: list[str]  # what the protocol left out, and why, one line each (the status report lists them)
 
 
 def aggregate(runs_dir: Path | str) -> Aggregation:
     """All runs below `runs_dir` (none when it does not exist) and the tables built from them."""
     runs_dir = Path(runs_dir)
     runs = [read_run(d) for d in find_run_dirs(runs_dir)] if runs_dir.is_dir() else []
-    return Aggregation(runs_dir, runs, runs_table(runs), curves_table(runs), cells_table(runs))
+    cells, protocol, problems = cells_table(runs)
+    recipes = {r.identity["recipe"]: r.recipe for r in runs if r.identity is not None}
+    return Aggregation(runs_dir, runs, runs_table(runs), curves_table(runs), cells, protocol, recipes, problems)
+
+
+@functools.cache
+def paper_recipe() -> dict:
+    """The recipe of the paper's presets (configs/experiment/table1.yaml; a test checks that every preset of a
+    paper artifact composes to the same one): the one recipe that Tables 1 and 2 and the zoo table show."""
+    return recipe(OmegaConf.to_container(with_defaults(compose("experiment=table1"))))
+
+
+def paper_recipe_tag() -> str:
+    return recipe_tag(paper_recipe())
+
+
+def recipe_differences(values: Mapping, reference: Mapping) -> list[str]:
+    """The keys in which a recipe differs from `reference`, as "key=value (not reference's)" strings."""
+    def text(value) -> str:
+        return f"{value:g}" if isinstance(value, float) else "null" if value is None else str(value)
+
+    return [f"{key}={text(values.get(key))} (not {text(reference.get(key))})"
+            for key in sorted(values.keys() | reference.keys()) if values.get(key) != reference.get(key)]
 
 
 def runs_table(runs: list[Run]) -> pd.DataFrame:
@@ -381,57 +381,101 @@ def curves_table(runs: list[Run]) -> pd.DataFrame:
     return nullable_integers(pd.concat(frames, ignore_index=True)[CURVE_COLUMNS])
 
 
-def cells_table(runs: list[Run]) -> pd.DataFrame:
-    """The paper's protocol (Section 3.1), one row per cell (dataset, loss setting, noise, noise type and set).
+def cells_table(runs: list[Run]) -> tuple[pd.DataFrame, dict[tuple, dict[tuple, float]], list[str]]:
+    """The paper's protocol (Section 3.1): one row per cell (recipe, dataset, loss setting, noise, noise type and
+    set), then the rows of selection on validation (scripts/selection.py); the protocol's accuracies per cell
+    (Aggregation.protocol); and the problems found, one line each.
 
-    The cell's validation run is its complete run with holdout > 0 (the lowest seed if there are several);
-    best_epoch is the epoch of its highest val_acc (lowest validation error), the earliest on ties. Each
-    complete full run (holdout == 0) contributes its test_acc at best_epoch: protocol_mean, protocol_std
-    (sample std, ddof=1; empty when n = 1) and n, and likewise the means of noisy_fit, test_nll and test_ece at
-    that epoch (empty where the runs did not record them). Without a complete validation run the protocol values
-    are empty. For comparison, over the same full runs: last_epoch_* (test_acc at each run's final epoch) and
+    The cell's validation run is its one complete run with holdout > 0; best_epoch is the epoch of its highest
+    val_acc (best_val_acc; lowest validation error), the earliest on ties. With several complete validation runs
+    (n_val > 1) the epoch is ambiguous and the cell has no protocol value. Each complete full run (holdout == 0)
+    contributes its test_acc at best_epoch: protocol_mean, protocol_std (sample std, ddof=1; empty when n = 1) and
+    n, and likewise the means of noisy_fit, test_nll and test_ece at that epoch (empty where the runs did not
+    record them). Several complete full runs of one (seed, noise_seed) are all left out (n_duplicate), and a full
+    run shorter than best_epoch is counted in n_short. Without the validation run the protocol values are empty.
+    For comparison, over the same full runs: last_epoch_* (test_acc at each run's final epoch) and
     oracle_best_test_* (each run's highest test_acc over all epochs: an oracle that peeks at the test set, not a
     valid result). noise_realized is the mean fraction of wrong training labels of the cell's complete full runs
-    (of any of its runs when it has none). Diverged full runs are counted in n_diverged and left out of every
-    mean; running, interrupted, failed and corrupt ones are counted in n_incomplete.
+    (of any of its runs when it has none). Diverged full runs are counted in n_diverged and left out of
+    protocol_mean; protocol_mean_with_diverged counts each at chance accuracy (100 / classes), so that a loss that
+    diverges is not averaged over its lucky seeds. Running, interrupted, failed and corrupt full runs are counted in
+    n_incomplete.
     """
-    cells: dict[tuple, list[Run]] = {}
+    members: dict[tuple, list[Run]] = {}
     for run in runs:
         if run.identity is not None:
-            cells.setdefault(tuple(run.identity[k] for k in CELL_KEYS), []).append(run)
-    rows = [_cell(members) for members in cells.values()]
-    rows.sort(key=lambda r: (r["dataset"], setting_order(setting_of(r)), r["noise_type"], r["noise_set"], r["noise"]))
-    return nullable_integers(pd.DataFrame(rows, columns=CELL_COLUMNS))
+            members.setdefault(tuple(run.identity[k] for k in CELL_KEYS), []).append(run)
+    rows, protocol, problems = [], {}, []
+    for key, cell_runs in members.items():
+        row, protocol[key], found = _cell(cell_runs)
+        rows.append(row)
+        problems += found
+    chosen, sources, found = selection.selection_rows(rows)
+    for row, source in zip(chosen, sources, strict=True):
+        protocol[tuple(row[k] for k in CELL_KEYS)] = protocol[tuple(source[k] for k in CELL_KEYS)] if source else {}
+    rows += chosen
+    problems += found
+    rows.sort(key=lambda r: (r["recipe"], r["dataset"], setting_order(setting_of(r)), r["noise_type"],
+                             r["noise_set"], r["noise"]))
+    return nullable_integers(pd.DataFrame(rows, columns=CELL_COLUMNS)), protocol, problems
 
 
-def _cell(members: list[Run]) -> dict:
+def _cell(members: list[Run]) -> tuple[dict, dict[tuple, float], list[str]]:
+    """A cell's row of cells.csv, its protocol accuracies by (seed, noise_seed), and its problems."""
+    where = cell_name(members[0].identity)
     complete = [r for r in members if r.status == "complete"]
-    validation = sorted(
-        (r for r in complete if r.identity["holdout"] > 0), key=lambda r: (r.identity["seed"], r.run_dir)
-    )
-    full = [r for r in complete if r.identity["holdout"] == 0]
+    validation = sorted((r for r in complete if r.identity["holdout"] > 0), key=lambda r: r.run_dir)
+    by_seeds: dict[tuple, list[Run]] = {}
+    for run in sorted(complete, key=lambda r: r.run_dir):
+        if run.identity["holdout"] == 0:
+            by_seeds.setdefault((run.identity["seed"], run.identity["noise_seed"]), []).append(run)
+    full = {seeds: found[0] for seeds, found in sorted(by_seeds.items()) if len(found) == 1}
+    problems = [f"{where}: {len(found)} complete full runs of seed {seeds[0]} (noise seed {seeds[1]}), all left "
+                f"out: {', '.join(r.run_dir for r in found)}" for seeds, found in by_seeds.items() if len(found) > 1]
+    if len(validation) > 1:
+        problems.append(f"{where}: {len(validation)} complete validation runs, so no protocol epoch: "
+                        + ", ".join(r.run_dir for r in validation))
+    best_epoch, best_val_acc = (argmax_epoch(validation[0].metrics, "val_acc") if len(validation) == 1
+                                else None) or (None, math.nan)
+    at_best = {seeds: r.metrics.iloc[best_epoch - 1] for seeds, r in full.items()
+               if best_epoch is not None and best_epoch <= len(r.metrics)}
+    short = [r.run_dir for r in full.values() if best_epoch is not None and best_epoch > len(r.metrics)]
+    if short:
+        problems.append(f"{where}: {len(short)} full runs end before the protocol epoch {best_epoch}, left out: "
+                        + ", ".join(short))
     unfinished = [r.status for r in members if r.identity["holdout"] == 0 and r.status != "complete"]
-    best = argmax_epoch(validation[0].metrics, "val_acc") if validation else None
-    best_epoch = best[0] if best else None
-    at_best = [r.metrics.iloc[best_epoch - 1] for r in full if best_epoch and best_epoch <= len(r.metrics)]
-    realized = [r.noise_realized for r in (full or members) if r.noise_realized is not None]
+    n_diverged = unfinished.count("diverged")
+    accuracies = [float(r["test_acc"]) for r in at_best.values()]
+    chance = 100.0 / members[0].identity["num_classes"]
+    realized = [r.noise_realized for r in (list(full.values()) or members) if r.noise_realized is not None]
     row = {
         **{key: members[0].identity[key] for key in (*CELL_KEYS, *SETTING_COLUMNS)},
+        "selected": None,
         "noise_realized": float(np.mean(realized)) if realized else math.nan,
-        "val_run_dir": validation[0].run_dir if validation else None,
+        "val_run_dir": validation[0].run_dir if len(validation) == 1 else None,
+        "n_val": len(validation),
         "best_epoch": best_epoch,
+        "best_val_acc": best_val_acc,
         "n": len(at_best),
         "n_full": len(full),
-        "n_diverged": unfinished.count("diverged"),
-        "n_incomplete": len(unfinished) - unfinished.count("diverged"),
+        "n_diverged": n_diverged,
+        "n_incomplete": len(unfinished) - n_diverged,
+        "n_short": len(short),
+        "n_duplicate": sum(len(found) for found in by_seeds.values() if len(found) > 1),
+        "protocol_mean_with_diverged": (
+            float(np.mean(accuracies + [chance] * n_diverged))
+            if best_epoch is not None and accuracies + [chance] * n_diverged else math.nan
+        ),
     }
-    row["protocol_mean"], row["protocol_std"] = mean_std([r["test_acc"] for r in at_best])
+    row["protocol_mean"], row["protocol_std"] = mean_std(accuracies)
     for column in ("noisy_fit", "test_nll", "test_ece"):
-        values = [r[column] for r in at_best if not math.isnan(r[column])]
+        values = [r[column] for r in at_best.values() if not math.isnan(r[column])]
         row[f"protocol_{column}_mean"] = float(np.mean(values)) if values else math.nan
-    row["last_epoch_mean"], row["last_epoch_std"] = mean_std([r.metrics["test_acc"].iloc[-1] for r in full])
-    row["oracle_best_test_mean"], row["oracle_best_test_std"] = mean_std([r.metrics["test_acc"].max() for r in full])
-    return row
+    last = [r.metrics["test_acc"].iloc[-1] for r in full.values()]
+    row["last_epoch_mean"], row["last_epoch_std"] = mean_std(last)
+    oracle = [r.metrics["test_acc"].max() for r in full.values()]
+    row["oracle_best_test_mean"], row["oracle_best_test_std"] = mean_std(oracle)
+    return row, dict(zip(at_best, accuracies, strict=True)), problems
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -458,15 +502,31 @@ def status_report(aggregation: Aggregation) -> str:
         f"{len(runs)} run directories under {aggregation.runs_dir}: "
         + ", ".join(f"{counts[status]} {label}" for status, label in STATUS_LABELS.items())
     ]
+    lines += recipe_lines(aggregation)
     not_complete = [r for r in runs if r.status != "complete"]
     if not_complete:
         lines.append("Not complete, so not used by the protocol:")
         lines += [f"  {r.status:<11} {r.run_dir}: {r.reason}" for r in not_complete]
+    if aggregation.problems:
+        lines.append("Left out by the protocol:")
+        lines += [f"  {problem}" for problem in aggregation.problems]
     lines.append(
         f"{len(cells)} cells, {int(cells['protocol_mean'].notna().sum())} with a protocol value; "
-        f"{int(cells['n_diverged'].sum())} diverged full runs left out of the means."
+        f"{int(cells['n_diverged'].sum())} diverged full runs left out of protocol_mean "
+        "(counted at chance in protocol_mean_with_diverged)."
     )
     return "\n".join(lines)
+
+
+def recipe_lines(aggregation: Aggregation) -> list[str]:
+    """Every recipe found, its run count, and the keys in which it differs from the paper's."""
+    paper, tags = paper_recipe(), Counter(r.identity["recipe"] for r in aggregation.runs if r.identity)
+    lines = []
+    for tag, count in sorted(tags.items()):
+        differences = recipe_differences(aggregation.recipes[tag], paper)
+        what = "the paper's" if not differences else "differs from the paper's in " + ", ".join(differences)
+        lines.append(f"  recipe {tag} ({count} runs): {what}")
+    return [f"{len(tags)} recipes (runs of two recipes never share a cell or a table):", *lines] if tags else []
 
 
 def write_csvs(aggregation: Aggregation, out_dir: Path) -> list[Path]:

@@ -17,7 +17,9 @@
   epoch marked: CE's peak and its fall as it memorizes the noise, against a robust loss's plateau.
 
 Curves and plateaus use complete full runs only (holdout 0): the mean over their seeds, with a ±1 std band
-or error bar (sample std). A figure without data is skipped with one line saying so; Fig. 1 is always drawn.
+or error bar (sample std). Figures 2 and 3 show runs of the paper's recipe only; runs of any other recipe get
+their own curves, memorization and reliability figures, the recipe's tag ending the file's stem (never merged with
+the paper's). A figure without data is skipped with one line saying so; Fig. 1 is always drawn.
 """
 
 import argparse
@@ -37,18 +39,8 @@ from matplotlib.ticker import MaxNLocator
 import tce
 from experiments.config import loss_tag
 from experiments.evaluation import ECE_BINS, expected_calibration_error
-from scripts.aggregate import (
-    PAPER_SETTINGS,
-    Aggregation,
-    aggregate,
-    dataset_label,
-    format_level,
-    mean_std,
-    ordered_settings,
-    read_calibration,
-    setting_label,
-    setting_of,
-)
+from scripts.aggregate import Aggregation, aggregate, mean_std, paper_recipe_tag, read_calibration
+from scripts.settings import PAPER_SETTINGS, dataset_label, format_level, ordered_settings, setting_label, setting_of
 
 matplotlib.use("Agg")  # files only, also on machines without a display
 
@@ -361,25 +353,37 @@ def _save_or_skip(fig: plt.Figure | None, out_dir: Path, stem: str, missing: str
 
 def all_figures(aggregation: Aggregation) -> Iterator[tuple[str, Callable[[], plt.Figure | None], str]]:
     """(stem, draw, why it may be missing) of every figure the runs allow, in the order of the files and the
-    report; draw() returns the figure, or None when its data is missing."""
-    curves, cells, runs = aggregation.curves, aggregation.cells, aggregation.runs_table
+    report; draw() returns the figure, or None when its data is missing. Figures 2 and 3 show the paper's recipe;
+    every recipe gets its own per-dataset figures, their stems ending in "-<recipe tag>" unless it is the paper's."""
     yield "fig1_tce", plot_tce, ""
-    for dataset in ["cifar100", *sorted(set(curves["dataset"]) - {"cifar100"})]:
-        stem = "fig2_cifar100_curves" if dataset == "cifar100" else f"curves_{dataset}"
-        yield stem, functools.partial(plot_test_error_curves, curves, dataset), f"no complete full run of {dataset}"
-    yield (
-        "fig3_accuracy_vs_speed",
-        functools.partial(plot_accuracy_vs_speed, curves, cells),
-        f"no loss setting on {' or '.join(SPEED_DATASETS)} at noise {SPEED_NOISE} has both complete full runs "
-        "and a protocol value",
-    )
-    for dataset in sorted(set(curves["dataset"])):
-        yield (f"memorization_{dataset}", functools.partial(plot_memorization, curves, cells, dataset),
-               f"no complete full run of {dataset} with label noise")
-    for dataset, condition in conditions(cells):
-        yield (f"reliability_{dataset}_{condition[0]}{condition[1] or format_level(condition[2])}",
-               functools.partial(plot_reliability, runs, cells, dataset, condition),
-               "no CE or TCE full run with calibration data at a protocol epoch")
+    paper = paper_recipe_tag()
+    found = set(aggregation.curves["recipe"]) | set(aggregation.cells["recipe"])
+    for recipe in [paper, *sorted(found - {paper})]:
+        curves = aggregation.curves[aggregation.curves["recipe"] == recipe]
+        cells = aggregation.cells[aggregation.cells["recipe"] == recipe]
+        runs = aggregation.runs_table[aggregation.runs_table["recipe"] == recipe]
+        suffix = "" if recipe == paper else f"-{recipe}"
+        datasets = sorted(set(curves["dataset"]))
+        if recipe == paper:
+            yield ("fig2_cifar100_curves", functools.partial(plot_test_error_curves, curves, "cifar100"),
+                   "no complete full run of cifar100")
+            yield (
+                "fig3_accuracy_vs_speed",
+                functools.partial(plot_accuracy_vs_speed, curves, cells),
+                f"no loss setting on {' or '.join(SPEED_DATASETS)} at noise {SPEED_NOISE} has both complete full "
+                "runs and a protocol value",
+            )
+        for dataset in datasets:
+            if recipe != paper or dataset != "cifar100":
+                yield (f"curves_{dataset}{suffix}", functools.partial(plot_test_error_curves, curves, dataset),
+                       f"no complete full run of {dataset}")
+        for dataset in datasets:
+            yield (f"memorization_{dataset}{suffix}", functools.partial(plot_memorization, curves, cells, dataset),
+                   f"no complete full run of {dataset} with label noise")
+        for dataset, condition in conditions(cells):
+            yield (f"reliability_{dataset}_{condition[0]}{condition[1] or format_level(condition[2])}{suffix}",
+                   functools.partial(plot_reliability, runs, cells, dataset, condition),
+                   "no CE or TCE full run with calibration data at a protocol epoch")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from experiments.records import git_commit
 from scripts import paired, tables
-from scripts.aggregate import STATUS_LABELS, Aggregation, aggregate
+from scripts.aggregate import STATUS_LABELS, Aggregation, aggregate, recipe_lines
 from scripts.figures import all_figures
 
 STYLE = """
@@ -56,12 +56,16 @@ def incomplete_html(aggregation: Aggregation) -> str:
     return tables.html_table(["status", "run directory", "reason"], body)
 
 
+def lines_html(lines: list[str]) -> str:
+    return "<ul>\n" + "\n".join(f"<li>{html.escape(line.strip())}</li>" for line in lines) + "\n</ul>"
+
+
 def render(runs_dir: Path) -> str:
     """The report of every run below `runs_dir`, as one HTML document."""
     aggregation = aggregate(runs_dir)
     comparison = paired.paired_table(aggregation)
     significant = frozenset(paired.significant(comparison))
-    built = tables.build_tables(aggregation.cells, tables.load_reference(tables.DEFAULT_REFERENCE), significant)
+    built = tables.build_tables(aggregation, tables.load_reference(tables.DEFAULT_REFERENCE), significant)
     shown = [t for t in built if t.cells["protocol_mean"].notna().any()]
     counts = {label: sum(r.status == status for r in aggregation.runs) for status, label in STATUS_LABELS.items()}
     parts = [
@@ -83,7 +87,9 @@ def render(runs_dir: Path) -> str:
             parts.append(f"<p class='muted'>{html.escape(stem)}: not drawn, {html.escape(missing)}.</p>")
         else:
             parts.append(f"<h3>{html.escape(stem)}</h3>\n<img alt='{html.escape(stem)}' src='{figure_png(fig)}'>")
-    parts += ["<h2>Runs that are not complete</h2>", incomplete_html(aggregation)]
+    parts += ["<h2>Recipes</h2>", lines_html(recipe_lines(aggregation)),
+              "<h2>Runs that are not complete</h2>", incomplete_html(aggregation),
+              "<h2>Left out by the protocol</h2>", lines_html(aggregation.problems or ["Nothing."])]
     body = "\n".join(parts)
     return (f"<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n<title>TCE runs: "
             f"{html.escape(str(runs_dir))}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")

@@ -21,24 +21,31 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.config import loss_tag
 from scripts import paired
 from scripts.aggregate import (
     CELL_COLUMNS,
     CELL_KEYS,
+    SETTING_COLUMNS,
+    Aggregation,
+    aggregate,
+    nullable_integers,
+    paper_recipe,
+    paper_recipe_tag,
+    recipe_differences,
+    status_report,
+    write_csvs,
+)
+from scripts.settings import (
     PAPER_LOSSES,
     PAPER_SETTINGS,
-    SETTING_COLUMNS,
-    aggregate,
     dataset_label,
     format_level,
-    nullable_integers,
     ordered_settings,
+    parameter_text,
     setting,
     setting_label,
     setting_of,
-    status_report,
-    write_csvs,
+    setting_tag,
 )
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / "results" / "paper_reference.csv"
@@ -49,8 +56,9 @@ PAPER_TABLES = {
     "table2": ("Table 2", ["mnist", "cifar10", "svhn"], [0.0, 0.4, 0.8]),
 }
 PAPER_DATASETS = ["cifar10", "cifar100", "mnist", "svhn"]
-# The numbers of a cell, as aggregation computes them.
-NUMBER_COLUMNS = [c for c in CELL_COLUMNS if c not in (*CELL_KEYS, *SETTING_COLUMNS, "val_run_dir")]
+# What a table keeps of a cell of cells.csv, besides its keys: its numbers and, for a row of selection, the setting
+# it selected.
+VALUE_COLUMNS = [c for c in CELL_COLUMNS if c not in (*CELL_KEYS, *SETTING_COLUMNS, "val_run_dir")]
 
 
 @dataclass(frozen=True)
@@ -70,9 +78,10 @@ class Table:
     name: str  # the file stem
     title: str
     columns: list[Column]  # grouped by dataset
-    settings: list[dict]  # rows (scripts.aggregate.setting)
+    settings: list[dict]  # rows (scripts.settings.setting)
     cells: pd.DataFrame  # tidy: one row per (column, setting), in the table's reading order
     with_reference: bool
+    recipe_note: str = ""  # for a recipe other than the paper's: how it differs
 
     @property
     def datasets(self) -> list[str]:
@@ -83,7 +92,7 @@ def load_reference(path: Path) -> pd.DataFrame:
     """The paper's published Top-1 accuracies (dataset, loss, alpha, noise, top1) with a `setting` column."""
     reference = pd.read_csv(path)
     reference["setting"] = [
-        loss_tag(setting(loss, alpha=None if pd.isna(alpha) else alpha))
+        setting_tag(setting(loss, alpha=None if pd.isna(alpha) else alpha))
         for loss, alpha in zip(reference["loss"], reference["alpha"], strict=True)
     ]
     return reference
@@ -98,46 +107,55 @@ def losses_by_noise(
     noise_type: str,
     reference: pd.DataFrame | None,
     significant: frozenset[tuple] = frozenset(),
+    recipe: str | None = None,
+    recipe_note: str = "",
 ) -> Table:
-    """The table of loss settings (rows) by column (a dataset at a noise level or noise set), from cells.csv rows.
+    """The table of loss settings (rows) by column (a dataset at a noise level or noise set), from the cells.csv
+    rows of one recipe (default: the paper's).
 
-    The best protocol mean of each column, compared as printed (two decimals), is marked best; ties all are.
-    `significant` holds the (dataset, noise_type, noise, noise_set, setting) whose paired interval against CE
-    excludes 0 (scripts/paired.py); they are marked too.
+    The best mean of each column, compared as printed (two decimals), is marked best (ties all are); the mean is
+    protocol_mean_with_diverged, so that a loss whose runs diverge does not win on its lucky seeds. `significant`
+    holds the (recipe, dataset, noise_type, noise, noise_set, setting) whose paired comparison with CE has a
+    Holm-adjusted p < 0.05 (scripts/paired.py); they are marked too. A row of selection (tce@val) shows the
+    parameters of the setting it selected.
     """
-    ours = {
-        (r.dataset, r.noise, r.noise_set, r.setting): r
-        for r in cells[cells["noise_type"] == noise_type].fillna({"noise_set": ""}).itertuples()
-    }
+    recipe = recipe or paper_recipe_tag()
+    mine = cells[(cells["noise_type"] == noise_type) & (cells["recipe"] == recipe)].fillna({"noise_set": ""})
+    ours = {(r.dataset, r.noise, r.noise_set, r.setting): r for r in mine.itertuples()}
     paper = (
         {} if reference is None else {(r.dataset, round(r.noise, 6), r.setting): r.top1 for r in reference.itertuples()}
     )
     records = []
     for column in columns:
         for loss in settings:
-            key = loss_tag(loss)
+            key = setting_tag(loss)
             found = ours.get((column.dataset, column.noise, column.noise_set, key))
+            # A row of selection takes the parameters of the setting it selected.
+            params = found if loss["rule"] and found is not None else None
             record = {
                 "table": name,
+                "recipe": recipe,
                 "dataset": column.dataset,
                 "noise": column.noise,
                 "noise_type": noise_type,
                 "noise_set": column.noise_set,
                 "setting": key,
-                **{c: loss[c] if c != "loss" else loss["name"] for c in SETTING_COLUMNS},
-                "significant_vs_ce": (column.dataset, noise_type, column.noise, column.noise_set, key) in significant,
+                "loss": loss["name"],
+                **{c: getattr(params, c) if params is not None else loss[c] for c in SETTING_COLUMNS[1:]},
+                "significant_vs_ce": (recipe, column.dataset, noise_type, column.noise, column.noise_set, key)
+                in significant,
             }
-            record.update({c: getattr(found, c) if found is not None else math.nan for c in NUMBER_COLUMNS})
+            record.update({c: getattr(found, c) if found is not None else math.nan for c in VALUE_COLUMNS})
             if reference is not None:
                 record["paper_top1"] = paper.get((column.dataset, column.noise, key), math.nan)
             records.append(record)
     frame = nullable_integers(pd.DataFrame(records))
     if reference is not None:
         frame["diff_vs_paper"] = frame["protocol_mean"] - frame["paper_top1"]
-    shown = frame["protocol_mean"].round(2)
+    shown = frame["protocol_mean_with_diverged"].astype(float).round(2)
     column_of = [frame["dataset"], frame["noise"], frame["noise_set"]]
     frame["best"] = shown.notna() & (shown == shown.groupby(column_of).transform("max"))
-    return Table(name, title, columns, settings, frame, reference is not None)
+    return Table(name, title, columns, settings, frame, reference is not None, recipe_note)
 
 
 def _columns(cells: pd.DataFrame, datasets: list[str]) -> list[Column]:
@@ -152,14 +170,18 @@ def _columns(cells: pd.DataFrame, datasets: list[str]) -> list[Column]:
 
 
 def build_tables(
-    cells: pd.DataFrame, reference: pd.DataFrame, significant: frozenset[tuple] = frozenset()
+    aggregation: Aggregation, reference: pd.DataFrame, significant: frozenset[tuple] = frozenset()
 ) -> list[Table]:
-    """Tables 1 and 2 in the paper's layout (its loss rows and any other TCE alpha present); the zoo table: the
-    uniform-noise cells of every dataset on which a loss beyond the paper's ran (the paper's datasets first), every
-    setting present but MSE and MAE on the paper's datasets (Tables 1 and 2 show those); then one table per other
-    (dataset, noise type), its columns the noise levels or, for human noise, the label sets present."""
-    cells = cells.fillna({"noise_set": ""})
-    uniform = cells[cells["noise_type"] == PAPER_NOISE_TYPE]
+    """The tables of the paper's recipe: Tables 1 and 2 in the paper's layout (its loss rows, any other TCE alpha
+    present and the rows of selection); the zoo table: the uniform-noise cells of every dataset on which a loss
+    beyond the paper's ran (the paper's datasets first), every setting present but MSE and MAE on the paper's
+    datasets (Tables 1 and 2 show those); then one table per other (dataset, noise type), its columns the noise
+    levels or, for human noise, the label sets present. Then, for every other recipe, one table per (dataset, noise
+    type), named and titled with the recipe's tag, its caption saying how the recipe differs from the paper's."""
+    cells = aggregation.cells.fillna({"noise_set": ""})
+    paper_tag = paper_recipe_tag()
+    ours = cells[cells["recipe"] == paper_tag]
+    uniform = ours[ours["noise_type"] == PAPER_NOISE_TYPE]
     tables = []
     for name, (title, datasets, noises) in PAPER_TABLES.items():
         present = uniform[uniform["dataset"].isin(datasets) & uniform["loss"].isin(PAPER_LOSSES)]
@@ -179,14 +201,20 @@ def build_tables(
         labels = ", ".join(dataset_label(d) for d in zoo_datasets)
         tables.append(losses_by_noise("zoo", f"Robust losses, uniform noise: {labels}", cells,
                                       _columns(zoo, zoo_datasets), settings, PAPER_NOISE_TYPE, None, significant))
-    shown = (cells["dataset"].isin([*PAPER_DATASETS, *zoo_datasets])) & (cells["noise_type"] == PAPER_NOISE_TYPE)
-    for (dataset, noise_type), group in cells[~shown].groupby(["dataset", "noise_type"]):
+    shown = ((cells["recipe"] == paper_tag) & cells["dataset"].isin([*PAPER_DATASETS, *zoo_datasets])
+             & (cells["noise_type"] == PAPER_NOISE_TYPE))
+    groups = sorted(cells[~shown].groupby(["recipe", "dataset", "noise_type"]), key=lambda g: (g[0][0] != paper_tag,))
+    for (recipe, dataset, noise_type), group in groups:
         name = dataset if noise_type == PAPER_NOISE_TYPE else f"{dataset}_{noise_type}"
         title = f"{dataset_label(dataset)}, {noise_type} noise"
+        note = ""
+        if recipe != paper_tag:
+            name, title = f"{name}-{recipe}", f"{title}, recipe {recipe}"
+            differences = recipe_differences(aggregation.recipes[recipe], paper_recipe())
+            note = f"Recipe {recipe}, not the paper's: {', '.join(differences)}."
         settings = ordered_settings(setting_of(r) for _, r in group.iterrows())
-        tables.append(
-            losses_by_noise(name, title, cells, _columns(group, [dataset]), settings, noise_type, None, significant)
-        )
+        tables.append(losses_by_noise(name, title, cells, _columns(group, [dataset]), settings, noise_type, None,
+                                      significant, recipe, note))
     return tables
 
 
@@ -205,7 +233,7 @@ def render(table: Table, dialect: Dialect) -> str:
     body = [
         [dialect.escape(setting_label(loss))]
         + [
-            _cell_text(cells[c.dataset, c.noise, c.noise_set, loss_tag(loss)], table.with_reference, dialect)
+            _cell_text(cells[c.dataset, c.noise, c.noise_set, setting_tag(loss)], table.with_reference, dialect)
             for c in table.columns
         ]
         for loss in table.settings
@@ -226,8 +254,13 @@ def _cell_text(cell, with_reference: bool, dialect: Dialect) -> str:
         if pd.notna(cell.protocol_std):
             text += escape(f" ± {cell.protocol_std:.2f}")
         notes.append(f"n={cell.n}")
+    if isinstance(cell.selected, str):
+        notes.append(parameter_text(setting_of({**cell._asdict(), "setting": cell.selected})))
     if pd.notna(cell.n_diverged) and cell.n_diverged > 0:
-        notes.append(f"{cell.n_diverged} diverged")
+        diverged = f"{cell.n_diverged} diverged"
+        if pd.notna(cell.protocol_mean_with_diverged):
+            diverged += f": {cell.protocol_mean_with_diverged:.2f} counting them at chance"
+        notes.append(diverged)
     if notes:
         text += escape(f" ({', '.join(notes)})")
     if with_reference:
@@ -247,9 +280,16 @@ def _caption(table: Table) -> str:
     )
     if table.with_reference:
         caption += " paper: the published value; Δ: ours − paper."
-    caption += " Bold: our best per column. —: no value."
+    caption += " Bold: our best per column, diverged runs counted at chance accuracy. —: no value."
+    if any(loss["rule"] for loss in table.settings):
+        caption += (" @val: the setting of the loss with the best validation accuracy in the column; @val-dataset:"
+                    " the one with the best mean validation accuracy over the dataset's noise levels (its parameters"
+                    " in brackets).")
     if table.cells["significant_vs_ce"].any():
-        caption += " †: the paired 95% interval of the difference to CE over seeds excludes 0 (paired.csv)."
+        caption += (" †: differs from CE, paired t-test over seeds with Holm's adjustment within the column, p < 0.05"
+                    " (paired.csv); it rests on normality: no exact test over 5 seeds can go below p = 0.0625.")
+    if table.recipe_note:
+        caption += f" {table.recipe_note}"
     return caption
 
 
@@ -365,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.datasets is not None:
         comparison = comparison[comparison["dataset"].isin(args.datasets)]
     significant = frozenset(paired.significant(comparison))
-    for table in build_tables(aggregation.cells, load_reference(args.reference), significant):
+    for table in build_tables(aggregation, load_reference(args.reference), significant):
         if args.datasets is None or set(table.datasets) & set(args.datasets):
             print(write_table(table, args.out))
     comparison.to_csv(args.out / "paired.csv", index=False)

@@ -1,16 +1,26 @@
-"""Writes fake run directories that follow the run-directory contract (README, "The run directory") exactly."""
+"""Writes fake run directories that follow the run-directory contract (README, "The run directory") exactly: the
+engine's config, summary and metrics schemas (tests/test_rundirs.py checks them against a directory train.py wrote),
+with made-up numbers."""
 
 import csv
+import functools
 import json
 import math
 from pathlib import Path
 
 import yaml
+from omegaconf import OmegaConf
 
-from experiments.config import loss_tag
+from data import class_count
+from experiments.config import CONFIGS, TrainConfig, loss_tag, with_defaults
 from experiments.evaluation import ECE_BINS, METRIC_COLUMNS
+from experiments.records import LIBRARIES
 from experiments.rundir import CALIBRATION_COLUMNS
 from scripts.aggregate import REQUIRED_METRICS
+
+# ResNet-20's parameters less its last layer (64 -> C weights and C biases), counted by hand from the layer list.
+RESNET20_BODY_PARAMS = 269_722 - 65 * 10
+PAPER_EPOCHS = 256
 
 
 def step_lr(epochs: int) -> list[float]:
@@ -42,43 +52,41 @@ def write_run(
     subdir: str | None = None,
     legacy: bool = False,
     confidence: list[float] | None = None,
+    recipe: dict | None = None,
 ) -> Path:
     """One run directory below `root`; returns its path.
 
     `test_acc` (and `val_acc`, required when holdout > 0) give one value per logged epoch; `epochs` is the
-    planned number (default: as many as logged). status=None writes no summary.json (a run that has not
-    written one yet, or was killed before it could). `params` are the loss's other parameters (besides alpha);
-    legacy=True writes metrics.csv with the first version's columns only (and no calibration.csv).
-    calibration.csv puts each epoch's 100 test predictions into one bin, with mean confidence `confidence[i]`
-    (default: the test accuracy, i.e. calibrated) and test_acc[i] of them correct.
+    planned number, by default the paper's 256 (with the engine's other defaults, the run is of the paper's
+    recipe). A complete run's lists are padded to `epochs` by repeating their last value, which changes none of
+    the protocol's numbers (the earliest best epoch, the last epoch, the best). status=None writes no
+    summary.json (a run that has not written one yet, or was killed before it could). `params` are the loss's
+    other parameters (besides alpha); legacy=True writes metrics.csv with the first version's columns only (and
+    no calibration.csv). `recipe` overrides other config keys (nested, e.g. {"optim": {"lr": 0.05}}); the rest
+    are the engine's defaults. calibration.csv puts each epoch's 100 test predictions into one bin, with mean
+    confidence `confidence[i]` (default: the test accuracy, i.e. calibrated) and test_acc[i] of them correct.
     """
-    logged = len(test_acc)
-    epochs = logged if epochs is None else epochs
-    lr = step_lr(epochs)[:logged] if lr is None else lr
-    train_loss = [1.0] * logged if train_loss is None else train_loss
-    val_acc = [None] * logged if val_acc is None else val_acc
-    noisy_fit = [None] * logged if noisy_fit is None else noisy_fit
-    test_ece = [None] * logged if test_ece is None else test_ece
-    loss_config = {"name": loss, "alpha": alpha, **(params or {})}
-    setting = loss_tag(loss_config)
-    where = f"noise{noise:g}-{noise_type}{'-' + noise_set if noise_set else ''}-holdout{holdout}-seed{seed}"
-    run_dir = root / (subdir or f"{dataset}/{setting}/{where}")
-    run_dir.mkdir(parents=True)
+    complete = status == "complete"
+    epochs = epochs or PAPER_EPOCHS
 
-    config = {
-        "dataset": {"name": dataset, "root": "~/.cache/tce/datasets", "train_size": None},
-        "loss": loss_config,
-        "model": {"depth": 20},
-        "optim": {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4},
-        "noise": noise,
-        "noise_type": noise_type,
-        "noise_set": noise_set,
-        "noise_seed": seed,
-        "seed": seed,
-        "holdout": holdout,
-        "epochs": epochs,
-        "batch_size": 128,
-    }
+    def per_epoch(values: list | None, default=None) -> list:
+        """One value per logged epoch: the given ones, padded to `epochs` for a complete run."""
+        values = [default] * len(test_acc) if values is None else list(values)
+        return values + values[-1:] * (epochs - len(values)) if complete else values
+
+    confidence = per_epoch([a / 100 for a in test_acc] if confidence is None else confidence)
+    test_acc, val_acc, train_loss = per_epoch(test_acc), per_epoch(val_acc), per_epoch(train_loss, 1.0)
+    noisy_fit, test_ece = per_epoch(noisy_fit), per_epoch(test_ece)
+    logged = len(test_acc)
+    lr = step_lr(epochs)[:logged] if lr is None else per_epoch(lr)
+    config = _config(
+        {"dataset": {"name": dataset}, "loss": {"name": loss, "alpha": alpha, **(params or {})}, "noise": noise,
+         "noise_type": noise_type, "noise_set": noise_set, "seed": seed, "holdout": holdout, "epochs": epochs},
+        recipe or {},
+    )
+    where = f"noise{noise:g}-{noise_type}{'-' + noise_set if noise_set else ''}-holdout{holdout}-seed{seed}"
+    run_dir = root / (subdir or f"{dataset}/{loss_tag(config['loss'])}/{where}")
+    run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     rows = [
@@ -103,7 +111,6 @@ def write_run(
         writer.writerows(rows)
 
     if not legacy:
-        confidence = [a / 100 for a in test_acc] if confidence is None else confidence
         with open(run_dir / "calibration.csv", "w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(CALIBRATION_COLUMNS)
@@ -123,13 +130,15 @@ def write_run(
             "noise": {
                 "rate": noise, "type": noise_type, "set": noise_set, "seed": seed, "realized": round(noise * 0.9, 4)
             },
-            "params": 272474,
+            "train_eval": {"images": 5000, "of": 45000, "relabelled": round(5000 * noise * 0.9)},
+            "params": RESNET20_BODY_PARAMS + 65 * _classes(config),
             "epochs_completed": logged,
             "best_val_epoch": best_val,
             "final": final,
-            "versions": {"python": "3.11.0", "torch": "2.4.0"},
+            "versions": {"python": "3.11.0", **dict.fromkeys(LIBRARIES, "1.0.0")},
             "git_commit": "0123456789abcdef",
-            "device": "cpu",
+            "device": "cpu (x86_64 AVX2, 1 threads)",
+            "compiled": False,
         }
         if error is not None:
             summary["error"] = error
@@ -141,3 +150,23 @@ def _json_value(value: object) -> object:
     if value == "" or (isinstance(value, float) and not math.isfinite(value)):
         return None
     return value
+
+
+@functools.cache
+def _dataset_group(name: str) -> dict:
+    """configs/dataset/<name>.yaml, as train.py's `dataset=<name>` composes it."""
+    return yaml.safe_load((CONFIGS / "dataset" / f"{name}.yaml").read_text())
+
+
+def _config(run: dict, recipe: dict) -> dict:
+    """The resolved config a CPU run of these keys records: the schema's defaults, the dataset's group, the keys,
+    the derived values (experiments.config.with_defaults) and resolve's device defaults."""
+    dataset = run["dataset"]["name"]
+    group = _dataset_group(dataset) if (CONFIGS / "dataset" / f"{dataset}.yaml").exists() else {"name": dataset}
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), {"dataset": group}, run, recipe,
+                          {"device": "cpu", "compile": False, "eval_batch_size": 256})
+    return OmegaConf.to_container(with_defaults(cfg))
+
+
+def _classes(config: dict) -> int:
+    return class_count(config["dataset"]["name"], config["dataset"]["num_classes"])

@@ -62,7 +62,7 @@ def test_every_run_dir_gets_a_status_and_a_reason(mixed_runs):
         "failed": ("failed", "CUDA out of memory"),
         "bad_json": ("corrupt", "summary.json unreadable"),
         "truncated_csv": ("corrupt", "metrics.csv is truncated"),
-        "missing_rows": ("corrupt", "metrics.csv has 2 epochs but summary.json says 3"),
+        "missing_rows": ("corrupt", "metrics.csv has 255 epochs but summary.json says 256"),
         "only_metrics": ("corrupt", "cannot be identified"),
     }
     for name, (status, reason) in expected.items():
@@ -70,7 +70,7 @@ def test_every_run_dir_gets_a_status_and_a_reason(mixed_runs):
         assert row["status"] == status, name
         assert reason in row["reason"], name
     complete = _by_dir(table, runs["complete"])
-    assert (complete["final_epoch"], complete["final_test_acc"], complete["epochs_completed"]) == (3, 30, 3)
+    assert (complete["final_epoch"], complete["final_test_acc"], complete["epochs_completed"]) == (256, 30, 256)
     assert (complete["best_test_epoch"], complete["best_test_acc"]) == (3, 30)
     assert complete["noise_realized"] == 0.0
     # A corrupt run whose config.yaml is readable still says which cell it belongs to.
@@ -109,13 +109,12 @@ def test_identity_is_read_from_the_files_not_the_folder_name(tmp_path):
 
 
 def _cell_runs(root, **cell):
-    """A cell with a tie in validation accuracy, a second validation run, and full runs of every status."""
-    write_run(root, holdout=5000, seed=0, test_acc=[1, 2, 3, 4], val_acc=[50, 70, 70, 60], **cell)
-    write_run(root, holdout=5000, seed=1, test_acc=[1, 2, 3, 4], val_acc=[50, 60, 60, 80], **cell)
+    """A cell with a tie in validation accuracy and full runs of every status."""
+    write_run(root, holdout=5000, seed=100, test_acc=[1, 2, 3, 4], val_acc=[50, 70, 70, 60], **cell)
     write_run(root, seed=0, test_acc=[10, 20, 30, 25], **cell)
     write_run(root, seed=1, test_acc=[12, 24, 28, 26], **cell)
     write_run(root, seed=2, test_acc=[99, 99], train_loss=[1.0, math.inf], status="diverged", error="inf", **cell)
-    write_run(root, seed=3, test_acc=[99], epochs=4, status="running", **cell)
+    write_run(root, seed=3, test_acc=[99], status="running", **cell)
 
 
 def test_protocol_takes_test_acc_at_the_earliest_best_validation_epoch(tmp_path):
@@ -129,11 +128,12 @@ def test_protocol_takes_test_acc_at_the_earliest_best_validation_epoch(tmp_path)
         0.4,
         "uniform",
     )
-    assert cell["val_run_dir"].endswith("holdout5000-seed0")
-    assert cell["best_epoch"] == 2  # val_acc 70 at epochs 2 and 3: the earliest wins
+    assert cell["val_run_dir"].endswith("holdout5000-seed100")
+    assert (cell["best_epoch"], cell["best_val_acc"]) == (2, 70)  # val_acc 70 at epochs 2 and 3: the earliest wins
     assert (cell["n"], cell["n_full"], cell["n_diverged"], cell["n_incomplete"]) == (2, 2, 1, 1)
     assert cell["protocol_mean"] == pytest.approx(22.0)  # 20 and 24
     assert cell["protocol_std"] == pytest.approx(math.sqrt(8))
+    assert cell["protocol_mean_with_diverged"] == pytest.approx((20 + 24 + 1) / 3)  # CIFAR-100's chance: 1 %
     assert cell["last_epoch_mean"] == pytest.approx(25.5)  # 25 and 26
     assert cell["last_epoch_std"] == pytest.approx(math.sqrt(0.5))
     assert cell["oracle_best_test_mean"] == pytest.approx(29.0)  # 30 and 28
@@ -164,12 +164,12 @@ def test_cli_writes_the_three_csvs_and_prints_the_report(mixed_runs, tmp_path, c
     assert "4 corrupt" in printed and str(runs["truncated_csv"]) in printed
 
     runs_csv = pd.read_csv(out / "runs.csv")
-    assert len(runs_csv) == len(runs) + 6
+    assert len(runs_csv) == len(runs) + 5
     cells_csv = (out / "cells.csv").read_text().splitlines()
     cell = dict(
         zip(
             cells_csv[0].split(","),
-            next(r for r in cells_csv if r.startswith("cifar100")).split(","),
+            next(r for r in cells_csv if ",cifar100," in r).split(","),
             strict=True,
         )
     )
@@ -180,10 +180,10 @@ def test_cli_writes_the_three_csvs_and_prints_the_report(mixed_runs, tmp_path, c
         "22.0",
     )
     curves = pd.read_csv(out / "curves.csv")
-    # Every logged epoch of every readable run: 3+1+2+2+2+1 in mixed_runs, 4+4+4+4+2+1 in the cell.
-    assert len(curves) == 11 + 19
+    # Every logged epoch of every readable run: 256+1+2+2+2+1 in mixed_runs, 256*3+2+1 in the cell.
+    assert len(curves) == 264 + 771
     assert curves["run_dir"].isin([str(runs[k]) for k in ("bad_json", "truncated_csv", "missing_rows")]).sum() == 0
-    assert curves.loc[curves["run_dir"] == str(runs["complete"]), "test_acc"].tolist() == [10, 20, 30]
+    assert curves.loc[curves["run_dir"] == str(runs["complete"]), "test_acc"].tolist() == [10, 20] + [30] * 254
 
 
 def test_missing_runs_folder_gives_empty_tables(tmp_path, capsys):
@@ -191,8 +191,8 @@ def test_missing_runs_folder_gives_empty_tables(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().out
     header = (tmp_path / "out" / "cells.csv").read_text().strip()
     assert header.startswith(
-        "dataset,setting,loss,alpha,beta,q,A,gamma,t,epsilon,noise,noise_type,noise_set,noise_realized,val_run_dir,"
-        "best_epoch,protocol_mean"
+        "recipe,dataset,setting,loss,alpha,beta,q,A,gamma,t,epsilon,noise,noise_type,noise_set,selected,"
+        "noise_realized,val_run_dir,n_val,best_epoch,best_val_acc,protocol_mean"
     )
 
 

@@ -181,7 +181,7 @@ def test_run_name_is_a_function_of_the_config():
 
 def test_protocol_runs():
     val = resolve(compose_train("protocol=val"))
-    assert (val.holdout, val.seed) == (5000, 0)
+    assert (val.holdout, val.seed) == (5000, 100)
     for seed in range(5):
         full = resolve(compose_train(f"protocol=full{seed}"))
         assert (full.holdout, full.seed) == (0, seed)
@@ -195,6 +195,7 @@ def test_protocol_runs():
         ("fig2", "cifar100", {"loss": 7, "noise": 5, "protocol": 5}),
         ("fig3", "cifar10", {"dataset": 2, "loss": 7, "noise": 1, "protocol": 6}),
         ("zoo", "cifar10", {"dataset": 2, "loss": 15, "noise": 4, "protocol": 6}),
+        ("zoo_tuned", "cifar10", {"dataset": 2, "loss": 38, "noise": 4, "protocol": 6}),
         ("asym", "cifar10", {"dataset": 2, "loss": 19, "noise": 3, "protocol": 6}),
         ("cifarn", "cifar10", {"cifar_n": 6, "loss": 19, "protocol": 6}),
         ("demo", "synthetic", {"loss": 2, "noise": 2, "protocol": 3}),

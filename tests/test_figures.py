@@ -17,7 +17,8 @@ from scripts.figures import (
     tce_loss_and_gradient,
 )
 
-LR = [0.1] * 4 + [0.01] * 2 + [0.001] * 2  # 8 epochs, first drop at epoch 5
+LR = [0.1] * 4 + [0.01] * 2 + [0.001] * 2  # 8 epochs logged, first drop at epoch 5; the runs plan 256
+PADDED = 256 - 8  # the fixture repeats each complete run's last values up to its 256 epochs
 
 
 def test_first_plateau_on_a_hand_made_curve():
@@ -74,10 +75,11 @@ def test_fig2_draws_mean_curves_and_the_detail_panel(figure_runs):
     ce, tce1 = panels[0].get_lines()
     assert (ce.get_label(), tce1.get_label()) == ("CE", "TCE α=1.0")
     np.testing.assert_allclose(
-        ce.get_ydata(), 100 - (np.array([20, 30, 40, 40, 60, 62, 61, 60]) + [10, 20, 30, 40, 55, 58, 57, 56]) / 2
+        ce.get_ydata(), 100 - (np.array([20, 30, 40, 40, 60, 62, 61, 60] + [60] * PADDED)
+                               + np.array([10, 20, 30, 40, 55, 58, 57, 56] + [56] * PADDED)) / 2
     )
     detail = panels[2].get_lines()[0]
-    assert list(detail.get_xdata()) == [5, 6, 7, 8]
+    assert list(detail.get_xdata()) == list(range(5, 257))
     # Lowest mean error: CE at epoch 6, 100 - (62 + 58) / 2 = 40; the detail shows 10 points from 1 below it.
     assert panels[2].get_ylim() == pytest.approx((39, 49))
     assert plot_test_error_curves(aggregation.curves, "svhn") is None
@@ -104,13 +106,13 @@ def test_memorization_draws_test_accuracy_and_noisy_fit_per_noisy_condition(figu
     test_lines, fit_lines = fig.axes[0].get_lines(), fig.axes[1].get_lines()
     ce, tce1, ce_dot, tce1_dot = test_lines
     assert (ce.get_label(), tce1.get_label()) == ("CE", "TCE α=1.0")
-    np.testing.assert_allclose(ce.get_ydata(), (np.array([20, 30, 40, 40, 60, 62, 61, 60]) + [10, 20, 30, 40, 55, 58,
-                                                                                                 57, 56]) / 2)
+    np.testing.assert_allclose(ce.get_ydata()[:8], (np.array([20, 30, 40, 40, 60, 62, 61, 60])
+                                                     + [10, 20, 30, 40, 55, 58, 57, 56]) / 2)
     # The protocol epoch is the validation run's best, 5: CE's mean test accuracy there is (60 + 55) / 2.
     assert list(ce_dot.get_xydata()[0]) == [5, 57.5] and list(tce1_dot.get_xydata()[0]) == [5, 55]
     # noisy_fit per epoch: seed + 10 * (epoch - 1) for CE, seed + 2 * (epoch - 1) for TCE; mean over seeds 0 and 1.
-    np.testing.assert_allclose(fit_lines[0].get_ydata(), 0.5 + 10 * np.arange(8))
-    np.testing.assert_allclose(fit_lines[1].get_ydata(), 0.5 + 2 * np.arange(8))
+    np.testing.assert_allclose(fit_lines[0].get_ydata(), 0.5 + 10 * np.minimum(np.arange(256), 7))
+    np.testing.assert_allclose(fit_lines[1].get_ydata(), 0.5 + 2 * np.minimum(np.arange(256), 7))
     assert plot_memorization(aggregation.curves, aggregation.cells, "svhn") is None
 
 
@@ -143,10 +145,13 @@ def _png_size(path):
 def test_cli_writes_every_figure_as_png_and_pdf(figure_runs, tmp_path, capsys):
     out = tmp_path / "figures"
     main(["--runs", str(figure_runs), "--out", str(out)])
-    stems = ["fig1_tce", "fig2_cifar100_curves", "curves_cifar10", "curves_synthetic", "fig3_accuracy_vs_speed",
-             "memorization_cifar10", "memorization_cifar100", "memorization_synthetic",
+    # The synthetic runs are of another recipe than the paper's: their figures carry its tag.
+    cells = aggregate(figure_runs).cells
+    (tag,) = set(cells.loc[cells["dataset"] == "synthetic", "recipe"])
+    stems = ["fig1_tce", "fig2_cifar100_curves", "fig3_accuracy_vs_speed", "curves_cifar10",
+             "memorization_cifar10", "memorization_cifar100",
              *(f"reliability_{d}_uniform{n}" for d in ("cifar10", "cifar100") for n in ("0.0", "0.4")),
-             "reliability_synthetic_uniform0.2"]
+             f"curves_synthetic-{tag}", f"memorization_synthetic-{tag}", f"reliability_synthetic_uniform0.2-{tag}"]
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.{x}" for s in stems for x in ("png", "pdf"))
     for stem in stems:
         width, height = _png_size(out / f"{stem}.png")

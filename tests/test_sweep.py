@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 from processes import wait_for_epochs
 
 from scripts import tables
@@ -77,7 +78,8 @@ def test_make_tables_on_a_submitit_local_sweep(tmp_path):
     made = subprocess.run(["make", "-s", "tables", f"RUNS={runs}", f"OUT={tmp_path / 'tables'}"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr
-    markdown = (tmp_path / "tables" / "synthetic.md").read_text()
+    (recipe,) = set(pd.read_csv(tmp_path / "tables" / "cells.csv")["recipe"])  # a synthetic dataset's: not the paper's
+    markdown = (tmp_path / "tables" / f"synthetic-{recipe}.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in markdown.splitlines() if line.startswith("| ")}
     assert "(n=2)" in rows["CE"] and "(n=2)" in rows["TCE α=1.5"]
     assert "Missing cells (no protocol value): 0 of 2" in markdown
@@ -85,7 +87,7 @@ def test_make_tables_on_a_submitit_local_sweep(tmp_path):
     assert (tmp_path / "tables" / "table1.md").exists()  # the paper's layout is always written, with its gaps
 
     tables.main(["--runs", str(runs), "--out", str(tmp_path / "only"), "--datasets", "synthetic"])
-    assert (tmp_path / "only" / "synthetic.md").read_text() == markdown
+    assert (tmp_path / "only" / f"synthetic-{recipe}.md").read_text() == markdown
     assert not (tmp_path / "only" / "table1.md").exists()
 
 
@@ -148,7 +150,8 @@ def test_joblib_launcher_completes_a_parallel_sweep(tmp_path):
 def test_zoo_miniature_from_sweep_to_table(tmp_path):
     """experiment=zoo as committed (its 15 loss settings), shrunk to a synthetic dataset, one noise level, the
     validation run and one full run, 2 epochs: every loss trains on the same noisy labels, and `make tables`
-    gives the zoo its own table with a value in every cell, and the paired comparison with CE."""
+    gives them one table (of the synthetic recipe, not the paper's zoo table) with a value in every cell, TCE's
+    rows of selection on validation, and the paired comparison with CE."""
     runs = tmp_path / "runs"
     proc = sweep(runs, "experiment=zoo", "dataset=synthetic", "noise=0.4", "protocol=val,full0", "epochs=2")
     out, _ = proc.communicate(timeout=900)
@@ -161,10 +164,12 @@ def test_zoo_miniature_from_sweep_to_table(tmp_path):
 
     out_dir = tmp_path / "tables"
     tables.main(["--runs", str(runs), "--out", str(out_dir)])
-    zoo = (out_dir / "zoo.md").read_text()
+    (recipe,) = set(pd.read_csv(out_dir / "cells.csv")["recipe"])
+    zoo = (out_dir / f"synthetic-{recipe}.md").read_text()
     rows = [line for line in zoo.splitlines() if line.startswith("| ") and not line.startswith("| noise")]
-    assert len(rows) == 15 and "Missing cells (no protocol value): 0 of 15" in zoo
-    assert [r.split("|")[1].strip() for r in rows[:3]] == ["CE", "TCE α=1.0", "TCE α=2.0"]
-    assert not (out_dir / "synthetic.md").exists()  # shown in the zoo table, not twice
+    assert len(rows) == 17 and "Missing cells (no protocol value): 0 of 17" in zoo
+    assert [r.split("|")[1].strip() for r in rows[:5]] == ["CE", "TCE α=1.0", "TCE α=2.0", "TCE @val",
+                                                          "TCE @val-dataset"]
+    assert not (out_dir / "zoo.md").exists()  # the paper's zoo table shows the paper's recipe only
     paired = (out_dir / "paired.csv").read_text().splitlines()
-    assert len(paired) == 1 + 14  # every setting but CE, one pair each (too few for statistics)
+    assert len(paired) == 1 + 16  # every setting but CE, one pair each (too few for statistics)

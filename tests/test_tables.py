@@ -53,12 +53,14 @@ def test_markdown_layout(tiny_table):
 ### Tiny
 
 Top-1 test accuracy (%) at the epoch of lowest validation error: mean ± std over n full runs (std when n > 1). \
-paper: the published value; Δ: ours − paper. Bold: our best per column. —: no value.
+paper: the published value; Δ: ours − paper. Bold: our best per column, diverged runs counted at chance accuracy. \
+—: no value.
 
 | noise (η) | CIFAR-10+ η=0.0 | CIFAR-10+ η=0.4 |
 |---|---|---|
 | CE | **91.00** ± 1.41 (n=2); paper 92.10 (Δ −1.10) | —; paper 83.73 |
-| TCE α=1.0 | **91.00** (n=1); paper 91.99 (Δ −0.99) | **85.00** ± 1.41 (n=2, 1 diverged); paper — |
+| TCE α=1.0 | **91.00** (n=1); paper 91.99 (Δ −0.99) | **85.00** ± 1.41 (n=2, 1 diverged: 60.00 counting them at \
+chance); paper — |
 
 Missing cells (no protocol value): 1 of 4.
 """
@@ -72,7 +74,7 @@ def test_latex_layout_and_escapes(tiny_table):
     assert r"noise ($\eta$) & 0.0 & 0.4 \\" in tex
     assert (
         r"TCE $\alpha$=1.0 & \textbf{91.00} (n=1); paper 91.99 ($\Delta$ $-$0.99) & "
-        r"\textbf{85.00} $\pm$ 1.41 (n=2, 1 diverged); paper --- \\"
+        r"\textbf{85.00} $\pm$ 1.41 (n=2, 1 diverged: 60.00 counting them at chance); paper --- \\"
     ) in tex
     assert r"CE & \textbf{91.00} $\pm$ 1.41 (n=2); paper 92.10 ($\Delta$ $-$1.10) & ---; paper 83.73 \\" in tex
     assert r"(\%)" in tex and "(std when n $>$ 1)" in tex
@@ -97,16 +99,22 @@ def test_tidy_csv_keeps_every_number(tiny_table):
 def test_other_datasets_and_noise_types_get_their_own_tables(tmp_path):
     for loss, alpha in (("tce", 2.0), ("ce", None)):
         for noise in (0.5, 0.0):
-            write_run(tmp_path, dataset="syn_data", loss=loss, alpha=alpha, noise=noise, test_acc=[50])
+            write_run(tmp_path, dataset="synthetic", loss=loss, alpha=alpha, noise=noise, test_acc=[50])
     write_run(tmp_path, dataset="cifar10", noise=0.4, noise_type="symmetric", test_acc=[50])
-    tables = build_tables(aggregate(tmp_path).cells, load_reference(DEFAULT_REFERENCE))
-    assert [t.name for t in tables] == ["table1", "table2", "cifar10_symmetric", "syn_data"]
+    aggregation = aggregate(tmp_path)
+    tables = build_tables(aggregation, load_reference(DEFAULT_REFERENCE))
+    (tag,) = set(aggregation.cells.loc[aggregation.cells["dataset"] == "synthetic", "recipe"])
+    assert [t.name for t in tables] == ["table1", "table2", "cifar10_symmetric", f"synthetic-{tag}"]
     synthetic = tables[-1]
     assert synthetic.settings == [CE, setting("tce", alpha=2.0)]
-    assert synthetic.columns == [Column("syn_data", 0.0), Column("syn_data", 0.5)]
+    assert synthetic.columns == [Column("synthetic", 0.0), Column("synthetic", 0.5)]
     markdown = render(synthetic, MARKDOWN)
-    assert "| noise (η) | syn_data η=0.0 | syn_data η=0.5 |" in markdown and "paper" not in markdown
-    assert r"\multicolumn{2}{c}{syn\_data}" in render(synthetic, LATEX)
+    assert "| noise (η) | synthetic η=0.0 | synthetic η=0.5 |" in markdown and "; paper" not in markdown
+    # The synthetic dataset's own keys make its recipe: the caption says how it differs from the paper's.
+    assert (f"Recipe {tag}, not the paper's: dataset.image_size=32 (not null), dataset.num_classes=10 (not null), "
+            "dataset.seed=0 (not null), dataset.test_size=2000 (not null), dataset.train_size=10000 (not null)."
+            ) in markdown
+    assert r"dataset.train\_size" in render(synthetic, LATEX)
     # Paper tables keep the paper's seven rows even when no run exists.
     assert len(tables[0].settings) == 7 and len(tables[0].cells) == 35 and len(tables[1].cells) == 63
 
@@ -122,7 +130,7 @@ def test_cli_on_an_empty_runs_folder(tmp_path, capsys):
         assert {(out / f"{name}{suffix}").exists() for suffix in (".md", ".tex", ".csv")} == {True}
     assert "| CE | —; paper 68.18 |" in (out / "table1.md").read_text()
     assert pd.read_csv(out / "table2.csv")["protocol_mean"].isna().all()
-    assert (out / "cells.csv").read_text().startswith("dataset,setting,loss,alpha,beta,q,A,gamma,t,epsilon,noise,")
+    assert (out / "cells.csv").read_text().startswith("recipe,dataset,setting,loss,alpha,beta,q,A,gamma,t,epsilon,")
     assert {p.name for p in out.iterdir()} == {
         "table1.md",
         "table1.tex",

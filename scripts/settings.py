@@ -1,0 +1,98 @@
+"""Loss settings as the tables name and order them: the rows of cells.csv, the tables and paired.csv.
+
+A setting is a loss and its parameters, {"name", "rule", and every key of experiments.config.LOSS_KEYS}; its tag
+(the `setting` column) is experiments.config.loss_tag, e.g. "tce-a1.5". A setting with a rule (RULES) is the row of
+selection on validation (scripts/selection.py): "tce@val" reports the setting of TCE that the validation runs chose.
+"""
+
+import math
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+
+import tce
+from experiments.config import LOSS_KEYS, loss_tag
+
+DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10+", "cifar100": "CIFAR-100+", "svhn": "SVHN"}
+PAPER_LOSSES = ("ce", "mse", "mae", "tce")
+LOSS_LABELS = {
+    "ce": "CE", "mse": "MSE", "mae": "MAE", "tce": "TCE", "gce": "GCE", "rce": "RCE", "sce": "SCE", "nce": "NCE",
+    "nce+rce": "NCE+RCE", "nce+mae": "NCE+MAE", "focal": "Focal", "taylor": "Taylor-CE", "poly1": "Poly-1",
+    "label_smoothing": "LS", "bootstrap_soft": "Bootstrap-soft", "bootstrap_hard": "Bootstrap-hard",
+}
+PARAM_SYMBOLS = {"alpha": "α", "beta": "β", "q": "q", "A": "A", "gamma": "γ", "t": "t", "epsilon": "ε"}
+
+
+# The rules of selection on validation (scripts/selection.py), in row order: a row `<loss>@<rule>` reports the
+# setting of the loss that its validation runs chose.
+RULES = ("val", "val-dataset")
+
+
+def setting(name: str, rule: str | None = None, **params) -> dict:
+    """A loss setting as aggregation handles it: {"name": ..., "rule": ..., and every key of LOSS_KEYS, None where
+    unused}. A setting with a rule (RULES) stands for the setting its validation runs chose, and has no
+    parameters of its own."""
+    return {"name": name, "rule": rule, **{key: None if rule else params.get(key) for key in LOSS_KEYS}}
+
+
+# The rows of the paper's Tables 1 and 2.
+PAPER_SETTINGS = [setting("ce"), setting("mse"), setting("mae"), *(setting("tce", alpha=a) for a in (0.5, 1, 1.5, 2))]
+
+
+def setting_tag(loss: Mapping) -> str:
+    """The `setting` column's value: loss_tag ("tce-a1.5"), or "<loss>@<rule>" ("tce@val")."""
+    return f"{loss['name']}@{loss['rule']}" if loss.get("rule") else loss_tag(loss)
+
+
+def format_level(value: float) -> str:
+    """0.4 -> "0.4", 1 -> "1.0" (the paper's style), 0.25 -> "0.25" (never rounded away)."""
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+
+
+def setting_of(row: Mapping) -> dict:
+    """The setting of a row of runs.csv, curves.csv or cells.csv (its `setting`, `loss` and parameter columns)."""
+    rule = row["setting"].partition("@")[2] or None
+    return setting(row["loss"], rule, **{key: _none_if_nan(row[key]) for key in LOSS_KEYS})
+
+
+def _none_if_nan(value):
+    return None if pd.isna(value) else value
+
+
+def parameter_text(loss: Mapping) -> str:
+    """The parameters of a setting, e.g. "α=1.5", "α=0.1 β=1 A=-9.21034"; "" for none."""
+    return " ".join(f"{PARAM_SYMBOLS[k]}={format_level(v) if k == 'alpha' and loss['name'] == 'tce' else f'{v:g}'}"
+                    for k, v in ((k, loss.get(k)) for k in LOSS_KEYS) if v is not None)
+
+
+def setting_label(loss: Mapping) -> str:
+    """E.g. "CE", "TCE α=1.5", "SCE α=0.1 β=1 A=-9.21034", "TCE @val"."""
+    name = LOSS_LABELS.get(loss["name"], loss["name"])
+    if loss.get("rule"):
+        return f"{name} @{loss['rule']}"
+    return " ".join(filter(None, [name, parameter_text(loss)]))
+
+
+def setting_order(loss: Mapping) -> tuple:
+    """The paper's row order: CE, MSE, MAE, then TCE by increasing alpha; then the other losses in tce.LOSSES
+    order, each by its parameters; unknown losses last. A loss's rows of selection follow its settings."""
+    rank = tce.LOSSES.index(loss["name"]) if loss["name"] in tce.LOSSES else len(tce.LOSSES)
+    rule = RULES.index(loss["rule"]) + 1 if loss.get("rule") else 0
+    return rank, loss["name"], rule, tuple(math.inf if loss.get(k) is None else loss[k] for k in LOSS_KEYS)
+
+
+def ordered_settings(losses: Iterable[Mapping]) -> list[dict]:
+    """The distinct settings (by setting_tag), in the paper's row order."""
+    unique = {setting_tag(loss): setting(loss["name"], loss.get("rule"), **{k: loss.get(k) for k in LOSS_KEYS})
+              for loss in losses}
+    return sorted(unique.values(), key=setting_order)
+
+
+def dataset_label(dataset: str) -> str:
+    return DATASET_LABELS.get(dataset, dataset)
+
+
+def cell_name(cell: Mapping) -> str:
+    """A cell in words, for the status report: "cifar10 tce-a1 uniform 0.4 (recipe 1a2b3c4d)"."""
+    level = cell["noise_set"] or f"{cell['noise']:g}"
+    return f"{cell['dataset']} {cell['setting']} {cell['noise_type']} {level} (recipe {cell['recipe']})"

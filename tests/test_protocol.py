@@ -1,0 +1,122 @@
+"""The protocol's cells are recipes: runs that differ in what they train or measure are never averaged, compared
+or tabled together, and what the protocol leaves out is named."""
+
+import pandas as pd
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from compose import compose_train
+from experiments.config import TrainConfig, flatten, recipe, with_defaults
+from rundirs import write_run
+from scripts import tables
+from scripts.aggregate import aggregate, paper_recipe_tag, status_report
+
+# The keys the issue lists as not part of a recipe: the run's own, and where and how fast it runs; and the cell's.
+NOT_RECIPE = {"seed", "noise_seed", "holdout", "device", "threads", "compile", "channels_last", "pack",
+              "eval_batch_size", "progress", "runs_dir", "lock_timeout", "force", "dataset.root"}
+CELL = {"dataset.name", "noise", "noise_type", "noise_set"}
+
+
+def test_the_recipe_is_every_key_but_the_cell_the_run_and_the_execution():
+    keys = set(flatten(OmegaConf.to_container(OmegaConf.structured(TrainConfig))))
+    loss = {k for k in keys if k.startswith("loss.")}
+    assert set(recipe({})) == keys - NOT_RECIPE - CELL - loss
+
+
+def test_execution_keys_and_keys_an_older_config_lacks_keep_the_paper_recipe(tmp_path):
+    fast = {"device": "cuda:0", "threads": 4, "pack": 8, "compile": True, "channels_last": False,
+            "eval_batch_size": 1000, "runs_dir": "/elsewhere", "progress": False, "dataset": {"root": "/data"}}
+    write_run(tmp_path, seed=0, test_acc=[50], recipe=fast)
+    older = write_run(tmp_path, seed=1, test_acc=[52])
+    config = yaml.safe_load((older / "config.yaml").read_text())
+    del config["precision"], config["eval_train_size"], config["optim"]["lr_gamma"]  # keys added since
+    (older / "config.yaml").write_text(yaml.safe_dump(config))
+    write_run(tmp_path, seed=2, test_acc=[54], recipe={"optim": {"lr": 0.05}})
+    cells = aggregate(tmp_path).cells
+    paper = cells[cells["recipe"] == paper_recipe_tag()]
+    assert len(cells) == 2 and paper["n_full"].tolist() == [2] and paper["last_epoch_mean"].tolist() == [51]
+
+
+def _table_cell(out, name, row, column=1):
+    line = next(line for line in (out / f"{name}.md").read_text().splitlines() if line.startswith(f"| {row} |"))
+    return line.split("|")[column + 1].strip()
+
+
+def test_two_recipes_of_the_same_cells_give_two_cells_and_two_tables(tmp_path):
+    """The demo's mistake: short runs next to a real sweep's, in one runs folder (3, 4 and the paper's 256 epochs)."""
+    for epochs, accuracy in ((3, 50), (4, 60), (256, 70)):
+        sweep = tmp_path / f"sweep{epochs}"
+        for loss in ("ce", "mse"):
+            write_run(sweep, loss=loss, holdout=5000, seed=100, test_acc=[1, 2], val_acc=[5, 9], epochs=epochs)
+            for seed in (0, 1):
+                write_run(sweep, loss=loss, seed=seed, test_acc=[10, accuracy + seed], epochs=epochs)
+    aggregation = aggregate(tmp_path)
+    cells = aggregation.cells.set_index(["setting", "recipe"])
+    tags = {epochs: next(t for t, r in aggregation.recipes.items() if r["epochs"] == epochs) for epochs in (3, 4, 256)}
+    assert tags[256] == paper_recipe_tag() and len(set(tags.values())) == 3
+    for epochs, accuracy in ((3, 50), (4, 60), (256, 70)):
+        cell = cells.loc[("ce", tags[epochs])]
+        assert (cell["n"], cell["best_epoch"], cell["protocol_mean"]) == (2, 2, accuracy + 0.5)
+
+    report = status_report(aggregation)
+    assert "3 recipes" in report and f"recipe {tags[256]} (6 runs): the paper's" in report
+    assert f"recipe {tags[3]} (6 runs): differs from the paper's in epochs=3 (not 256)" in report
+    assert f"recipe {tags[4]} (6 runs): differs from the paper's in epochs=4 (not 256)" in report
+
+    out = tmp_path / "tables"
+    tables.main(["--runs", str(tmp_path), "--out", str(out)])
+    # CIFAR-10+ at η = 0 in Table 2: the paper's runs only.
+    assert _table_cell(out, "table2", "CE", 4) == "**70.50** ± 0.71 (n=2); paper 92.10 (Δ −21.60)"
+    for epochs, accuracy in ((3, 50), (4, 60)):
+        name = f"cifar10-{tags[epochs]}"
+        assert _table_cell(out, name, "CE") == f"**{accuracy + 0.5:.2f}** ± 0.71 (n=2)"  # ties MSE: both bold
+        assert f"epochs={epochs} (not 256)" in (out / f"{name}.md").read_text()
+    paired = pd.read_csv(out / "paired.csv")
+    assert sorted(paired["recipe"]) == sorted(tags.values())  # MSE against the CE of its own recipe, each time
+    assert paired["mean_diff"].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_duplicate_runs_are_named_and_not_averaged(tmp_path):
+    write_run(tmp_path, holdout=5000, seed=100, test_acc=[1, 1], val_acc=[5, 9])
+    copies = [write_run(tmp_path, seed=0, test_acc=[10, 40], subdir=f"{where}/cifar10-ce-seed0") for where in "ab"]
+    write_run(tmp_path, seed=1, test_acc=[10, 50])
+    # Another cell with two validation runs: which epoch to pick is ambiguous.
+    first = write_run(tmp_path, noise=0.4, holdout=5000, seed=100, test_acc=[1, 1], val_acc=[5, 9])
+    second = write_run(tmp_path, noise=0.4, holdout=5000, seed=0, test_acc=[1, 1], val_acc=[9, 5])
+    write_run(tmp_path, noise=0.4, seed=0, test_acc=[30, 35])
+    aggregation = aggregate(tmp_path)
+    cells = aggregation.cells.set_index("noise")
+    assert (cells.at[0.0, "n"], cells.at[0.0, "n_duplicate"], cells.at[0.0, "protocol_mean"]) == (1, 2, 50)
+    assert cells.at[0.4, "n_val"] == 2 and pd.isna(cells.at[0.4, "protocol_mean"])
+    report = status_report(aggregation)
+    assert f"2 complete full runs of seed 0 (noise seed 0), all left out: {copies[0]}, {copies[1]}" in report
+    assert f"2 complete validation runs, so no protocol epoch: {second}, {first}" in report
+
+
+def test_a_complete_run_short_of_its_epochs_is_corrupt(tmp_path):
+    run = write_run(tmp_path, test_acc=[10, 20])
+    summary = (run / "summary.json").read_text().replace('"epochs": 256', '"epochs": 300')
+    (run / "summary.json").write_text(summary)
+    (run / "config.yaml").unlink()  # the identity now comes from summary.json's config
+    found = aggregate(tmp_path).runs[0]
+    assert found.status == "corrupt" and found.reason == "summary.json says complete after 256 of 300 epochs"
+
+
+PRESETS = ("table1", "table2", "fig2", "fig3", "zoo", "zoo_tuned", "asym", "cifarn", "demo", "demo_mnist")
+PAPER_PRESETS = ("table1", "table2", "fig2", "fig3", "zoo", "zoo_tuned", "asym", "cifarn")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_no_validation_run_shares_its_seed_with_a_full_run(preset):
+    roles = str(compose_train(f"experiment={preset}", hydra=True).hydra.sweeper.params.protocol).split(",")
+    seeds = {role: compose_train(f"experiment={preset}", f"protocol={role}").seed for role in roles}
+    full = {seeds[role] for role in roles if role != "val"}
+    assert seeds.get("val", 100) not in full and len(full) == len(roles) - ("val" in roles)
+
+
+@pytest.mark.parametrize("preset", PAPER_PRESETS)
+def test_every_preset_of_a_paper_artifact_has_the_paper_recipe(preset):
+    cfg = with_defaults(compose_train(f"experiment={preset}"))
+    assert recipe(OmegaConf.to_container(cfg)) == recipe(OmegaConf.to_container(with_defaults(
+        compose_train("experiment=table1"))))
