@@ -8,6 +8,7 @@ defaults) that a run records, and names the run.
 import hashlib
 import json
 import math
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -47,31 +48,89 @@ class DatasetConfig:
 
 @dataclass
 class LossConfig:
-    """The loss (tce.LOSSES) and its parameters (tce.LOSS_PARAMS).
+    """The loss (tce.LOSSES) and its parameters (tce.LOSS_PARAMS; each loss's docstring in tce.functional says
+    what they mean and may be).
 
-    A parameter left null takes its default: the loss's own, or for sce, nce+rce and nce+mae the authors' value
-    for the dataset (DATASET_LOSS_DEFAULTS). The parameters a loss does not take are recorded as null, so that a
-    sweep such as `loss=ce,tce loss.alpha=1,2` gives CE once.
+    A parameter left null takes its default: the authors' value for the dataset where DATASET_LOSS_DEFAULTS has
+    one, else the loss's own. The parameters a loss does not take are recorded as null, so that a sweep such as
+    `loss=ce,tce loss.alpha=1,2` gives CE once.
     """
 
     name: str = MISSING
-    alpha: float | None = None
-    beta: float | None = None
-    q: float | None = None
-    A: float | None = None
-    gamma: float | None = None
-    t: int | None = None
-    epsilon: float | None = None
+    alpha: float | None = None  # TCE's alpha; the weight of the first term of sce, nce+*, eps_softmax
+    beta: float | None = None  # the weight of their second term; bootstrapping's weight of the label
+    q: float | None = None  # the exponent of gce, agce, aul
+    A: float | None = None  # rce, sce: the value of log 0
+    gamma: float | None = None  # focal
+    t: int | None = None  # taylor: the number of terms
+    epsilon: float | None = None  # poly1, label_smoothing
+    a: float | None = None  # agce, aul, ael and their sums with NCE: the shift of p_y
+    m: float | None = None  # eps_softmax: the mass added to the argmax class
+    pi: float | None = None  # js: the label's weight in the mixture
+    tau: float | None = None  # logit_clip: the norm above which logits are clipped
+    p_norm: float | None = None  # logit_clip: the order of that norm
+    semantics: str | None = None  # logit_clip: "code" (rescale to norm 1/tau, the authors' code) or "paper" (to tau)
 
 
 LOSS_KEYS = tuple(f.name for f in fields(LossConfig) if f.name != "name")
+# Each parameter's type, from its annotation ("float | None" -> float): how a value read back from a file is cast.
+LOSS_KEY_TYPES = {f.name: next(t for t in typing.get_args(f.type) if t is not type(None))
+                  for f in fields(LossConfig) if f.name != "name"}
 
-# (alpha, beta) from the authors' code (Active-Passive-Losses configs; the official SCE code), per dataset; SVHN
-# and the synthetic dataset take CIFAR-10's.
-DATASET_LOSS_DEFAULTS = {
-    "sce": {"mnist": (0.01, 1.0), "cifar10": (0.1, 1.0), "cifar100": (6.0, 0.1)},
-    "nce+rce": {"mnist": (1.0, 10.0), "cifar10": (1.0, 1.0), "cifar100": (10.0, 0.1)},
-    "nce+mae": {"mnist": (1.0, 10.0), "cifar10": (1.0, 1.0), "cifar100": (10.0, 1.0)},
+# The authors' values per dataset, from their code, for the parameters that depend on it; a dataset a loss does
+# not list (SVHN and the synthetic dataset always) takes its CIFAR-10 values. They never depend on the noise
+# (type or rate), which a method cannot know: where the authors tune per noise rate, their value at 40 % uniform
+# noise is taken, the middle of the zoo's rates.
+DATASET_LOSS_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
+    # Active-Passive-Losses configs; the official SCE code.
+    "sce": {
+        "mnist": {"alpha": 0.01, "beta": 1.0},
+        "cifar10": {"alpha": 0.1, "beta": 1.0},
+        "cifar100": {"alpha": 6.0, "beta": 0.1},
+    },
+    "nce+rce": {
+        "mnist": {"alpha": 1.0, "beta": 10.0},
+        "cifar10": {"alpha": 1.0, "beta": 1.0},
+        "cifar100": {"alpha": 10.0, "beta": 0.1},
+    },
+    "nce+mae": {
+        "mnist": {"alpha": 1.0, "beta": 10.0},
+        "cifar10": {"alpha": 1.0, "beta": 1.0},
+        "cifar100": {"alpha": 10.0, "beta": 1.0},
+    },
+    # hitcszx/ALFs config.py @898961f, the same in Virusdoll/Active-Negative-Loss config/*_nce_a*.json @f8c23b3
+    # and cswjl/eps-softmax config.py @1b9efb5. MNIST's "NCE+" settings have alpha = 0: the asymmetric loss alone.
+    "agce": {"mnist": {"a": 4.0, "q": 0.2}, "cifar10": {"a": 0.6, "q": 0.6}, "cifar100": {"a": 0.6, "q": 0.6}},
+    "aul": {"mnist": {"a": 3.0, "q": 0.1}, "cifar10": {"a": 5.5, "q": 3.0}, "cifar100": {"a": 5.5, "q": 3.0}},
+    "ael": {"mnist": {"a": 3.5}, "cifar10": {"a": 2.5}, "cifar100": {"a": 2.5}},
+    "nce+agce": {
+        "mnist": {"alpha": 0.0, "beta": 1.0, "a": 4.0, "q": 0.2},
+        "cifar10": {"alpha": 1.0, "beta": 4.0, "a": 6.0, "q": 1.5},
+        "cifar100": {"alpha": 10.0, "beta": 0.1, "a": 1.8, "q": 3.0},
+    },
+    "nce+aul": {
+        "mnist": {"alpha": 0.0, "beta": 1.0, "a": 3.0, "q": 0.1},
+        "cifar10": {"alpha": 1.0, "beta": 4.0, "a": 6.3, "q": 1.5},
+        "cifar100": {"alpha": 10.0, "beta": 0.015, "a": 6.0, "q": 3.0},
+    },
+    "nce+ael": {
+        "mnist": {"alpha": 0.0, "beta": 1.0, "a": 3.5},
+        "cifar10": {"alpha": 1.0, "beta": 4.0, "a": 5.0},
+        "cifar100": {"alpha": 10.0, "beta": 0.1, "a": 1.5},
+    },
+    # cswjl/eps-softmax config.py @1b9efb5 (ECEandMAE): CIFAR-10 symmetric noise (asymmetric: 0.02, 5, 1e3).
+    # CIFAR-100 symmetric: alpha by noise rate (0.1, 0.05, 0.03, 0.00125, 0.0075 at 0 to 0.8), beta 1, m 1e4:
+    # 0.03 is the 40 % value. No MNIST setting: CIFAR-10's, the other 10-class one.
+    "eps_softmax": {
+        "cifar10": {"alpha": 0.01, "beta": 5.0, "m": 1e5},
+        "cifar100": {"alpha": 0.03, "beta": 1.0, "m": 1e4},
+    },
+    # ErikEnglesson/GJS scripts/C10,C100/sym/js-*.yaml @f124785, js_weights by noise rate (CIFAR-10: 0.1, 0.7,
+    # 0.7, 0.9, 0.9 at 0 to 0.8; CIFAR-100: 0.1, 0.1, 0.3, 0.5, 0.3): the 40 % values. No MNIST setting.
+    "js": {"cifar10": {"pi": 0.7}, "cifar100": {"pi": 0.3}},
+    # cswjl/eps-softmax config.py @1b9efb5 (CEandLC, delta = 1/tau): CIFAR-10 symmetric below 50 % delta 1,
+    # CIFAR-100 symmetric delta 0.5; hongxin001/LogitClip's own default --temp is 1 too. No MNIST setting.
+    "logit_clip": {"cifar10": {"tau": 1.0}, "cifar100": {"tau": 2.0}},
 }
 
 
@@ -197,12 +256,14 @@ def loss_params(loss: Mapping) -> dict:
 
 
 def loss_tag(loss: Mapping) -> str:
-    """A loss setting as a short key, e.g. "ce", "tce-a1.5", "gce-q0.7", "sce-alpha0.1-beta1-A-9.21034": the loss
-    and the value of each of its parameters, so that two settings never share a run directory or a table row."""
+    """A loss setting as a short key, e.g. "ce", "tce-a1.5", "gce-q0.7", "sce-alpha0.1-beta1-A-9.21034",
+    "logit_clip-tau1-p_norm2-code": the loss and the value of each of its parameters (a word as itself), so that
+    two settings never share a run directory or a table row."""
     params = loss_params(loss)
     if loss["name"] == "tce":  # the paper's rows keep their short spelling
         return f"tce-a{params['alpha']:g}"
-    return "-".join([loss["name"], *(f"{key}{value:g}" for key, value in params.items())])
+    return "-".join([loss["name"], *(value if isinstance(value, str) else f"{key}{value:g}"
+                                     for key, value in params.items())])
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -322,8 +383,7 @@ def validate(cfg: DictConfig) -> None:
 def _loss_defaults(loss: str, dataset: str) -> dict:
     """The parameters of `loss` with their defaults: the authors' value for the dataset, else the loss's own."""
     per_dataset = DATASET_LOSS_DEFAULTS.get(loss, {})
-    alpha_beta = per_dataset.get(dataset, per_dataset.get("cifar10"))
-    return {**tce.LOSS_PARAMS[loss], **(dict(zip(("alpha", "beta"), alpha_beta, strict=True)) if alpha_beta else {})}
+    return {**tce.LOSS_PARAMS[loss], **per_dataset.get(dataset, per_dataset.get("cifar10", {}))}
 
 
 def with_defaults(cfg: DictConfig) -> DictConfig:

@@ -42,7 +42,7 @@ from omegaconf import OmegaConf
 import tce
 from data import DatasetError, class_count
 from data.errors import one_line
-from experiments.config import LOSS_KEYS, compose, loss_tag, recipe, recipe_tag, with_defaults
+from experiments.config import LOSS_KEY_TYPES, LOSS_KEYS, compose, loss_tag, recipe, recipe_tag, with_defaults
 from experiments.evaluation import METRIC_COLUMNS
 from experiments.rundir import CALIBRATION_COLUMNS
 from scripts import selection
@@ -209,7 +209,7 @@ def _identity(config: object, source: str) -> tuple[dict, dict]:
         loss_config = config["loss"]
         name = str(loss_config["name"])
         params = {key: loss_config.get(key) for key in tce.LOSS_PARAMS[name]}
-        loss = setting(name, **{key: float(v) if key != "t" else int(v) for key, v in params.items()})
+        loss = setting(name, **{key: LOSS_KEY_TYPES[key](v) for key, v in params.items()})
         dataset = str(config["dataset"]["name"])
         values = recipe(config)
         identity = {

@@ -5,7 +5,6 @@ A setting is a loss and its parameters, {"name", "rule", and every key of experi
 selection on validation (scripts/selection.py): "tce@val" reports the setting of TCE that the validation runs chose.
 """
 
-import math
 from collections.abc import Iterable, Mapping
 
 import pandas as pd
@@ -19,8 +18,11 @@ LOSS_LABELS = {
     "ce": "CE", "mse": "MSE", "mae": "MAE", "tce": "TCE", "gce": "GCE", "rce": "RCE", "sce": "SCE", "nce": "NCE",
     "nce+rce": "NCE+RCE", "nce+mae": "NCE+MAE", "focal": "Focal", "taylor": "Taylor-CE", "poly1": "Poly-1",
     "label_smoothing": "LS", "bootstrap_soft": "Bootstrap-soft", "bootstrap_hard": "Bootstrap-hard",
+    "agce": "AGCE", "aul": "AUL", "ael": "AEL", "nce+agce": "NCE+AGCE", "nce+aul": "NCE+AUL", "nce+ael": "NCE+AEL",
+    "nnce": "NNCE", "eps_softmax": "CE_ε+MAE", "js": "JS", "logit_clip": "LogitClip",
 }
-PARAM_SYMBOLS = {"alpha": "α", "beta": "β", "q": "q", "A": "A", "gamma": "γ", "t": "t", "epsilon": "ε"}
+PARAM_SYMBOLS = {"alpha": "α", "beta": "β", "q": "q", "A": "A", "gamma": "γ", "t": "t", "epsilon": "ε",
+                 "a": "a", "m": "m", "pi": "π", "tau": "τ", "p_norm": "p"}
 
 
 # The rules of selection on validation (scripts/selection.py), in row order: a row `<loss>@<rule>` reports the
@@ -60,9 +62,15 @@ def _none_if_nan(value):
 
 
 def parameter_text(loss: Mapping) -> str:
-    """The parameters of a setting, e.g. "α=1.5", "α=0.1 β=1 A=-9.21034"; "" for none."""
-    return " ".join(f"{PARAM_SYMBOLS[k]}={format_level(v) if k == 'alpha' and loss['name'] == 'tce' else f'{v:g}'}"
-                    for k, v in ((k, loss.get(k)) for k in LOSS_KEYS) if v is not None)
+    """The parameters of a setting, e.g. "α=1.5", "α=0.1 β=1 A=-9.21034", "τ=1 p=2 code" (a word as itself); ""
+    for none."""
+    def text(key: str, value) -> str:
+        if isinstance(value, str):
+            return value
+        number = format_level(value) if key == "alpha" and loss["name"] == "tce" else f"{value:g}"
+        return f"{PARAM_SYMBOLS[key]}={number}"
+
+    return " ".join(text(k, v) for k, v in ((k, loss.get(k)) for k in LOSS_KEYS) if v is not None)
 
 
 def setting_label(loss: Mapping) -> str:
@@ -78,7 +86,8 @@ def setting_order(loss: Mapping) -> tuple:
     order, each by its parameters; unknown losses last. A loss's rows of selection follow its settings."""
     rank = tce.LOSSES.index(loss["name"]) if loss["name"] in tce.LOSSES else len(tce.LOSSES)
     rule = RULES.index(loss["rule"]) + 1 if loss.get("rule") else 0
-    return rank, loss["name"], rule, tuple(math.inf if loss.get(k) is None else loss[k] for k in LOSS_KEYS)
+    # (unset, value): an unset parameter sorts last, and a value is compared only with the same key's values.
+    return rank, loss["name"], rule, tuple((loss.get(k) is None, loss.get(k) or 0) for k in LOSS_KEYS)
 
 
 def ordered_settings(losses: Iterable[Mapping]) -> list[dict]:

@@ -4,7 +4,11 @@ The paper's losses: the cross entropy ("ce"), MSE and MAE on the softmax ("mse",
 Entropy ("tce", alpha). The robust and regularised losses of the later noisy-label literature: GCE ("gce",
 q), RCE ("rce", A), SCE ("sce", alpha, beta, A), NCE ("nce"), NCE+RCE and NCE+MAE ("nce+rce", "nce+mae",
 alpha, beta), focal ("focal", gamma), Taylor-CE ("taylor", t), Poly-1 ("poly1", epsilon), label smoothing
-("label_smoothing", epsilon) and soft and hard bootstrapping ("bootstrap_soft", "bootstrap_hard", beta).
+("label_smoothing", epsilon) and soft and hard bootstrapping ("bootstrap_soft", "bootstrap_hard", beta). Those
+of 2021-2025: AGCE, AUL and AEL ("agce", "aul", a, q; "ael", a) and their sums with NCE ("nce+agce",
+"nce+aul", "nce+ael", alpha, beta and theirs), NNCE ("nnce"), CE with epsilon-softmax plus MAE
+("eps_softmax", alpha, beta, m), the Jensen-Shannon loss ("js", pi) and LogitClip ("logit_clip", tau,
+p_norm, semantics).
 
 Each is a function of logits (N, C) and class indices (N,) in `tce.functional` (also exported here) and an
 nn.Module: `build_loss(name, reduction=..., **params)` builds one by name, LOSSES lists the names and
@@ -13,16 +17,26 @@ LOSS_PARAMS the parameters of each with their defaults. The package needs torch 
 
 from tce.factory import LOSS_PARAMS, LOSSES, build_loss
 from tce.functional import (
+    asymmetric_exponential_loss,
+    asymmetric_generalized_cross_entropy,
+    asymmetric_unhinged_loss,
     cross_entropy,
+    epsilon_softmax_and_mae,
     focal_loss,
     generalized_cross_entropy,
     hard_bootstrapping,
+    jensen_shannon_loss,
     label_smoothing_cross_entropy,
+    logit_clipping,
     mae_loss,
     mse_loss,
+    nce_and_ael,
+    nce_and_agce,
+    nce_and_aul,
     nce_and_mae,
     nce_and_rce,
     normalized_cross_entropy,
+    normalized_negative_cross_entropy,
     poly1_cross_entropy,
     reverse_cross_entropy,
     soft_bootstrapping,
@@ -41,17 +55,27 @@ __all__ = [
     "MAELoss",
     "MSELoss",
     "TamedCrossEntropy",
+    "asymmetric_exponential_loss",
+    "asymmetric_generalized_cross_entropy",
+    "asymmetric_unhinged_loss",
     "build_loss",
     "cross_entropy",
+    "epsilon_softmax_and_mae",
     "focal_loss",
     "generalized_cross_entropy",
     "hard_bootstrapping",
+    "jensen_shannon_loss",
     "label_smoothing_cross_entropy",
+    "logit_clipping",
     "mae_loss",
     "mse_loss",
+    "nce_and_ael",
+    "nce_and_agce",
+    "nce_and_aul",
     "nce_and_mae",
     "nce_and_rce",
     "normalized_cross_entropy",
+    "normalized_negative_cross_entropy",
     "poly1_cross_entropy",
     "reverse_cross_entropy",
     "soft_bootstrapping",

@@ -54,7 +54,19 @@ class Count(NamedTuple):
         return int(value)
 
 
+class Choice(NamedTuple):
+    """One of the given strings, e.g. a loss's variant."""
+
+    options: tuple[str, ...]
+
+    def check(self, name: str, value: str) -> str:
+        if not (isinstance(value, str) and value in self.options):
+            raise ValueError(f"{name} must be one of {', '.join(self.options)}, got {_one_line(value)}")
+        return value
+
+
 NONNEGATIVE = Interval(low=0)
+POSITIVE = Interval(low=0, open_low=True)
 FRACTION = Interval(0, 1)
 
 

@@ -23,11 +23,22 @@ _LOSS_FUNCTIONS = {
     "label_smoothing": functional.label_smoothing_cross_entropy,
     "bootstrap_soft": functional.soft_bootstrapping,
     "bootstrap_hard": functional.hard_bootstrapping,
+    # Those of 2021-2025 that need nothing but logits and labels.
+    "agce": functional.asymmetric_generalized_cross_entropy,
+    "aul": functional.asymmetric_unhinged_loss,
+    "ael": functional.asymmetric_exponential_loss,
+    "nce+agce": functional.nce_and_agce,
+    "nce+aul": functional.nce_and_aul,
+    "nce+ael": functional.nce_and_ael,
+    "nnce": functional.normalized_negative_cross_entropy,
+    "eps_softmax": functional.epsilon_softmax_and_mae,
+    "js": functional.jensen_shannon_loss,
+    "logit_clip": functional.logit_clipping,
 }
 LOSSES = (*_LOSS_CLASSES, *_LOSS_FUNCTIONS)
 
 
-def _parameters(loss) -> dict[str, float | int | None]:
+def _parameters(loss) -> dict[str, float | int | str | None]:
     """The parameters a loss takes besides logits, target and reduction, with their defaults (None if
     required), read from its signature so that each default is stated once, where the loss is defined."""
     return {
@@ -39,7 +50,7 @@ def _parameters(loss) -> dict[str, float | int | None]:
 
 #: For each name in LOSSES, the parameters build_loss takes besides `reduction`, with their defaults (None
 #: where required), e.g. LOSS_PARAMS["sce"] == {"alpha": None, "beta": None, "A": math.log(1e-4)}.
-LOSS_PARAMS: dict[str, dict[str, float | int | None]] = {
+LOSS_PARAMS: dict[str, dict[str, float | int | str | None]] = {
     name: _parameters(loss) for name, loss in {**_LOSS_CLASSES, **_LOSS_FUNCTIONS}.items()
 }
 

@@ -3,6 +3,7 @@ import math
 import pandas as pd
 import pytest
 
+from experiments.config import LOSS_KEYS
 from rundirs import write_run
 from scripts.aggregate import aggregate, main, status_report
 
@@ -191,7 +192,7 @@ def test_missing_runs_folder_gives_empty_tables(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().out
     header = (tmp_path / "out" / "cells.csv").read_text().strip()
     assert header.startswith(
-        "recipe,dataset,setting,loss,alpha,beta,q,A,gamma,t,epsilon,noise,noise_type,noise_set,selected,"
+        f"recipe,dataset,setting,loss,{','.join(LOSS_KEYS)},noise,noise_type,noise_set,selected,"
         "noise_realized,val_run_dir,n_val,best_epoch,best_val_acc,protocol_mean"
     )
 

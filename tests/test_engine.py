@@ -13,6 +13,7 @@ from processes import cli, wait_for_epochs
 
 from compose import tiny, train_tiny
 from data import load_dataset
+from experiments.config import LOSS_KEYS
 from experiments.rundir import METRIC_COLUMNS
 from models import ResNet
 
@@ -36,8 +37,7 @@ def test_cli_run_writes_the_whole_run_directory(tmp_path):
     assert "epoch 2/2" in out
 
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["loss"] == {"name": "tce", "alpha": 1.5, "beta": None, "q": None, "A": None, "gamma": None, "t": None,
-                              "epsilon": None}
+    assert config["loss"] == {"name": "tce", "alpha": 1.5, **{key: None for key in LOSS_KEYS if key != "alpha"}}
     assert config["noise"] == 0.5 and config["noise_seed"] == 0 and config["precision"] == "fp32"
 
     rows = metrics(run_dir)

@@ -1,5 +1,6 @@
-"""Tests of the robust and regularised losses of `tce` (GCE, SCE, APL, focal, ...) against float64 references
-written from their formulas, at ordinary and extreme logits."""
+"""Tests of the robust and regularised losses of `tce` (GCE, SCE, APL, focal, ... and those of 2021-2025: AGCE,
+AUL, AEL, NNCE, epsilon-softmax, JS, LogitClip) against float64 references written from their formulas, at
+ordinary and extreme logits. test_loss_zoo_2021.py has what is particular to the losses of 2021-2025."""
 
 import math
 
@@ -23,6 +24,16 @@ FUNCTIONS = {
     "label_smoothing": tce.label_smoothing_cross_entropy,
     "bootstrap_soft": tce.soft_bootstrapping,
     "bootstrap_hard": tce.hard_bootstrapping,
+    "agce": tce.asymmetric_generalized_cross_entropy,
+    "aul": tce.asymmetric_unhinged_loss,
+    "ael": tce.asymmetric_exponential_loss,
+    "nce+agce": tce.nce_and_agce,
+    "nce+aul": tce.nce_and_aul,
+    "nce+ael": tce.nce_and_ael,
+    "nnce": tce.normalized_negative_cross_entropy,
+    "eps_softmax": tce.epsilon_softmax_and_mae,
+    "js": tce.jensen_shannon_loss,
+    "logit_clip": tce.logit_clipping,
 }
 # The table of the losses' parameters and defaults (None: required), written out here rather than read from
 # the library, so that the references below do not take their defaults from the code they test.
@@ -39,6 +50,16 @@ TABLE = {
     "label_smoothing": {"epsilon": 0.1},
     "bootstrap_soft": {"beta": 0.95},
     "bootstrap_hard": {"beta": 0.8},
+    "agce": {"a": None, "q": None},
+    "aul": {"a": None, "q": None},
+    "ael": {"a": None},
+    "nce+agce": {"alpha": None, "beta": None, "a": None, "q": None},
+    "nce+aul": {"alpha": None, "beta": None, "a": None, "q": None},
+    "nce+ael": {"alpha": None, "beta": None, "a": None},
+    "nnce": {},
+    "eps_softmax": {"alpha": None, "beta": None, "m": None},
+    "js": {"pi": None},
+    "logit_clip": {"tau": None, "p_norm": 2.0, "semantics": "code"},
 }
 # Parameters to test each loss with: the required ones (the published CIFAR values) or the defaults first,
 # then values at or near the ends of the allowed ranges.
@@ -55,6 +76,21 @@ SETTINGS = {
     "label_smoothing": [{}, {"epsilon": 0.0}, {"epsilon": 1.0}],
     "bootstrap_soft": [{}, {"beta": 0.5}, {"beta": 0.0}],
     "bootstrap_hard": [{}, {"beta": 0.5}],
+    # The authors' values (CIFAR-10, CIFAR-100, MNIST, WebVision's a = 1e-5), then ends of the ranges: AUL's a
+    # near 1 takes its far branch (with q = 10, (a - 1)^q expm1(s) would overflow); eps_softmax's m = 0 has no
+    # argmax term.
+    "agce": [{"a": 0.6, "q": 0.6}, {"a": 4.0, "q": 0.2}, {"a": 1e-5, "q": 0.5}, {"a": 6.0, "q": 1.5}],
+    "aul": [{"a": 5.5, "q": 3.0}, {"a": 3.0, "q": 0.1}, {"a": 1.01, "q": 2.0}, {"a": 1 + 1e-6, "q": 10.0}],
+    "ael": [{"a": 2.5}, {"a": 0.1}],
+    "nce+agce": [{"alpha": 1.0, "beta": 4.0, "a": 6.0, "q": 1.5}, {"alpha": 10.0, "beta": 0.1, "a": 1.8, "q": 3.0}],
+    "nce+aul": [{"alpha": 1.0, "beta": 4.0, "a": 6.3, "q": 1.5}, {"alpha": 10.0, "beta": 0.015, "a": 6.0, "q": 3.0}],
+    "nce+ael": [{"alpha": 1.0, "beta": 4.0, "a": 5.0}, {"alpha": 10.0, "beta": 0.1, "a": 1.5}],
+    "nnce": [{}],
+    "eps_softmax": [{"alpha": 0.01, "beta": 5.0, "m": 1e5}, {"alpha": 0.03, "beta": 1.0, "m": 1e4},
+                    {"alpha": 1.0, "beta": 1.0, "m": 0.0}],
+    "js": [{"pi": 0.7}, {"pi": 0.3}, {"pi": 0.01}, {"pi": 0.99}],
+    "logit_clip": [{"tau": 1.0}, {"tau": 2.0}, {"tau": 0.5, "semantics": "paper"}, {"tau": 2.0, "p_norm": 1.0},
+                   {"tau": 3.0, "p_norm": 3.5, "semantics": "paper"}],
 }
 CASES = [
     pytest.param(name, params, id=f"{name}-{params}") for name, settings in SETTINGS.items() for params in settings
@@ -70,6 +106,12 @@ def reference(name, logits, target, params):
     """
     params = {**TABLE[name], **params}
     logits = logits.double()
+    if name == "logit_clip":
+        tau, order = params["tau"], params["p_norm"]
+        norm = logits.abs().pow(order).sum(dim=1, keepdim=True).pow(1 / order)
+        radius = 1 / tau if params["semantics"] == "code" else tau
+        logits = torch.where(norm > tau, logits * radius / norm, logits)
+        return F.cross_entropy(logits, target, reduction="none")
     p, log_p = logits.softmax(dim=1), logits.log_softmax(dim=1)
     rows = torch.arange(len(target))
     p_y, log_p_y = p[rows, target], log_p[rows, target]
@@ -101,6 +143,28 @@ def reference(name, logits, target, params):
     if name == "bootstrap_hard":
         z = p.argmax(dim=1)
         return -(params["beta"] * log_p_y + (1 - params["beta"]) * log_p[rows, z])
+    a, q = params.get("a"), params.get("q")
+    if name in ("agce", "nce+agce"):
+        agce = ((a + 1) ** q - (a + p_y) ** q) / q
+        return agce if name == "agce" else params["alpha"] * nce + params["beta"] * agce
+    if name in ("aul", "nce+aul"):
+        aul = ((a - p_y) ** q - (a - 1) ** q) / q
+        return aul if name == "aul" else params["alpha"] * nce + params["beta"] * aul
+    if name in ("ael", "nce+ael"):
+        ael = torch.exp(-p_y / a)
+        return ael if name == "ael" else params["alpha"] * nce + params["beta"] * ael
+    if name == "nnce":  # as ANL's code: the log of the clamped softmax
+        shifted = -math.log(1e-7) + p.clamp(1e-7, 1).log()
+        return 1 - shifted[rows, target] / shifted.sum(dim=1)
+    if name == "eps_softmax":  # as the authors' code: the argmax is an index, p' a tensor
+        m = params["m"]
+        p_eps = (p + m * F.one_hot(p.argmax(dim=1), logits.shape[1])) / (1 + m)
+        return -params["alpha"] * p_eps[rows, target].clamp(min=1e-8).log() + params["beta"] * 2 * (1 - p_y)
+    if name == "js":  # the two KL divergences over all C classes; log m from log p, finite where p underflows
+        pi = params["pi"]
+        log_m = torch.logaddexp(math.log(pi) + one_hot.log(), math.log(1 - pi) + log_p)
+        divergence = pi * -log_m[rows, target] + (1 - pi) * (p * (log_p - log_m)).sum(dim=1)
+        return divergence / (-(1 - pi) * math.log(1 - pi))
     raise AssertionError(name)
 
 
@@ -211,6 +275,32 @@ HAND_COMPUTED = [
     ("bootstrap_soft", {"beta": 0.5}, 2, 1.25 * LN2),
     # y = 0, argmax z = 2: 0.8 * ln 4 + 0.2 * ln 2 = 1.8 ln 2.
     ("bootstrap_hard", {"beta": 0.8}, 0, 1.8 * LN2),
+    # p_y = 1/2, a = 1, q = 2: (2^2 - 1.5^2) / 2 = 1.75 / 2.
+    ("agce", {"a": 1.0, "q": 2.0}, 2, 0.875),
+    # p_y = 1/4, a = 2, q = 2: (1.75^2 - 1^2) / 2 = 2.0625 / 2.
+    ("aul", {"a": 2.0, "q": 2.0}, 0, 1.03125),
+    # p_y = 1/2, a = 1/2: exp(-1).
+    ("ael", {"a": 0.5}, 2, math.exp(-1)),
+    # NCE 1/5 as above: 2 * 1/5 + 3 * 0.875.
+    ("nce+agce", {"alpha": 2.0, "beta": 3.0, "a": 1.0, "q": 2.0}, 2, 3.025),
+    # y = 0, NCE 2/5: 2 * 2/5 + 3 * 1.03125.
+    ("nce+aul", {"alpha": 2.0, "beta": 3.0, "a": 2.0, "q": 2.0}, 0, 3.89375),
+    ("nce+ael", {"alpha": 2.0, "beta": 3.0, "a": 0.5}, 2, 0.4 + 3 * math.exp(-1)),
+    # No p at the 1e-7 floor; with L = ln 1e7: 1 - (L - ln 2) / ((L - 2 ln 2) * 2 + L - ln 2).
+    ("nnce", {}, 2, 1 - (math.log(1e7) - LN2) / (3 * math.log(1e7) - 5 * LN2)),
+    # y = 2 is the argmax, m = 1: p'_y = (1/2 + 1) / 2 = 3/4; 2 * ln(4/3) + 3 * 2 * (1 - 1/2).
+    ("eps_softmax", {"alpha": 2.0, "beta": 3.0, "m": 1.0}, 2, 2 * math.log(4 / 3) + 3),
+    # y = 0 is not: p'_y = (1/4) / 2 = 1/8; 2 * ln 8 + 3 * 2 * 3/4.
+    ("eps_softmax", {"alpha": 2.0, "beta": 3.0, "m": 1.0}, 0, 6 * LN2 + 4.5),
+    # p'_y = (1/4) / (1e8 + 1) < 1e-8, the floor: -ln 1e-8.
+    ("eps_softmax", {"alpha": 1.0, "beta": 0.0, "m": 1e8}, 0, math.log(1e8)),
+    # pi = 1/2: m = (1/8, 1/8, 3/4); KL(e_y || m) = ln(4/3), KL(p || m) = 2 * 1/4 ln 2 + 1/2 ln(2/3) = 1/2 ln(4/3);
+    # JS = 1/2 ln(4/3) + 1/4 ln(4/3), times -1 / (1/2 ln(1/2)) = 2 / ln 2.
+    ("js", {"pi": 0.5}, 2, 1.5 * math.log(4 / 3) / LN2),
+    # z = (0, 0, ln 2), ||z|| = ln 2 > 1/2, so z' = z * 2 / ln 2 = (0, 0, 2) ("code"): -log(e^2 / (2 + e^2)).
+    ("logit_clip", {"tau": 0.5}, 2, math.log(2 + math.exp(2)) - 2),
+    # "paper": z' = z * (1/2) / ln 2 = (0, 0, 1/2).
+    ("logit_clip", {"tau": 0.5, "semantics": "paper"}, 2, math.log(2 + math.exp(0.5)) - 0.5),
 ]
 
 
@@ -444,6 +534,22 @@ BAD_PARAMS = [
     ("label_smoothing", "epsilon", [-0.1, 1.1, *NOT_FINITE, *NOT_NUMBERS]),
     ("bootstrap_soft", "beta", [-0.1, 1.1, *NOT_FINITE, *NOT_NUMBERS]),
     ("bootstrap_hard", "beta", [-0.1, 1.1, *NOT_FINITE, *NOT_NUMBERS]),
+    ("agce", "a", [0, -1.0, *NOT_FINITE, *NOT_NUMBERS]),
+    ("agce", "q", [0.0, -0.5, math.nan, True]),
+    ("aul", "a", [1, 1.0, 0.5, *NOT_FINITE, *NOT_NUMBERS]),
+    ("aul", "q", [0, -1.0, math.inf]),
+    ("ael", "a", [0.0, -2.0, *NOT_FINITE, *NOT_NUMBERS]),
+    ("nce+agce", "alpha", [-1.0, math.nan, None]),
+    ("nce+agce", "a", [0.0, math.inf]),
+    ("nce+aul", "a", [1.0, 0.0]),
+    ("nce+aul", "beta", [-0.1, "1"]),
+    ("nce+ael", "beta", [-0.1, math.nan]),
+    ("eps_softmax", "m", [-1.0, *NOT_FINITE, *NOT_NUMBERS]),
+    ("eps_softmax", "alpha", [-0.01, math.inf]),
+    ("js", "pi", [0, 1, 0.0, 1.0, -0.1, 1.5, *NOT_FINITE, *NOT_NUMBERS]),
+    ("logit_clip", "tau", [0, -1.0, *NOT_FINITE, *NOT_NUMBERS]),
+    ("logit_clip", "p_norm", [0.5, 0, math.inf, math.nan, True]),
+    ("logit_clip", "semantics", ["Code", "", "paper ", 1, None, True]),
 ]
 GOOD_PARAMS = [
     ("gce", {"q": 1}),
@@ -461,12 +567,24 @@ GOOD_PARAMS = [
     ("label_smoothing", {"epsilon": 1}),
     ("bootstrap_soft", {"beta": 0}),
     ("bootstrap_hard", {"beta": 1.0}),
+    ("agce", {"a": 1e-9, "q": 1e-9}),
+    ("aul", {"a": 1 + 1e-9, "q": 1e-9}),
+    ("ael", {"a": 1e-9}),
+    ("nce+agce", {"alpha": 0, "beta": 0, "a": 1e6, "q": 3}),
+    ("nce+aul", {"alpha": 0, "beta": 1e6, "a": 1e6, "q": 1e-3}),
+    ("nce+ael", {"alpha": 1e6, "beta": 0, "a": 1e6}),
+    ("eps_softmax", {"alpha": 0, "beta": 0, "m": 0}),
+    ("eps_softmax", {"alpha": 1e6, "beta": 1e6, "m": 1e30}),
+    ("js", {"pi": 1e-9}),
+    ("js", {"pi": 1 - 1e-9}),
+    ("logit_clip", {"tau": 1e-9, "p_norm": 1}),
+    ("logit_clip", {"tau": 1e9, "p_norm": 1e3, "semantics": "paper"}),
 ]
 
 
 def required(name):
-    """The required parameters of a loss, set to a valid value."""
-    return {param: 1.0 for param, default in TABLE[name].items() if default is None}
+    """The required parameters of a loss, set to a valid value: the first setting's."""
+    return {param: SETTINGS[name][0][param] for param, default in TABLE[name].items() if default is None}
 
 
 @pytest.mark.parametrize(
@@ -502,6 +620,11 @@ def test_parameter_messages():
         ("rce", {"A": 0}, "A must be a finite number < 0, got 0"),
         ("sce", {"alpha": math.nan, "beta": 1}, "alpha must be a finite number >= 0, got nan"),
         ("bootstrap_soft", {"beta": -0.5}, "beta must be in [0, 1], got -0.5"),
+        ("aul", {"a": 1, "q": 3}, "a must be a finite number > 1, got 1"),
+        ("agce", {"a": 0.6, "q": 0}, "q must be a finite number > 0, got 0"),
+        ("js", {"pi": 1.0}, "pi must be in (0, 1), got 1.0"),
+        ("logit_clip", {"tau": 1, "semantics": "Code"}, "semantics must be one of code, paper, got 'Code'"),
+        ("logit_clip", {"tau": 1, "p_norm": 0.5}, "p_norm must be a finite number >= 1, got 0.5"),
     ]
     for name, params, message in cases:
         with pytest.raises(ValueError) as error:
@@ -525,7 +648,7 @@ def test_unknown_or_missing_parameter_is_a_type_error(name):
     with pytest.raises(TypeError, match="'temperature'"):
         FUNCTIONS[name](logits, target, temperature=1.0, **required(name))
     for missing in required(name):
-        params = {param: 1.0 for param in required(name) if param != missing}
+        params = {param: value for param, value in required(name).items() if param != missing}
         with pytest.raises(TypeError, match=f"'{missing}'"):
             tce.build_loss(name, **params)
         with pytest.raises(TypeError, match=f"'{missing}'"):

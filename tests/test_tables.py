@@ -3,6 +3,7 @@ import math
 import pandas as pd
 import pytest
 
+from experiments.config import LOSS_KEYS
 from rundirs import write_run
 from scripts.aggregate import aggregate, setting
 from scripts.tables import (
@@ -130,7 +131,7 @@ def test_cli_on_an_empty_runs_folder(tmp_path, capsys):
         assert {(out / f"{name}{suffix}").exists() for suffix in (".md", ".tex", ".csv")} == {True}
     assert "| CE | —; paper 68.18 |" in (out / "table1.md").read_text()
     assert pd.read_csv(out / "table2.csv")["protocol_mean"].isna().all()
-    assert (out / "cells.csv").read_text().startswith("recipe,dataset,setting,loss,alpha,beta,q,A,gamma,t,epsilon,")
+    assert (out / "cells.csv").read_text().startswith(f"recipe,dataset,setting,loss,{','.join(LOSS_KEYS)},noise,")
     assert {p.name for p in out.iterdir()} == {
         "table1.md",
         "table1.tex",
