@@ -2,7 +2,7 @@
 human (CIFAR-N) label noise, the validation holdout, and a device-resident training iterator with batched
 augmentation."""
 
-from data.cifar_n import NOISE_SETS, human_noisy_labels
+from data.cifar_n import NOISE_SETS, fetch_cifar_n, human_noisy_labels
 from data.dataset import Dataset
 from data.errors import DatasetError, one_line
 from data.eval_set import EvalSet
@@ -27,6 +27,7 @@ __all__ = [
     "class_count",
     "class_map",
     "corrupt_labels",
+    "fetch_cifar_n",
     "holdout_split",
     "human_noisy_labels",
     "load_dataset",

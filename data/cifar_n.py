@@ -161,6 +161,24 @@ def _labels(content: dict, key: str, path: pathlib.Path, num_classes: int) -> to
     return torch.from_numpy(array.astype(np.int64))
 
 
+def fetch_cifar_n(dataset_name: str, root: str | pathlib.Path, download: bool = True) -> pathlib.Path:
+    """The path of the CIFAR-N file of `dataset_name` in <root>/cifar-n/ (root overridden by $TCE_DATA_ROOT):
+    downloaded there when missing and `download`, and kept only if its size and SHA-256 are the official ones;
+    DatasetError when it is missing and not `download`, or cannot be downloaded."""
+    if dataset_name not in FILES:
+        raise DatasetError(f"human noise exists only for {' and '.join(FILES)}, not {dataset_name!r}")
+    spec = FILES[dataset_name]
+    path = resolve_root(str(root)) / FOLDER / spec.name
+    if not path.is_file():
+        if not download:
+            raise DatasetError(
+                f"CIFAR-N file {str(path)!r} is missing and download=false; get it from {URL.format(spec.name)} "
+                "or run python -m data.download where the network is reachable"
+            )
+        _download(spec, path)
+    return path
+
+
 def human_noisy_labels(
     dataset_name: str,
     root: str | pathlib.Path,
@@ -186,14 +204,7 @@ def human_noisy_labels(
     if noise_set not in NOISE_SETS[dataset_name]:
         valid = ", ".join(NOISE_SETS[dataset_name])
         raise DatasetError(f"unknown CIFAR-N noise_set {noise_set!r} for {dataset_name}; valid: {valid}")
-    spec = FILES[dataset_name]
-    path = resolve_root(str(root)) / FOLDER / spec.name
-    if not path.is_file():
-        if not download:
-            raise DatasetError(
-                f"CIFAR-N file {str(path)!r} is missing and download=false; get it from {URL.format(spec.name)}"
-            )
-        _download(spec, path)
+    path = fetch_cifar_n(dataset_name, root, download)
     content = _read_file(path)
     num_classes = _NUM_CLASSES[dataset_name]
     clean = _labels(content, "clean_label", path, num_classes)

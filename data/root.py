@@ -6,6 +6,8 @@ import pathlib
 from data.errors import DatasetError
 
 ENV_ROOT = "TCE_DATA_ROOT"
+# Downloaded and decoded data lives here unless configured otherwise (dataset.root), never in the repository.
+DEFAULT_ROOT = "~/.cache/tce/datasets"
 
 # The code package is itself called `data`, so the natural-looking root "data" would fill the source tree
 # with hundreds of megabytes of downloads; refuse it.

@@ -149,7 +149,8 @@ def _decode(name: str, root: pathlib.Path, download: bool) -> dict[str, torch.Te
         if source.superclass is not None:
             extra["superclass"] = source.superclass(root, train_labels, test_labels)
     except _READ_ERRORS as error:
-        action = "download failed or files are corrupt" if download else "files missing or corrupt and download=false"
+        action = ("download failed or files are corrupt" if download else
+                  f"files missing or corrupt and download=false (python -m data.download {name} fetches them)")
         raise DatasetError(
             f"cannot load dataset {name!r} from root {str(root)!r}: expected {root / source.expected_files} "
             f"in torchvision's format; {action} ({one_line(error)})"

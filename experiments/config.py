@@ -5,6 +5,7 @@ the culprit. `resolve` fills the derived values (noise_seed, the loss's paramete
 defaults) that a run records, and names the run.
 """
 
+import functools
 import hashlib
 import json
 import math
@@ -20,7 +21,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 import tce
-from data import DATASETS, check_noise, train_set_size
+from data import DATASETS, check_noise, one_line, train_set_size
+from data.root import DEFAULT_ROOT
 from data.synthetic import MIN_SIZE, SIZE
 from experiments import precision
 
@@ -35,7 +37,8 @@ class ConfigError(ValueError):
 class DatasetConfig:
     name: str = MISSING
     # Downloaded and cached data lives here, never in the repo; the TCE_DATA_ROOT environment variable overrides it.
-    root: str = "~/.cache/tce/datasets"
+    root: str = DEFAULT_ROOT
+    download: bool = True  # fetch missing files (python -m data.download does it beforehand); false: never
     train_size: int | None = None  # keep the first N training images (synthetic: how many to generate)
     test_size: int | None = None
     split_seed: int = 0  # the holdout split, fixed per dataset and independent of the run seed
@@ -170,7 +173,8 @@ class TrainConfig:
     # Training images the per-epoch evaluation pass reads (train_clean_acc, noisy_fit, noisy_true): a fixed
     # class-stratified subset of the training portion, null for all of it. make bench measures the cost.
     eval_train_size: int | None = 5000
-    device: str = "auto"
+    # auto unless $TCE_DEVICE says otherwise: hydra/launcher=slurm_gpu sets it to cuda in every job it runs.
+    device: str = "${oc.env:TCE_DEVICE,auto}"
     # fp32 (strict, as the paper), or the measured opt-ins tf32 and bf16 (experiments/precision.py)
     precision: str = "fp32"
     # Performance options that leave the arithmetic alone; null means the device's default (see resolve).
@@ -178,7 +182,7 @@ class TrainConfig:
     compile: bool | None = None  # torch.compile the model: on for CUDA (falls back to eager if it cannot)
     pack: int = 1  # train this many compatible runs of a multirun sweep at once (basic launcher)
     threads: int | None = None  # CPU threads of this process (null: torch's default); parallel sweep jobs want 1
-    force: bool = False  # rerun a complete run from scratch
+    force: bool = False  # rerun a complete or diverged run from scratch
     progress: bool = True  # tqdm bar within each epoch
     runs_dir: str = "runs"
     # Seconds after which a run directory's lock that nobody refreshes is stale (its trainer died), wherever
@@ -188,7 +192,7 @@ class TrainConfig:
 
 # What each key says about a run, for the code that compares configs:
 # - EXECUTION_KEYS say how to execute it, not what it computes: they may differ when a run resumes.
-# - LOCATION_KEYS say where its inputs are, not what they are.
+# - LOCATION_KEYS say where its inputs are and whether they may be fetched, not what they are.
 # - PER_RUN_KEYS may differ between the runs trained together in one pack (pack=K); all else must agree.
 # - CELL_KEYS name the protocol's cell a run belongs to (a table's row and column); RUN_KEYS tell the runs of one
 #   cell apart: the seeds, and the protocol role (holdout > 0 is the validation run).
@@ -198,7 +202,7 @@ EXECUTION_KEYS = (
     "device", "force", "progress", "pack", "threads", "runs_dir", "compile", "channels_last", "eval_batch_size",
     "lock_timeout",
 )
-LOCATION_KEYS = ("dataset.root",)
+LOCATION_KEYS = ("dataset.root", "dataset.download")
 PER_RUN_KEYS = ("loss", "noise", "noise_type", "noise_set", "noise_seed", "seed", "clean_val", *EXECUTION_KEYS)
 CELL_KEYS = ("dataset.name", "loss", "noise", "noise_type", "noise_set")
 RUN_KEYS = ("seed", "noise_seed", "holdout")
@@ -278,10 +282,12 @@ def run_name(cfg: DictConfig) -> str:
 
 
 def resolve_device(name: str, job_num: int = 0) -> torch.device:
-    """`auto` is CUDA when there is one; with several GPUs, parallel sweep jobs spread over them by job number."""
+    """`auto` is CUDA when there is a usable GPU, else the CPU; with several GPUs, parallel sweep jobs spread over
+    them by job number. CUDA asked for by name must be usable here."""
     if name == "auto":
         gpus = torch.cuda.device_count()
-        return torch.device(f"cuda:{job_num % gpus}" if gpus else "cpu")
+        gpu = torch.device(f"cuda:{job_num % gpus}") if gpus else None
+        return gpu if gpu is not None and _cuda_unusable(gpu) is None else torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -292,7 +298,19 @@ def resolve_device(name: str, job_num: int = 0) -> torch.device:
         raise ConfigError(f"device: {name!r} is not supported (use auto, cpu, cuda or cuda:N)")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"device: {name!r} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
+    if device.type == "cuda" and (problem := _cuda_unusable(device)):
+        raise ConfigError(f"device: {name!r} asked for, but CUDA is unusable here ({problem})")
     return device
+
+
+@functools.cache
+def _cuda_unusable(device: torch.device) -> str | None:
+    """Why a visible GPU cannot run a tensor (a driver too old, a GPU taken in exclusive mode), or None."""
+    try:
+        torch.zeros(1, device=device)
+    except (RuntimeError, AssertionError) as error:  # AssertionError: a torch built without CUDA
+        return one_line(error)
+    return None
 
 
 def _unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]:

@@ -1,28 +1,30 @@
 """Run orchestration: from resolved configs and run directories to trained, recorded runs.
 
-`run_pack` is the one way a run is trained: a single run is a pack of one. For each run it skips a complete
-directory (unless force), resumes a checkpoint exactly, or starts fresh, then trains and records every epoch.
-A stop signal (experiments/interrupt.py) or an exit requested by a launcher marks the runs interrupted, with their
-completed epochs kept, and is passed on; a relaunch resumes them.
+`run_pack` is the one way a run is trained: a single run is a pack of one. For each run it takes the directory's
+lock, then skips a complete or diverged run (unless force, which then clears it), resumes a checkpoint exactly,
+or starts fresh, then trains and records every epoch; experiments/lifecycle.py says which status each step
+writes. A stop signal (experiments/interrupt.py) or an exit requested by a launcher marks the runs interrupted,
+with their completed epochs kept, and is passed on; a relaunch resumes them.
 """
 
 import logging
-import random
+import pickle
+import re
 from itertools import groupby
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 import models
-from data import Dataset, RunData, load_dataset, noise_matrix, one_line, prepare_run_data
-from experiments import interrupt, records
+from data import Dataset, DatasetError, RunData, fetch_cifar_n, load_dataset, noise_matrix, one_line, prepare_run_data
+from experiments import interrupt, killpoints, records
 from experiments.config import run_name
 from experiments.evaluation import METRIC_COLUMNS
+from experiments.lifecycle import DIVERGED, FAILED, INTERRUPTED, RUNNING, TERMINAL, after_epochs
 from experiments.rundir import RunDir, RunDirError
-from experiments.trainer import Member, PackTrainer, diverged, initial_model_state
+from experiments.trainer import Member, PackTrainer, initial_model_state
 
 log = logging.getLogger("tce")
 
@@ -35,17 +37,26 @@ class Run:
         self.name = run_name(member.cfg)
         self.writer: SummaryWriter | None = None
         self.recorded = len(rows)  # epochs whose checkpoint and files are written
+        # Whether the model ran compiled: kept from the summary until this process trains an epoch.
+        self.compiled: bool | None = run_dir.lifecycle.record.get("compiled")
 
     @property
     def start_epoch(self) -> int:
         return len(self.rows)
 
-    def summary(self, status: str, environment: dict, error: str | None = None) -> dict:
+    @property
+    def status(self) -> str | None:
+        return self.dir.lifecycle.status
+
+    def move(self, status: str, environment: dict, error: str | None = None) -> None:
+        """Record the run as `status` (experiments/lifecycle.py) with its summary."""
+        self.dir.lifecycle.move(status, self.summary(environment, error))
+
+    def summary(self, environment: dict, error: str | None = None) -> dict:
         cfg, data = self.member.cfg, self.member.data
         val = [(r["val_acc"], r["epoch"]) for r in self.rows if r["val_acc"] is not None]
         train_eval = data.eval_sets["train"]
         record = {
-            "status": status,
             "config": OmegaConf.to_container(cfg),
             "noise": {
                 "rate": cfg.noise, "type": cfg.noise_type, "set": cfg.noise_set, "seed": cfg.noise_seed,
@@ -63,6 +74,7 @@ class Run:
             "best_val_epoch": max(val, key=lambda v: (v[0], -v[1]))[1] if val else None,
             "final": {k: self.rows[-1][k] for k in METRIC_COLUMNS} if self.rows else None,
             **environment,
+            "compiled": self.compiled,
         }
         if error:
             record["error"] = error
@@ -76,73 +88,124 @@ class StartError(RuntimeError):
 def run_pack(entries: list[tuple[DictConfig, Path]]) -> list[str]:
     """Train each (resolved config, run directory) pair; configs must differ only in per-run keys.
 
-    Returns each run's final status: complete, diverged, failed, or skipped (complete before, or busy elsewhere).
-    On a stop signal it marks the runs interrupted, releases them and raises interrupt.RunInterrupted. A run that
-    cannot start (an unreadable checkpoint) is marked failed, and once the pack's other runs are trained, its
-    StartError is raised: like a bad config, its one line is what the user must act on.
+    Returns each entry's final status: complete, diverged, failed, or skipped (complete or diverged before, busy
+    elsewhere, or the same directory as an earlier entry: a pack trains a run once). On a stop signal it marks the
+    runs interrupted, releases them and raises interrupt.RunInterrupted. A run that cannot start (an unreadable
+    checkpoint, a missing data file) is marked failed, and once the pack's other runs are trained, its error is
+    raised: like a bad config, its one line is what the user must act on.
     """
     entries = [(cfg, Path(path)) for cfg, path in entries]
-    statuses, todo = {}, []
-    for cfg, path in entries:
-        run_dir = RunDir(path)
-        if cfg.force:
-            run_dir.clear()
-        try:
-            run_dir.check_config(cfg)
-        except RunDirError as e:
-            log.error(str(e))
-            statuses[path] = "failed"
-            continue
-        if run_dir.status() == "complete":
-            log.info(f"{run_name(cfg)}: complete in {path}, skipped (force=true reruns it)")
-            statuses[path] = "skipped"
-            continue
-        try:
-            run_dir.acquire(cfg.lock_timeout)
-        except RunDirError as e:
-            log.warning(f"{e}; skipped")
-            statuses[path] = "skipped"
-            continue
-        todo.append((cfg, run_dir))
+    statuses: list[str | None] = [None] * len(entries)
+    claimed: list[RunDir] = []  # released when done with, or at the end
+    todo: list[tuple[int, DictConfig, RunDir]] = []
     try:
+        for i, (cfg, path) in enumerate(entries):
+            if any(run_dir.path.resolve() == path.resolve() for run_dir in claimed):  # `loss=ce,tce loss.alpha=1,2`
+                log.info(f"{run_name(cfg)}: listed twice in this pack, trained once")
+                statuses[i] = "skipped"
+                continue
+            run_dir = RunDir(path)
+            try:
+                run_dir.acquire(cfg.lock_timeout)
+            except RunDirError as e:
+                log.warning(f"{e}; skipped")
+                statuses[i] = "skipped"
+                continue
+            claimed.append(run_dir)
+            statuses[i] = _claim(cfg, run_dir)
+            if statuses[i] is None:
+                todo.append((i, cfg, run_dir))
+            else:
+                run_dir.release()
         if todo:
             with interrupt.stop_signals():
-                statuses.update(_train(todo))
+                trained = _train([(cfg, run_dir) for _, cfg, run_dir in todo])
+            for i, _, run_dir in todo:
+                statuses[i] = trained[run_dir.path]
     finally:
-        for _, run_dir in todo:
+        for run_dir in claimed:
             run_dir.release()
-    return [statuses[path] for _, path in entries]
+    return statuses
+
+
+def _claim(cfg: DictConfig, run_dir: RunDir) -> str | None:
+    """With the directory's lock held: None if the run is to be trained, else why not (failed, skipped)."""
+    if cfg.force:
+        run_dir.clear()
+    try:
+        run_dir.check_config(cfg)
+    except RunDirError as e:
+        log.error(str(e))
+        return FAILED
+    if run_dir.lifecycle.status in TERMINAL:
+        log.info(f"{run_name(cfg)}: {run_dir.lifecycle.status} in {run_dir.path}, skipped (force=true reruns it)")
+        return "skipped"
+    return None
 
 
 def _train(todo: list[tuple[DictConfig, RunDir]]) -> dict[Path, str]:
     cfg0 = todo[0][0]
     device = torch.device(cfg0.device)
+    _report(device)
     if cfg0.threads:
         torch.set_num_threads(cfg0.threads)
     ds = cfg0.dataset
-    dataset = load_dataset(ds.name, ds.root, train_size=ds.train_size, test_size=ds.test_size,
-                           num_classes=ds.num_classes, seed=ds.seed, image_size=ds.image_size)
+    try:
+        dataset = load_dataset(ds.name, ds.root, train_size=ds.train_size, test_size=ds.test_size,
+                               num_classes=ds.num_classes, seed=ds.seed, image_size=ds.image_size,
+                               download=ds.download)
+    except DatasetError as e:
+        for cfg, run_dir in todo:
+            _cannot_start(cfg, run_dir, e)
+        raise
     environment = {"versions": records.versions(), "git_commit": records.git_commit(),
                    "device": records.device_name(device)}
     runs, statuses, unstartable = [], {}, []
-    for cfg, run_dir in todo:
-        try:
-            runs.append(_start(cfg, run_dir, dataset, device, environment))
-        except StartError as e:  # this run cannot go on; the others of the pack do
-            run_dir.write_summary({**(run_dir.read_summary() or {}), "status": "failed", "error": str(e),
-                                   "config": OmegaConf.to_container(cfg)})
-            statuses[run_dir.path] = "failed"
-            unstartable.append(e)
-    # Members of one pack advance together, so runs resumed at different epochs train as separate packs.
-    for _, group in groupby(sorted(runs, key=lambda r: r.start_epoch), key=lambda r: r.start_epoch):
-        statuses.update(_train_pack(list(group), device, environment))
+    try:
+        for cfg, run_dir in todo:
+            try:
+                runs.append(_start(cfg, run_dir, dataset, device, environment))
+            except (StartError, DatasetError) as e:  # this run cannot go on; the others of the pack do
+                _cannot_start(cfg, run_dir, e)
+                statuses[run_dir.path] = FAILED
+                unstartable.append(e)
+            except Exception as e:  # a crash, recorded as in training
+                _cannot_start(cfg, run_dir, one_line(e))
+                statuses[run_dir.path] = FAILED
+                log.exception(f"{run_name(cfg)}: failed to start: {one_line(e)}")
+        # Members of one pack advance together, so runs resumed at different epochs train as separate packs.
+        for _, group in groupby(sorted(runs, key=lambda r: r.start_epoch), key=lambda r: r.start_epoch):
+            statuses.update(_train_pack(list(group), device, environment))
+    except BaseException as stop:  # a stop: the runs started but not trained yet stop too (_train_pack its own)
+        for run in runs:
+            if run.status == RUNNING:
+                run.move(INTERRUPTED, environment, _stop_reason(stop))
+        raise
     if unstartable:
         raise unstartable[0]
     return statuses
 
 
+_reported: set[str] = set()
+
+
+def _report(device: torch.device) -> None:
+    """Say once per process what it trains on: device=auto falls back to the CPU where it finds no usable GPU."""
+    if str(device) not in _reported:
+        _reported.add(str(device))
+        log.info(f"device {device}: {records.device_name(device)}")
+
+
+def _cannot_start(cfg: DictConfig, run_dir: RunDir, error: Exception | str) -> None:
+    """Record that the run could not start, keeping what its summary said before."""
+    record = {**run_dir.lifecycle.record, "config": OmegaConf.to_container(cfg), "error": str(error)}
+    run_dir.lifecycle.move(FAILED, record)
+
+
 def run_data_for(cfg: DictConfig, dataset: Dataset, device: torch.device) -> RunData:
     """The data a run with resolved config `cfg` trains and evaluates on."""
+    if cfg.noise_type == "human":  # present before it is read, or fetched only where downloads are allowed
+        fetch_cifar_n(cfg.dataset.name, cfg.dataset.root, cfg.dataset.download)
     return prepare_run_data(
         dataset, noise=cfg.noise, noise_type=cfg.noise_type, noise_seed=cfg.noise_seed, noise_set=cfg.noise_set,
         root=cfg.dataset.root, holdout=cfg.holdout, clean_val=cfg.clean_val, split_seed=cfg.dataset.split_seed,
@@ -152,17 +215,18 @@ def run_data_for(cfg: DictConfig, dataset: Dataset, device: torch.device) -> Run
 
 
 def _start(cfg: DictConfig, run_dir: RunDir, dataset, device: torch.device, environment: dict) -> Run:
-    """Prepare a run's data and state: from its checkpoint when there is one, else freshly seeded."""
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    """Prepare a run's data and state, from its checkpoint when there is one, else freshly seeded; record it
+    running.
+
+    Nothing of a run draws from the global Python, numpy or torch generators (its weights are drawn under
+    fork_rng, its data has generators of its own), so they are neither seeded nor checkpointed.
+    """
     data = run_data_for(cfg, dataset, device)
     rows: list[dict] = []
     if run_dir.checkpoint.exists():
-        state = _load_checkpoint(run_dir.checkpoint)
+        state = _load_checkpoint(run_dir)
         member = Member(cfg, data, state["model"], state["momentum"])
         data.loader.load_state_dict(state["loader"])
-        _set_rng_state(state["rng"])
         rows = state["metrics"]
         log.info(f"{run_name(cfg)}: resuming after epoch {len(rows)} from {run_dir.checkpoint}")
     else:
@@ -174,78 +238,80 @@ def _start(cfg: DictConfig, run_dir: RunDir, dataset, device: torch.device, envi
     run_dir.write_noise_matrix(noise_matrix(data.clean_labels, data.noisy_labels, data.num_classes))
     run_dir.write_metrics(rows)
     run_dir.write_calibration(rows)
-    run_dir.write_summary(run.summary("running", environment))
+    run.move(RUNNING, environment)
     return run
 
 
-def _load_checkpoint(path: Path) -> dict:
+CHECKPOINT_KEYS = ("epoch", "model", "momentum", "loader", "metrics")
+
+
+def _load_checkpoint(run_dir: RunDir) -> dict:
+    path = run_dir.checkpoint
+    way_out = "rerun the run from scratch with force=true"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: it holds RNG states
+        state = run_dir.load_checkpoint()
         if not isinstance(state, dict):
             raise TypeError(f"holds a {type(state).__name__}, not a checkpoint")
-        missing = {"model", "momentum", "loader", "rng", "metrics"} - set(state)
+        missing = set(CHECKPOINT_KEYS) - set(state)
         if missing:
             raise KeyError(f"lacks {', '.join(sorted(missing))}")
-    except Exception as error:  # noqa: BLE001 - whatever is wrong with the file, the way out is the same
+    except pickle.UnpicklingError as error:  # weights_only refused it before calling anything in it
+        found = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", str(error))
+        what = (found[1] or found[2]) if found else "object"
         raise StartError(
-            f"cannot resume from {path} ({one_line(error)}); rerun the run from scratch with force=true"
+            f"cannot resume from {path}: it holds a pickled {what}, which no checkpoint holds (refused, nothing of "
+            f"it ran); {way_out}"
         ) from None
+    except Exception as error:  # noqa: BLE001 - whatever is wrong with the file, the way out is the same
+        raise StartError(f"cannot resume from {path} ({one_line(error)}); {way_out}") from None
     return state
 
 
 def _train_pack(runs: list[Run], device: torch.device, environment: dict) -> dict[Path, str]:
-    statuses = {r.dir.path: "running" for r in runs}
     cfg = runs[0].member.cfg
+    if runs[0].start_epoch >= cfg.epochs:  # killed after its last checkpoint: its epochs are all recorded
+        for run in runs:
+            run.move(after_epochs(run.rows, cfg.epochs), environment)
+        return {run.dir.path: run.status for run in runs}
     try:
         trainer = PackTrainer([r.member for r in runs], device)
-        environment = {**environment, "compiled": trainer.compiled}  # kept current below: compile may fall back
         for run in runs:
             # purge_step drops events a killed run logged after its last checkpoint.
             run.writer = SummaryWriter(run.dir.tb, purge_step=run.start_epoch + 1)
         for epoch in range(runs[0].start_epoch + 1, cfg.epochs + 1):
             rows = trainer.run_epoch(epoch)
-            environment["compiled"] = trainer.compiled
             states = trainer.member_states()
             for run, row, (model_state, momentum) in zip(runs, rows, states, strict=True):
-                if statuses[run.dir.path] != "running":
+                if run.status != RUNNING:
                     continue
+                run.compiled = trainer.compiled  # compile may have fallen back
                 run.rows.append(row)
                 log.info(_epoch_line(run, row, cfg.epochs))
-                if diverged(row):
-                    statuses[run.dir.path] = "diverged"
-                    run.dir.write_metrics(run.rows)
-                    run.dir.write_calibration(run.rows)
-                    error = f"non-finite training loss at epoch {epoch}"
-                    run.dir.write_summary(run.summary("diverged", environment, error))
+                _record(run, row, model_state, momentum, environment)
+                if run.status == DIVERGED:
                     log.warning(f"{run.name}: diverged at epoch {epoch}; recorded, moving on")
-                    continue
-                _record(run, row, model_state, momentum, "complete" if epoch == cfg.epochs else "running", environment)
-            if "running" not in statuses.values():
+            if all(run.status != RUNNING for run in runs):
                 break
-        for run in runs:
-            if statuses[run.dir.path] == "running":
-                statuses[run.dir.path] = "complete"
     except Exception as e:  # a crashed run is recorded as failed, and the sweep goes on
         error = one_line(e)
         for run in runs:
-            if statuses[run.dir.path] == "running":
-                statuses[run.dir.path] = "failed"
-                run.dir.write_summary(run.summary("failed", environment, error))
+            if run.status == RUNNING:
+                run.move(FAILED, environment, error)
         log.exception(f"{runs[0].name}: failed: {error}")
     except BaseException as stop:  # a stop signal, or a launcher's exit: keep what is complete, then pass it on
         for run in runs:
-            if statuses[run.dir.path] == "running":
+            if run.status == RUNNING:
                 del run.rows[run.recorded:]  # an epoch whose files were not all written is trained again
                 run.dir.write_metrics(run.rows)
                 run.dir.write_calibration(run.rows)
-                run.dir.write_summary(run.summary("interrupted", environment, _stop_reason(stop)))
+                run.move(INTERRUPTED, environment, _stop_reason(stop))
         log.warning(f"{runs[0].name}: interrupted ({_stop_reason(stop)}); completed epochs kept")
         raise
     finally:
         for run in runs:
             if run.writer:
                 run.writer.close()
-    return statuses
+    return {run.dir.path: run.status for run in runs}
 
 
 def _stop_reason(stop: BaseException) -> str:
@@ -254,19 +320,27 @@ def _stop_reason(stop: BaseException) -> str:
     return str(stop) or type(stop).__name__  # "stopped by SIGTERM", or KeyboardInterrupt
 
 
-def _record(run: Run, row: dict, model_state, momentum, status: str, environment: dict) -> None:
-    """Persist one finished epoch: checkpoint first, so the files never run ahead of what can be resumed."""
-    run.dir.save_checkpoint({
-        "epoch": row["epoch"], "model": model_state, "momentum": momentum,
-        "loader": run.member.data.loader.state_dict(), "rng": _rng_state(), "metrics": run.rows,
-    })
+def _record(run: Run, row: dict, model_state, momentum, environment: dict) -> None:
+    """Persist one finished epoch: checkpoint first, so the files never run ahead of what can be resumed. A
+    diverged epoch is not checkpointed: a diverged run is terminal."""
+    epoch = row["epoch"]
+    status = after_epochs(run.rows, run.member.cfg.epochs)
+    if status != DIVERGED:
+        run.dir.save_checkpoint({
+            "epoch": epoch, "model": model_state, "momentum": momentum,
+            "loader": run.member.data.loader.state_dict(), "metrics": run.rows,
+        })
+        killpoints.reached("checkpoint", epoch)
     run.dir.write_metrics(run.rows)
+    killpoints.reached("metrics", epoch)
     run.dir.write_calibration(run.rows)
-    run.dir.write_summary(run.summary(status, environment))
+    killpoints.reached("calibration", epoch)
+    run.move(status, environment, f"non-finite training loss at epoch {epoch}" if status == DIVERGED else None)
+    killpoints.reached("summary", epoch)
     run.recorded = len(run.rows)
     for key in METRIC_COLUMNS[1:]:
         if row[key] is not None:
-            run.writer.add_scalar(key, row[key], row["epoch"])
+            run.writer.add_scalar(key, row[key], epoch)
     run.writer.flush()
 
 
@@ -276,16 +350,3 @@ def _epoch_line(run: Run, row: dict, epochs: int) -> str:
     return (f"{run.name} epoch {row['epoch']}/{epochs} lr {row['lr']:g} loss {row['train_loss']:.4f} "
             f"train {row['train_acc']:.2f} clean {row['train_clean_acc']:.2f}{fit}{val} test {row['test_acc']:.2f} "
             f"({row['seconds']:.1f}s)")
-
-
-def _rng_state() -> dict:
-    # The CPU generators only: nothing draws from CUDA's (the data has its own generators, and the initial weights
-    # are drawn on the CPU), and restoring it would tie a checkpoint to the number of GPUs it was written on.
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def _set_rng_state(state: dict) -> None:
-    """Restores _rng_state's states; a checkpoint's CUDA state (written by older versions) is ignored."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])

@@ -6,7 +6,6 @@ file is written atomically, so a run killed at any moment leaves a directory tha
 
 import csv
 import io
-import json
 import shutil
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from data.files import write_atomic
 from experiments.config import EXECUTION_KEYS, LOCATION_KEYS, covered, flatten
 from experiments.evaluation import CALIBRATED, METRIC_COLUMNS
-from experiments.files import save_torch, write_json, write_text
+from experiments.files import load_torch, save_torch, write_text
+from experiments.lifecycle import Lifecycle
 from experiments.lock import LockBusy, RunLock
 
 # One row per (epoch, evaluation set, confidence bin): the sums behind the ECE, for reliability diagrams.
@@ -41,24 +41,18 @@ class RunDir:
         self.tb = self.path / "tb"
         self.lock_file = self.path / ".lock"
         self._lock: RunLock | None = None
-
-    def read_summary(self) -> dict | None:
-        try:
-            return json.loads(self.summary.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def status(self) -> str | None:
-        summary = self.read_summary()
-        return summary.get("status") if summary else None
+        self.lifecycle: Lifecycle | None = None  # the run's status, read once the lock is held (acquire)
 
     def clear(self) -> None:
-        """Forget a previous run here (force=true); Hydra's own files stay."""
+        """Forget a previous run here (force=true), which only the lock's holder may do; Hydra's own files stay."""
+        if self._lock is None:
+            raise RunDirError(f"{self.path}: clearing a run directory needs its lock")
         files = (self.config, self.metrics, self.calibration, self.summary, self.noisy_labels, self.noise_matrix,
                  self.checkpoint)
         for f in files:
             f.unlink(missing_ok=True)
         shutil.rmtree(self.tb, ignore_errors=True)
+        self.lifecycle = Lifecycle(self.summary)
 
     def check_config(self, cfg: DictConfig) -> None:
         """A directory holds one configuration: refuse to resume or skip a run whose config differs."""
@@ -104,21 +98,25 @@ class RunDir:
                     writer.writerow([row["epoch"], split, b, *(f"{v:.12g}" for v in sums)])
         write_text(self.calibration, out.getvalue())
 
-    def write_summary(self, summary: dict) -> None:
-        write_json(self.summary, summary)
-
     def save_checkpoint(self, state: dict) -> None:
         save_torch(self.checkpoint, state)
 
+    def load_checkpoint(self) -> dict:
+        """What save_checkpoint wrote, read safely (experiments.files.load_torch); raises whatever reading
+        it raises."""
+        return load_torch(self.checkpoint)
+
     def acquire(self, timeout: float) -> None:
-        """Claim the directory for this process (experiments/lock.py), so that two jobs never train the same run;
-        raises RunDirError when another live process holds it."""
+        """Claim the directory for this process (experiments/lock.py), so that two jobs never train the same run,
+        and read its status; raises RunDirError when another live process holds it."""
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = RunLock(self.lock_file, timeout)
+        lock = RunLock(self.lock_file, timeout)
         try:
-            self._lock.acquire()
+            lock.acquire()
         except LockBusy as busy:
             raise RunDirError(str(busy)) from None
+        self._lock = lock
+        self.lifecycle = Lifecycle(self.summary)
 
     def release(self) -> None:
         if self._lock is not None:

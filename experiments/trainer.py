@@ -8,7 +8,6 @@ Metrics accumulate on the device; the host reads them once per epoch, never insi
 """
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,10 +59,11 @@ def lr_at(epoch: int, cfg: DictConfig) -> float:
 class Forward:
     """The model's forward pass: compiled when asked for and possible, else eager.
 
-    torch.compile works lazily, so a failure (no C compiler for Triton, an unsupported op) shows in the first step
-    or evaluation; `fall_back` then switches to eager for good, with one warning line, and the caller redoes the
-    work. Shapes are static (dynamic=False): a sweep process compiles one graph per batch shape, i.e. the full
-    and the last partial training batch and one evaluation batch (evaluation pads its last batch, see PackTrainer).
+    torch.compile works lazily, so a failure to compile (no C compiler for Triton, an unsupported op) shows in the
+    first step or evaluation; `fall_back` then switches to eager for good, with one warning line, and the caller
+    redoes the work. Any other error (out of memory, a bug) is the run's own and fails it. Shapes are static
+    (dynamic=False): a sweep process compiles one graph per batch shape, i.e. the full and the last partial
+    training batch and one evaluation batch (evaluation pads its last batch, see PackTrainer).
     """
 
     def __init__(self, model: torch.nn.Module, compile: bool):
@@ -74,12 +74,29 @@ class Forward:
         return (self.model if self.compiled is None else self.compiled)(x)
 
     def fall_back(self, error: Exception) -> bool:
-        """Whether `error` may come from compiling: if so, this runs eager from now on."""
-        if self.compiled is None:
+        """Whether `error` is torch.compile's failure to compile: if so, this runs eager from now on."""
+        if self.compiled is None or not isinstance(error, compile_errors()):
             return False
         log.warning(f"torch.compile failed, running eager instead: {one_line(error)}")
         self.compiled = None
         return True
+
+
+def compile_errors() -> tuple[type[Exception], ...]:
+    """What torch.compile raises when it cannot compile (torch 2.14): TorchDynamoException covers dynamo's
+    BackendCompilerFailed (inductor's InductorError among them), InternalTorchDynamoError, Unsupported,
+    TorchRuntimeError and TritonMissing; inductor's own errors and Triton's may also surface unwrapped.
+    Imported when an error arrives: torch._dynamo takes seconds to import, and an eager run never needs it."""
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor import exc as inductor
+
+    errors = (TorchDynamoException, inductor.OperatorIssue, inductor.SubgraphLoweringException,
+              inductor.InvalidCxxCompiler, inductor.CppCompileError, inductor.CppWrapperCodegenError)
+    try:
+        from triton.errors import TritonError
+    except ImportError:  # no Triton (a CPU-only install): its errors cannot occur
+        return errors
+    return (*errors, TritonError)
 
 
 # One model per shape and device for the whole process, so that torch.compile's work is done once per sweep:
@@ -128,7 +145,8 @@ class PackTrainer:
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         with self.autocast:
             out = self.forward(x)
-        return out.float().view(x.shape[0], self.k, self.num_classes)
+        # Losses see float32 logits, or float64 ones from a float64 model (tests compare packs in float64).
+        return out.to(torch.promote_types(out.dtype, torch.float32)).view(x.shape[0], self.k, self.num_classes)
 
     @property
     def compiled(self) -> bool:
@@ -227,7 +245,3 @@ class PackTrainer:
         model = {n: t.cpu() for n, t in self.model.state_dict().items()}
         buffers = {n: self.optimizer.state[p]["momentum_buffer"].cpu() for n, p in self.model.named_parameters()}
         return list(zip(unpack_state_dict(model, self.k), unpack_state_dict(buffers, self.k), strict=True))
-
-
-def diverged(row: dict) -> bool:
-    return not math.isfinite(row["train_loss"])

@@ -44,21 +44,16 @@ from data import DatasetError, class_count
 from data.errors import one_line
 from experiments.config import LOSS_KEY_TYPES, LOSS_KEYS, compose, loss_tag, recipe, recipe_tag, with_defaults
 from experiments.evaluation import METRIC_COLUMNS
+from experiments.lifecycle import COMPLETE, STATUSES
 from experiments.rundir import CALIBRATION_COLUMNS
 from scripts import selection
 from scripts.settings import cell_name, setting, setting_of, setting_order
 
 RUN_FILES = ("summary.json", "metrics.csv", "config.yaml")
-STATUSES = ("complete", "running", "interrupted", "diverged", "failed")  # as summary.json spells them
 CORRUPT = "corrupt"
-STATUS_LABELS = {
-    "complete": "complete",
-    "running": "running",
-    "interrupted": "interrupted",
-    "diverged": "diverged",
-    "failed": "failed",
-    CORRUPT: "corrupt",
-}
+# The statuses a run read from disk can have, in the status report's order: the engine's (complete first), and
+# corrupt for files that cannot be read or contradict each other.
+FOUND_STATUSES = (COMPLETE, *(status for status in STATUSES if status != COMPLETE), CORRUPT)
 # The columns of the first metrics.csv, which every run directory has; later ones added the others.
 REQUIRED_METRICS = ("epoch", "lr", "train_loss", "train_acc", "train_clean_acc", "val_acc", "test_acc", "seconds")
 
@@ -500,7 +495,7 @@ def status_report(aggregation: Aggregation) -> str:
     counts = Counter(r.status for r in runs)
     lines = [
         f"{len(runs)} run directories under {aggregation.runs_dir}: "
-        + ", ".join(f"{counts[status]} {label}" for status, label in STATUS_LABELS.items())
+        + ", ".join(f"{counts[status]} {status}" for status in FOUND_STATUSES)
     ]
     lines += recipe_lines(aggregation)
     not_complete = [r for r in runs if r.status != "complete"]

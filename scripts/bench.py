@@ -256,48 +256,12 @@ def measure(device: str, *, steps: int | None = None, repeats: int = 5, pack: in
     eval_s = interleaved({name: lambda t=t: seconds(lambda: t.evaluate("test"), dev)
                           for name, t in evaluated.items()}, repeats)
 
-    step_s = {name: statistics.median(s) / steps for name, s in train_s.items()}
-    img_s = {name: ce.batch_size * (pack if name == "packed" else 1) / s for name, s in step_s.items()}
-    eval_img_s = {name: test_images * evaluated[name].k / statistics.median(s) for name, s in eval_s.items()}
-    engine_img_s = img_s[ce.precision]
-    overhead = {
-        name: {kind: (e / eval_img_s["single"]) / (t / engine_img_s)
-               for kind, (t, e) in (("validation", epoch_images(*sizes, True, ce.eval_train_size)),
-                                    ("full", epoch_images(*sizes, False, ce.eval_train_size)))}
-        for name, sizes in DATASETS.items()
-    }
-    grids = {}
-    for grid in GRIDS:
-        train, evaluate = grid_images(grid, ce.eval_train_size)
-        hours = {mode: (train / img_s[ce.precision if mode == "single" else "packed"] + evaluate / eval_img_s[mode])
-                 / 3600 for mode in ("single", "packed")}
-        mode = min(hours, key=hours.get)
-        datasets, cells = GRIDS[grid]
-        grids[grid] = {"mode": mode, "hours": hours, "estimate": hours[mode], "runs": len(datasets) * cells *
-                       (1 + FULL_RUNS), "epochs": EPOCHS, "train_images": train, "eval_images": evaluate}
     versions = records.versions()
     return {
         "device": records.device_name(dev),
         "device_type": dev.type,
-        "naive_img_s": img_s["naive"],
-        "engine_img_s": engine_img_s,
-        "ratio": engine_img_s / img_s["naive"],
-        "precision": ce.precision,
-        "engine_img_s_by_precision": {p: img_s[p] for p in precisions},
-        "ratio_by_precision": {p: img_s[p] / img_s["naive"] for p in precisions},
-        "ce_step_s": step_s[ce.precision],
-        "tce_step_s": step_s["tce"],
-        "tce_over_ce_step": step_s["tce"] / step_s[ce.precision],
-        "packed_img_s": img_s["packed"],
-        "pack": pack,
-        "pack_speedup": img_s["packed"] / engine_img_s,
-        "eval_img_s": eval_img_s["single"],
-        "packed_eval_img_s": eval_img_s["packed"],
-        "eval_overhead": {name: max(kinds.values()) for name, kinds in overhead.items()},
-        "eval_overhead_by_run": overhead,
-        "grid_hours_estimate": grids["paper"]["estimate"],
-        "zoo_grid_hours_estimate": grids["zoo"]["estimate"],
-        "grids": grids,
+        **rates(train_s, eval_s, steps=steps, batch_size=ce.batch_size, pack=pack, test_images=test_images,
+                precision=ce.precision, precisions=precisions, eval_train_size=ce.eval_train_size),
         "seconds": {"train": train_s, "eval": eval_s},
         "options": {
             "steps": steps, "repeats": repeats, "warmup_steps": warmup, "batch_size": ce.batch_size,
@@ -313,6 +277,56 @@ def measure(device: str, *, steps: int | None = None, repeats: int = 5, pack: in
         "git_commit": records.git_commit(),
         # Other processes' load slows and scatters the timings; with more than the cores, medians go up.
         "load_average": {"start": load_start, "end": os.getloadavg(), "cpus": os.cpu_count()},
+    }
+
+
+def rates(train_s: dict[str, list[float]], eval_s: dict[str, list[float]], *, steps: int, batch_size: int, pack: int,
+          test_images: int, precision: str, precisions: tuple[str, ...], eval_train_size: int | None) -> dict:
+    """What the timings say: speeds, ratios, evaluation overheads and grid estimates (see the module docstring).
+
+    train_s: seconds of `steps` steps per repetition, for "naive", each precision, "tce" and "packed"; eval_s:
+    seconds of one pass over `test_images` per repetition, for "single" and "packed".
+    """
+    step_s = {name: statistics.median(s) / steps for name, s in train_s.items()}
+    img_s = {name: batch_size * (pack if name == "packed" else 1) / s for name, s in step_s.items()}
+    eval_img_s = {name: test_images * (pack if name == "packed" else 1) / statistics.median(s)
+                  for name, s in eval_s.items()}
+    engine_img_s = img_s[precision]
+    overhead = {
+        name: {kind: (e / eval_img_s["single"]) / (t / engine_img_s)
+               for kind, (t, e) in (("validation", epoch_images(*sizes, True, eval_train_size)),
+                                    ("full", epoch_images(*sizes, False, eval_train_size)))}
+        for name, sizes in DATASETS.items()
+    }
+    grids = {}
+    for grid in GRIDS:
+        train, evaluate = grid_images(grid, eval_train_size)
+        hours = {mode: (train / img_s[precision if mode == "single" else "packed"] + evaluate / eval_img_s[mode])
+                 / 3600 for mode in ("single", "packed")}
+        mode = min(hours, key=hours.get)
+        datasets, cells = GRIDS[grid]
+        grids[grid] = {"mode": mode, "hours": hours, "estimate": hours[mode], "runs": len(datasets) * cells *
+                       (1 + FULL_RUNS), "epochs": EPOCHS, "train_images": train, "eval_images": evaluate}
+    return {
+        "naive_img_s": img_s["naive"],
+        "engine_img_s": engine_img_s,
+        "ratio": engine_img_s / img_s["naive"],
+        "precision": precision,
+        "engine_img_s_by_precision": {p: img_s[p] for p in precisions},
+        "ratio_by_precision": {p: img_s[p] / img_s["naive"] for p in precisions},
+        "ce_step_s": step_s[precision],
+        "tce_step_s": step_s["tce"],
+        "tce_over_ce_step": step_s["tce"] / step_s[precision],
+        "packed_img_s": img_s["packed"],
+        "pack": pack,
+        "pack_speedup": img_s["packed"] / engine_img_s,
+        "eval_img_s": eval_img_s["single"],
+        "packed_eval_img_s": eval_img_s["packed"],
+        "eval_overhead": {name: max(kinds.values()) for name, kinds in overhead.items()},
+        "eval_overhead_by_run": overhead,
+        "grid_hours_estimate": grids["paper"]["estimate"],
+        "zoo_grid_hours_estimate": grids["zoo"]["estimate"],
+        "grids": grids,
     }
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from experiments.records import git_commit
 from scripts import paired, tables
-from scripts.aggregate import STATUS_LABELS, Aggregation, aggregate, recipe_lines
+from scripts.aggregate import FOUND_STATUSES, Aggregation, aggregate, recipe_lines
 from scripts.figures import all_figures
 
 STYLE = """
@@ -67,7 +67,7 @@ def render(runs_dir: Path) -> str:
     significant = frozenset(paired.significant(comparison))
     built = tables.build_tables(aggregation, tables.load_reference(tables.DEFAULT_REFERENCE), significant)
     shown = [t for t in built if t.cells["protocol_mean"].notna().any()]
-    counts = {label: sum(r.status == status for r in aggregation.runs) for status, label in STATUS_LABELS.items()}
+    counts = {status: sum(r.status == status for r in aggregation.runs) for status in FOUND_STATUSES}
     parts = [
         f"<h1>Runs under {html.escape(str(runs_dir))}</h1>",
         f"<p class='muted'>Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} from commit "

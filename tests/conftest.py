@@ -1,5 +1,8 @@
 import gzip
+import ipaddress
+import os
 import pathlib
+import socket
 import sys
 
 import numpy as np
@@ -8,6 +11,30 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # `data`, `models` and `experiments` are top-level packages of the repository, imported without installing it.
 sys.path.insert(0, str(REPO))
+
+# No test touches the network, even where it is reachable (a test that would download a dataset fails instead): this
+# process refuses connections to anything but this machine, and the train.py processes that tests start send their
+# downloads (urllib honours these variables) to a local port where nothing listens.
+os.environ.update({name: "http://127.0.0.1:9" for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")})
+for name in ("no_proxy", "NO_PROXY"):
+    os.environ.pop(name, None)
+_connect = socket.socket.connect
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return host == "localhost"
+
+
+def _local_only(self: socket.socket, address) -> None:
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+        raise OSError(f"a test tried to reach {address[0]}: tests never touch the network")
+    _connect(self, address)
+
+
+socket.socket.connect = _local_only
 
 # The real MNIST test set, present on the build machines only (see its README).
 MNIST_T10K = REPO.parent / "shared" / "datasets" / "mnist-t10k"
@@ -55,3 +82,12 @@ def mnist_t10k_root(mnist_t10k, tmp_path_factory) -> pathlib.Path:
     images, labels = mnist_t10k
     root = tmp_path_factory.mktemp("mnist-t10k-root")
     return write_mnist_root(root, images[:8000], labels[:8000], images[8000:], labels[8000:])
+
+
+@pytest.fixture
+def fresh_models(monkeypatch):
+    """The engine keeps one model per process and shape (experiments/trainer.py); a test that compiles or changes
+    it gets its own, and leaves none behind."""
+    from experiments import trainer
+
+    monkeypatch.setattr(trainer, "_MODELS", {})

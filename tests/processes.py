@@ -7,18 +7,33 @@ import sys
 import time
 from pathlib import Path
 
+from experiments.killpoints import ENV as KILL_AT
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str) -> subprocess.Popen:
-    """`python train.py *args` from the repository root; one thread, so the floats do not depend on the load."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+def cli(*args: str, kill_at: str | None = None, env: dict | None = None) -> subprocess.Popen:
+    """`python train.py *args` from the repository root; one thread, so the floats do not depend on the load.
+
+    kill_at: the process signals itself there (experiments/killpoints.py), e.g. "checkpoint:3" or
+    "summary:2:SIGTERM". env: more environment variables.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    env.pop(KILL_AT, None)
+    if kill_at:
+        env[KILL_AT] = kill_at
     return subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
+def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    """Waits for `proc` and returns what it printed."""
+    return proc.communicate(timeout=timeout)[0]
+
+
 def wait_for_epochs(proc: subprocess.Popen, summary: Path, epochs: int, timeout: float = 240) -> None:
-    """Returns once the run's summary.json counts `epochs` completed epochs; fails if the process ends first."""
+    """Returns once the run's summary.json counts `epochs` completed epochs; fails if the process ends first. For
+    the one test whose signals come from outside the process (submitit's), where a kill point cannot send them."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:

@@ -14,7 +14,8 @@ from scripts.aggregate import aggregate, paper_recipe_tag, status_report
 
 # The keys the issue lists as not part of a recipe: the run's own, and where and how fast it runs; and the cell's.
 NOT_RECIPE = {"seed", "noise_seed", "holdout", "device", "threads", "compile", "channels_last", "pack",
-              "eval_batch_size", "progress", "runs_dir", "lock_timeout", "force", "dataset.root"}
+              "eval_batch_size", "progress", "runs_dir", "lock_timeout", "force", "dataset.root",
+              "dataset.download"}  # and whether the data may be fetched, which changes nothing it computes
 CELL = {"dataset.name", "noise", "noise_type", "noise_set"}
 
 

@@ -5,24 +5,21 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-from processes import wait_for_epochs
+from processes import cli, wait_for_epochs
 
 from scripts import tables
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sweep(runs: Path, *args: str) -> subprocess.Popen:
+def sweep(runs: Path, *args: str, kill_at: str | None = None) -> subprocess.Popen:
     tiny = ["dataset=synthetic", "dataset.train_size=160", "dataset.test_size=64", "dataset.val_holdout=32",
             "model.depth=8", "batch_size=32", "device=cpu", "progress=false", f"runs_dir={runs}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "train.py", "-m", *tiny, *args], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return cli("-m", *tiny, *args, kill_at=kill_at)
 
 
 def summaries(runs: Path) -> dict[str, dict]:
@@ -33,25 +30,28 @@ def summaries(runs: Path) -> dict[str, dict]:
     return found
 
 
-def test_relaunched_sweep_skips_complete_runs_and_resumes_the_interrupted_one(tmp_path):
-    grid = ["holdout=32", "epochs=3", "loss=ce,tce", "loss.alpha=1,2", "seed=0,1"]  # alpha next to a loss without it
-    proc = sweep(tmp_path, *grid)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        done = [s for s in summaries(tmp_path).values() if s["status"] == "complete"]
-        running = [s for s in summaries(tmp_path).values() if s["status"] == "running" and s["epochs_completed"] >= 1]
-        if len(done) >= 2 and running:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    before = summaries(tmp_path)
-    complete_before = {name for name, s in before.items() if s["status"] == "complete"}
-    interrupted = {name for name, s in before.items() if s["status"] == "running"}
-    assert complete_before and interrupted
+def test_relaunched_sweep_skips_complete_runs_and_resumes_the_killed_one(tmp_path):
+    """In packs of 4, where `loss=ce,tce loss.alpha=1,2` lists CE twice (its alpha is null): each run trains once.
+    The seed-0 runs complete; the full grid is then killed right after the first run it trains (CE, seed 1) wrote
+    its epoch 2 checkpoint; its relaunch skips the complete runs, resumes CE and trains the rest."""
+    grid = ["holdout=32", "epochs=3", "loss=ce,tce", "loss.alpha=1,2", "pack=4"]
+    first = sweep(tmp_path, *grid, "seed=0")
+    out = first.communicate(timeout=600)[0]
+    assert first.returncode == 0, out
+    assert "listed twice in this pack, trained once" in out
+    assert out.count("/ce/noise0-uniform-holdout32-seed0 epoch 3/3") == 1
+    assert out.count("device cpu: ") == 1  # the device, said once by the process
+    complete_before = set(summaries(tmp_path))
+    assert len(complete_before) == 3 and all(s["status"] == "complete" for s in summaries(tmp_path).values())
     stamps = {name: (tmp_path / name / "checkpoint.pt").stat().st_mtime_ns for name in complete_before}
 
-    proc = sweep(tmp_path, *grid)
+    killed = sweep(tmp_path, *grid, "seed=0,1", kill_at="checkpoint:2")
+    out = killed.communicate(timeout=600)[0]
+    assert killed.returncode == -signal.SIGKILL, out
+    interrupted = "synthetic/ce/noise0-uniform-holdout32-seed1"
+    assert summaries(tmp_path)[interrupted]["status"] == "running"  # as a killed process leaves it
+
+    proc = sweep(tmp_path, *grid, "seed=0,1")
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     after = summaries(tmp_path)
@@ -63,8 +63,9 @@ def test_relaunched_sweep_skips_complete_runs_and_resumes_the_interrupted_one(tm
     for name in complete_before:
         assert (tmp_path / name / "checkpoint.pt").stat().st_mtime_ns == stamps[name]
         assert f"{name}: complete in" in out
-    for name in interrupted:
-        assert f"{name}: resuming after epoch" in out
+    assert f"{interrupted}: resuming after epoch 2" in out
+    epochs = [line.split(",")[0] for line in (tmp_path / interrupted / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs == ["1", "2", "3"]
 
 
 def test_make_tables_on_a_submitit_local_sweep(tmp_path):
