@@ -52,6 +52,12 @@ def train_set_size(name: str, train_size: int | None) -> int:
     return full if train_size is None else min(full, train_size)
 
 
+def class_count(name: str, num_classes: int | None) -> int:
+    """The number of classes of dataset `name`, without reading files: `num_classes` for "synthetic"."""
+    _check_name(name)
+    return num_classes if name == "synthetic" else _SOURCES[name].num_classes
+
+
 def _mnist(root: pathlib.Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     split = tvd.MNIST(root, train=train, download=download)
     # 28x28 -> 32x32 with two black pixels on each side, so every dataset shares the CIFAR geometry.
