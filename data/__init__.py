@@ -1,13 +1,14 @@
-"""Datasets for the reproduction: MNIST, CIFAR-10/100, SVHN (via torchvision) and a synthetic one; artificial and
-human (CIFAR-N) label noise, the validation holdout, and a device-resident training iterator with batched
-augmentation."""
+"""Datasets for the reproduction: MNIST, CIFAR-10/100, SVHN (via torchvision) and a synthetic one; artificial,
+instance-dependent, human (CIFAR-N) and file label noise and its fingerprint, the validation holdout, and a
+device-resident training iterator with batched augmentation."""
 
 from data.cifar_n import NOISE_SETS, fetch_cifar_n, human_noisy_labels
 from data.dataset import Dataset
 from data.errors import DatasetError, one_line
 from data.eval_set import EvalSet
+from data.fingerprint import FINGERPRINT_KEYS, noise_fingerprint
 from data.loader import DeviceLoader
-from data.noise import NOISE_TYPES, check_noise, class_map, corrupt_labels, noise_matrix
+from data.noise import NOISE_TYPES, check_noise, class_map, corrupt_labels, noise_matrix, noise_variant
 from data.root import ENV_ROOT, resolve_root
 from data.run_data import RunData, prepare_run_data
 from data.sources import DATASETS, class_count, load_dataset, train_set_size
@@ -16,6 +17,7 @@ from data.split import holdout_split
 __all__ = [
     "DATASETS",
     "ENV_ROOT",
+    "FINGERPRINT_KEYS",
     "NOISE_SETS",
     "NOISE_TYPES",
     "Dataset",
@@ -31,7 +33,9 @@ __all__ = [
     "holdout_split",
     "human_noisy_labels",
     "load_dataset",
+    "noise_fingerprint",
     "noise_matrix",
+    "noise_variant",
     "one_line",
     "prepare_run_data",
     "resolve_root",

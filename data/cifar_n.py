@@ -5,22 +5,20 @@ the clean labels too; every load checks them against the training labels, so a f
 another order (TFDS's) cannot pass.
 """
 
-import codecs
 import hashlib
 import http.client
 import pathlib
-import pickle
 import urllib.request
-import zipfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import numpy as np
 import torch
 
 from data.errors import DatasetError, one_line
 from data.files import write_atomic
+from data.label_files import integer_labels, mismatch
 from data.root import resolve_root
+from data.safe_pickle import load_torch_file
 
 # The noise_set names of the config, per dataset, and the keys of the files they read.
 NOISE_SETS = {"cifar10": ("aggre", "random1", "random2", "random3", "worst"), "cifar100": ("noisy",)}
@@ -53,35 +51,6 @@ FILES = {
         "CIFAR-100_human.pt", 1_000_959, "bd2d80409754d420292d622e15e25248ba21e37d27429efac49c8da723f44394"
     ),
 }
-
-try:  # numpy >= 2 moved it; pickles name it under either module path
-    from numpy._core.multiarray import _reconstruct
-except ImportError:  # pragma: no cover - numpy < 2
-    from numpy.core.multiarray import _reconstruct
-
-# Every global that a pickled dict of numpy arrays refers to, and nothing else.
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): codecs.encode,
-}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists and numpy arrays only: any other global, and any tensor storage, is refused before
-    anything is called."""
-
-    def find_class(self, module: str, name: str):
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refused global {module}.{name}") from None
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError("refused a persistent id (a tensor storage; only numpy arrays are expected)")
-
 
 def _fetch(url: str, file: BinaryIO) -> None:
     """Write the body at `url` into `file` (the only network access; tests replace it)."""
@@ -127,16 +96,9 @@ def _download(spec: _File, path: pathlib.Path) -> None:
 
 
 def _read_file(path: pathlib.Path) -> dict:
-    """The dict a torch.save'd CIFAR-N file holds, unpickled by _ArrayUnpickler from the archive's data.pkl."""
+    """The dict a torch.save'd CIFAR-N file holds, unpickled by data.safe_pickle (arrays only, nothing run)."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = [name for name in archive.namelist() if name == "data.pkl" or name.endswith("/data.pkl")]
-            if len(members) != 1:
-                raise DatasetError(f"CIFAR-N file {str(path)!r} is not a torch.save archive (no single data.pkl)")
-            with archive.open(members[0]) as pickled:
-                content = _ArrayUnpickler(pickled).load()
-    except DatasetError:
-        raise
+        content = load_torch_file(path.read_bytes())
     except Exception as error:  # a damaged zip or pickle fails in many ways; refused globals raise UnpicklingError
         raise DatasetError(
             f"cannot read the CIFAR-N file {str(path)!r} safely ({one_line(error)}); delete it to download the "
@@ -151,14 +113,10 @@ def _labels(content: dict, key: str, path: pathlib.Path, num_classes: int) -> to
     if key not in content:
         keys = ", ".join(sorted(map(str, content)))
         raise DatasetError(f"CIFAR-N file {str(path)!r} has no key {key!r} (keys: {keys})")
-    array = np.asarray(content[key])
-    if array.ndim != 1 or array.dtype.kind not in "iu":
-        raise DatasetError(
-            f"CIFAR-N file {str(path)!r}: {key} is not a 1-D integer array ({array.dtype}, shape {array.shape})"
-        )
-    if len(array) and (array.min() < 0 or array.max() >= num_classes):
-        raise DatasetError(f"CIFAR-N file {str(path)!r}: {key} has labels outside [0, {num_classes})")
-    return torch.from_numpy(array.astype(np.int64))
+    try:
+        return torch.from_numpy(integer_labels(content[key], num_classes))
+    except ValueError as error:
+        raise DatasetError(f"CIFAR-N file {str(path)!r}: {key} {error}") from None
 
 
 def fetch_cifar_n(dataset_name: str, root: str | pathlib.Path, download: bool = True) -> pathlib.Path:
@@ -192,7 +150,7 @@ def human_noisy_labels(
     annotator each, ~17-18 %), "worst" (a wrong one wherever any is wrong, ~40 %); for cifar100: "noisy" (~40 %).
     The file comes from <root>/cifar-n/ (root overridden by $TCE_DATA_ROOT); when missing and `download`, it is
     downloaded there from UCSC-REAL/cifar-10-100n and kept only if its size and SHA-256 are the official ones.
-    It is read without unpickling anything but dicts, lists and numpy arrays.
+    It is read without unpickling anything but dicts, lists and integer arrays (data.safe_pickle).
 
     `train_labels` must be the full training set in torchvision's order: the file labels all 50000 images, so a
     run that keeps only the first N (dataset.train_size) cannot use human noise and gets a DatasetError naming
@@ -218,12 +176,10 @@ def human_noisy_labels(
             f"CIFAR-N file {str(path)!r} labels {len(clean)} training images but the {dataset_name} training set "
             f"has {len(train_labels)}; human noise needs the full training set (leave dataset.train_size unset)"
         )
-    train_labels = train_labels.to(torch.int64).cpu()
-    if not torch.equal(clean, train_labels):
-        differ = (clean != train_labels).nonzero().flatten()
+    differ = mismatch(clean, train_labels)
+    if differ:
         raise DatasetError(
-            f"CIFAR-N file {str(path)!r}: clean_label differs from the {dataset_name} training labels at "
-            f"{len(differ)} of {len(clean)} positions (first at index {int(differ[0])}); the file belongs to "
-            f"another dataset or order"
+            f"CIFAR-N file {str(path)!r}: clean_label differs from the {dataset_name} training labels {differ}; "
+            "the file belongs to another dataset or order"
         )
     return noisy

@@ -6,8 +6,9 @@ import torch
 
 from data.dataset import Dataset
 from data.eval_set import EvalSet
+from data.fingerprint import noise_fingerprint
 from data.loader import DeviceLoader
-from data.noise import noisy_train_labels
+from data.noise import noise_matrix, noisy_train_labels
 from data.normalize import channel_stats
 from data.seeds import generator
 from data.split import holdout_split, stratified_split
@@ -26,6 +27,7 @@ class RunData:
     noisy_labels: torch.Tensor  # int64 (N,), the whole training set in dataset order, on the CPU
     clean_labels: torch.Tensor
     realized_rate: float  # fraction of the N training labels that differ from the clean ones
+    fingerprint: dict  # data.fingerprint.noise_fingerprint of the N training labels
     num_classes: int
     in_channels: int
 
@@ -38,6 +40,9 @@ def prepare_run_data(
     noise_seed: int,
     noise_set: str | None = None,
     root: str = "",
+    instance_std: float | None = None,
+    noise_file: str | None = None,
+    noise_sha256: str | None = None,
     holdout: int,
     clean_val: bool,
     split_seed: int,
@@ -49,11 +54,11 @@ def prepare_run_data(
 ) -> RunData:
     """The run's data on `device`.
 
-    Noise (data.noise.noisy_train_labels; human noise is read from `root`) is applied to the whole training set
-    before the holdout is split off, so the validation labels are as noisy as the training labels (the paper's
-    protocol) unless `clean_val`. The holdout is stratified by
-    the clean labels and fixed by `split_seed`, the noise by `noise_seed`; `seed` only drives the loader's
-    order and augmentation. Normalization uses the channel statistics of the whole training split.
+    Noise (data.noise.noisy_train_labels; human noise is read from `root`, file noise from `noise_file`) is
+    applied to the whole training set before the holdout is split off, so the validation labels are as noisy as
+    the training labels (the paper's protocol) unless `clean_val`. The holdout is stratified by the clean labels
+    and fixed by `split_seed`, the noise by `noise_seed`; `seed` only drives the loader's order and augmentation.
+    Normalization uses the channel statistics of the whole training split.
 
     The "train" evaluation set reads `eval_train_size` images of the training portion, a class-stratified subset
     fixed by `split_seed` like the holdout (all of them when None or at least the portion's size): a full pass
@@ -61,7 +66,8 @@ def prepare_run_data(
     """
     clean = dataset.train_labels
     noisy = noisy_train_labels(
-        dataset, noise=noise, noise_type=noise_type, noise_seed=noise_seed, noise_set=noise_set, root=root
+        dataset, noise=noise, noise_type=noise_type, noise_seed=noise_seed, noise_set=noise_set, root=root,
+        instance_std=instance_std, noise_file=noise_file, noise_sha256=noise_sha256,
     )
     train_idx, val_idx = holdout_split(clean, holdout, split_seed)
     mean, std = channel_stats(dataset.train_images)
@@ -93,6 +99,7 @@ def prepare_run_data(
         noisy_labels=noisy,
         clean_labels=clean,
         realized_rate=(noisy != clean).double().mean().item(),
+        fingerprint=noise_fingerprint(noise_matrix(clean, noisy, dataset.num_classes), dataset.superclass),
         num_classes=dataset.num_classes,
         in_channels=dataset.in_channels,
     )

@@ -22,7 +22,11 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 import tce
 from data import DATASETS, check_noise, one_line, train_set_size
+from data.instance_noise import DEFAULT_STD
+from data.label_files import sha256_of
+from data.noise import noise_variant
 from data.root import DEFAULT_ROOT
+from data.sources import class_count
 from data.synthetic import MIN_SIZE, SIZE
 from experiments import precision
 
@@ -162,6 +166,12 @@ class TrainConfig:
     noise: float = 0.0
     noise_type: str = "uniform"  # data.noise.NOISE_TYPES
     noise_set: str | None = None  # noise_type=human: which CIFAR-N label set (data.cifar_n.NOISE_SETS)
+    instance_std: float | None = None  # noise_type=instance: the std of the per-sample flip rate (null: 0.1)
+    # noise_type=file: a noisy-label file (data/label_files.py lists the formats), and its SHA-256: checked when
+    # given, else computed from the file. The path is where the input is, the SHA-256 what it is: a run's
+    # identity and name hold the SHA-256, so a moved file resumes its runs and a changed one cannot.
+    noise_file: str | None = None
+    noise_sha256: str | None = None
     noise_seed: int | None = None  # defaults to seed
     clean_val: bool = False  # the paper's validation labels are as noisy as the training labels
     seed: int = 0
@@ -202,9 +212,14 @@ EXECUTION_KEYS = (
     "device", "force", "progress", "pack", "threads", "runs_dir", "compile", "channels_last", "eval_batch_size",
     "lock_timeout",
 )
-LOCATION_KEYS = ("dataset.root", "dataset.download")
-PER_RUN_KEYS = ("loss", "noise", "noise_type", "noise_set", "noise_seed", "seed", "clean_val", *EXECUTION_KEYS)
-CELL_KEYS = ("dataset.name", "loss", "noise", "noise_type", "noise_set")
+LOCATION_KEYS = ("dataset.root", "dataset.download", "noise_file")
+PER_RUN_KEYS = (
+    "loss", "noise", "noise_type", "noise_set", "instance_std", "noise_file", "noise_sha256", "noise_seed", "seed",
+    "clean_val", *EXECUTION_KEYS,
+)
+# The noise's keys name its cell's column: the type and rate, and what tells apart noises of one type
+# (data.noise_variant: the CIFAR-N set, the instance noise's std, the noise file's SHA-256).
+CELL_KEYS = ("dataset.name", "loss", "noise", "noise_type", "noise_set", "instance_std", "noise_sha256")
 RUN_KEYS = ("seed", "noise_seed", "holdout")
 
 
@@ -272,11 +287,12 @@ def loss_tag(loss: Mapping) -> str:
 
 def run_name(cfg: DictConfig) -> str:
     """The run directory's name below runs_dir, a function of what makes a run distinct, never of time."""
-    noise_set = f"-{cfg.noise_set}" if cfg.noise_set else ""
+    variant = noise_variant(cfg.noise_type, cfg.noise_set, cfg.instance_std, cfg.noise_sha256)
+    variant = f"-{variant}" if variant else ""
     noise_seed = "" if cfg.noise_seed in (None, cfg.seed) else f"-noiseseed{cfg.noise_seed}"
     clean_val = "-cleanval" if cfg.clean_val and cfg.holdout else ""
     return (
-        f"{cfg.dataset.name}/{loss_tag(cfg.loss)}/noise{cfg.noise:g}-{cfg.noise_type}{noise_set}"
+        f"{cfg.dataset.name}/{loss_tag(cfg.loss)}/noise{cfg.noise:g}-{cfg.noise_type}{variant}"
         f"-holdout{cfg.holdout}-seed{cfg.seed}{noise_seed}{clean_val}"
     )
 
@@ -386,7 +402,9 @@ def validate(cfg: DictConfig) -> None:
         if not synthetic and value is not None:
             raise ConfigError(f"dataset.{key}: only the synthetic dataset takes it, not {ds.name}")
     try:
-        check_noise(ds.name, cfg.noise_type, cfg.noise, cfg.noise_set, ds.train_size)
+        check_noise(ds.name, cfg.noise_type, cfg.noise, cfg.noise_set, ds.train_size, instance_std=cfg.instance_std,
+                    noise_file=_absolute(cfg.noise_file), noise_sha256=cfg.noise_sha256,
+                    num_classes=class_count(ds.name, ds.num_classes))
     except ValueError as error:
         raise ConfigError(str(error)) from None
     n_train = train_set_size(ds.name, ds.train_size)
@@ -398,6 +416,11 @@ def validate(cfg: DictConfig) -> None:
     resolve_device(cfg.device)
 
 
+def _absolute(path: str | None) -> str | None:
+    """A path as an absolute one (~ expanded), so that a run finds its file from any working directory."""
+    return None if path is None else str(Path(path).expanduser().resolve())
+
+
 def _loss_defaults(loss: str, dataset: str) -> dict:
     """The parameters of `loss` with their defaults: the authors' value for the dataset, else the loss's own."""
     per_dataset = DATASET_LOSS_DEFAULTS.get(loss, {})
@@ -406,11 +429,17 @@ def _loss_defaults(loss: str, dataset: str) -> dict:
 
 def with_defaults(cfg: DictConfig) -> DictConfig:
     """A copy of a composed config with the derived values a run's identity depends on filled in, without
-    checking them: noise_seed, and the loss's parameters (given, else their default) with the others null."""
+    checking them: noise_seed, instance noise's instance_std, a noise file's absolute path and SHA-256 (read
+    from the file when not given), and the loss's parameters (given, else their default) with the others null."""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     OmegaConf.set_struct(cfg, True)
     if cfg.noise_seed is None:
         cfg.noise_seed = cfg.seed
+    if cfg.noise_type == "instance" and cfg.instance_std is None:
+        cfg.instance_std = DEFAULT_STD
+    if cfg.noise_type == "file" and cfg.noise_file is not None:
+        cfg.noise_file = _absolute(cfg.noise_file)
+        cfg.noise_sha256 = (cfg.noise_sha256 or sha256_of(cfg.noise_file)).lower()
     defaults = _loss_defaults(cfg.loss.name, cfg.dataset.name)
     for key in LOSS_KEYS:
         given = cfg.loss[key]

@@ -60,7 +60,8 @@ class Run:
             "config": OmegaConf.to_container(cfg),
             "noise": {
                 "rate": cfg.noise, "type": cfg.noise_type, "set": cfg.noise_set, "seed": cfg.noise_seed,
-                "realized": data.realized_rate,
+                "instance_std": cfg.instance_std, "file": cfg.noise_file, "sha256": cfg.noise_sha256,
+                "realized": data.realized_rate, "fingerprint": data.fingerprint,
             },
             # The evaluation pass over training images (train_clean_acc, noisy_fit, noisy_true): how many it reads
             # of the training portion, and how many of those are relabelled.
@@ -208,7 +209,8 @@ def run_data_for(cfg: DictConfig, dataset: Dataset, device: torch.device) -> Run
         fetch_cifar_n(cfg.dataset.name, cfg.dataset.root, cfg.dataset.download)
     return prepare_run_data(
         dataset, noise=cfg.noise, noise_type=cfg.noise_type, noise_seed=cfg.noise_seed, noise_set=cfg.noise_set,
-        root=cfg.dataset.root, holdout=cfg.holdout, clean_val=cfg.clean_val, split_seed=cfg.dataset.split_seed,
+        root=cfg.dataset.root, instance_std=cfg.instance_std, noise_file=cfg.noise_file, noise_sha256=cfg.noise_sha256,
+        holdout=cfg.holdout, clean_val=cfg.clean_val, split_seed=cfg.dataset.split_seed,
         batch_size=cfg.batch_size, drop_last=cfg.drop_last, seed=cfg.seed, device=device,
         eval_train_size=cfg.eval_train_size,
     )

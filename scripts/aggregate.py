@@ -2,7 +2,7 @@
 
     python -m scripts.aggregate RUNS_DIR --out OUT_DIR
 
-writes three CSV files and prints a status report:
+writes four CSV files and prints a status report:
 
 - runs.csv: one row per run directory found at any depth below RUNS_DIR (a folder holding summary.json,
   metrics.csv or config.yaml; hidden folders such as Hydra's .hydra/ are not runs). The identity comes from
@@ -12,8 +12,9 @@ writes three CSV files and prints a status report:
   file cannot be read or contradicts another; `reason` says why a run is not complete.
 - curves.csv: one row per (run, epoch), wide: run_dir, status, the identity columns and the metrics.csv
   columns, so a plot filters rows and groups by epoch without reshaping. Corrupt runs are left out.
-- cells.csv: one row per cell (recipe, dataset, loss setting, noise, noise type, noise set), see `cells_table`
-  for the protocol, and one row per cell and rule of selection on validation (scripts/selection.py).
+- cells.csv: one row per cell (recipe, dataset, loss setting, noise, noise type, noise variant), see
+  `cells_table` for the protocol, and one row per cell and rule of selection on validation (scripts/selection.py).
+- noise.csv: one row per noise condition, its realized rate and fingerprint (`noise_table`).
 
 A run's recipe is every config key that can change what it trains or measures, other than its cell's and its
 own (experiments.config.recipe); `recipe` is its short tag. Runs of two recipes never share a cell, and the tables
@@ -40,7 +41,7 @@ import yaml
 from omegaconf import OmegaConf
 
 import tce
-from data import DatasetError, class_count
+from data import FINGERPRINT_KEYS, DatasetError, class_count, noise_variant
 from data.errors import one_line
 from experiments.config import LOSS_KEY_TYPES, LOSS_KEYS, compose, loss_tag, recipe, recipe_tag, with_defaults
 from experiments.evaluation import METRIC_COLUMNS
@@ -58,19 +59,22 @@ FOUND_STATUSES = (COMPLETE, *(status for status in STATUSES if status != COMPLET
 REQUIRED_METRICS = ("epoch", "lr", "train_loss", "train_acc", "train_clean_acc", "val_acc", "test_acc", "seconds")
 
 # A cell: what the protocol averages over seeds. The loss's parameters are in `setting` (and in their own
-# columns, for reading); noise_set is "" except for human noise.
-CELL_KEYS = ["recipe", "dataset", "setting", "noise", "noise_type", "noise_set"]
+# columns, for reading); noise_variant tells apart noises of one type and rate (data.noise_variant: the CIFAR-N set
+# of human noise, the std of instance noise when not the default, a noise file's SHA-256), "" for the others.
+CELL_KEYS = ["recipe", "dataset", "setting", "noise", "noise_type", "noise_variant"]
 SETTING_COLUMNS = ["loss", *LOSS_KEYS]
 IDENTITY_COLUMNS = [
-    "recipe", "dataset", "setting", *SETTING_COLUMNS, "noise", "noise_type", "noise_set", "noise_seed", "seed",
+    "recipe", "dataset", "setting", *SETTING_COLUMNS, "noise", "noise_type", "noise_variant", "noise_seed", "seed",
     "holdout", "epochs", "num_classes",
 ]
+# What a run's summary.json says of its noisy labels: the realized rate and the fingerprint (data/fingerprint.py).
+NOISE_COLUMNS = ["noise_realized", *FINGERPRINT_KEYS]
 RUN_COLUMNS = [
     "run_dir",
     "status",
     "reason",
     *IDENTITY_COLUMNS,
-    "noise_realized",
+    *NOISE_COLUMNS,
     "epochs_completed",
     "best_val_epoch",
     *(f"final_{c}" for c in METRIC_COLUMNS),
@@ -83,7 +87,7 @@ CELL_COLUMNS = [
     *SETTING_COLUMNS,
     *CELL_KEYS[3:],
     "selected",
-    "noise_realized",
+    *NOISE_COLUMNS,
     "val_run_dir",
     "n_val",
     "best_epoch",
@@ -134,7 +138,7 @@ class Run:
     identity: dict | None  # IDENTITY_COLUMNS -> value; None when no config could be read
     metrics: pd.DataFrame | None  # METRIC_COLUMNS, epochs 1..n; None when missing or the run is corrupt
     epochs_completed: int | None
-    noise_realized: float | None
+    noise: dict  # NOISE_COLUMNS -> value, None where summary.json does not say (older versions, or no summary)
     recipe: dict | None = None  # experiments.config.recipe of its config; identity["recipe"] is its tag
 
 
@@ -168,10 +172,15 @@ def read_run(run_dir: Path) -> Run:
         metrics = _read_metrics(run_dir / "metrics.csv")
         status, reason, epochs_completed = _classify(summary, metrics, identity)
     except _Corrupt as problem:
-        return Run(str(run_dir), CORRUPT, str(problem), identity, None, None, None, values)
+        return Run(str(run_dir), CORRUPT, str(problem), identity, None, None, _noise(None), values)
+    return Run(str(run_dir), status, reason, identity, metrics, epochs_completed, _noise(summary), values)
+
+
+def _noise(summary: dict | None) -> dict:
     noise = (summary or {}).get("noise")
-    realized = noise.get("realized") if isinstance(noise, dict) else None
-    return Run(str(run_dir), status, reason, identity, metrics, epochs_completed, realized, values)
+    noise = noise if isinstance(noise, dict) else {}
+    fingerprint = noise.get("fingerprint") if isinstance(noise.get("fingerprint"), dict) else {}
+    return {"noise_realized": noise.get("realized"), **{key: fingerprint.get(key) for key in FINGERPRINT_KEYS}}
 
 
 def _read_config(path: Path) -> dict | None:
@@ -216,7 +225,8 @@ def _identity(config: object, source: str) -> tuple[dict, dict]:
             # Rounded so that a noise level read back from YAML or JSON always lands in the same cell.
             "noise": round(float(config["noise"]), 6),
             "noise_type": str(config["noise_type"]),
-            "noise_set": str(config.get("noise_set") or ""),
+            "noise_variant": noise_variant(str(config["noise_type"]), config.get("noise_set"),
+                                           config.get("instance_std"), config.get("noise_sha256")),
             "noise_seed": int(config["noise_seed"]),
             "seed": int(config["seed"]),
             "holdout": int(config["holdout"]),
@@ -354,7 +364,7 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for run in runs:
         row = {"run_dir": run.run_dir, "status": run.status, "reason": run.reason, **(run.identity or {})}
-        row.update(epochs_completed=run.epochs_completed, noise_realized=run.noise_realized)
+        row.update(epochs_completed=run.epochs_completed, **run.noise)
         if run.metrics is not None and len(run.metrics):
             row.update({f"final_{c}": run.metrics[c].iloc[-1] for c in METRIC_COLUMNS})
             best_val = argmax_epoch(run.metrics, "val_acc")
@@ -390,8 +400,9 @@ def cells_table(runs: list[Run]) -> tuple[pd.DataFrame, dict[tuple, dict[tuple, 
     run shorter than best_epoch is counted in n_short. Without the validation run the protocol values are empty.
     For comparison, over the same full runs: last_epoch_* (test_acc at each run's final epoch) and
     oracle_best_test_* (each run's highest test_acc over all epochs: an oracle that peeks at the test set, not a
-    valid result). noise_realized is the mean fraction of wrong training labels of the cell's complete full runs
-    (of any of its runs when it has none). Diverged full runs are counted in n_diverged and left out of
+    valid result). noise_realized (the fraction of wrong training labels) and the noise's fingerprint
+    (data/fingerprint.py) are the means over the cell's complete full runs (over any of its runs when it has none)
+    of what their summaries record. Diverged full runs are counted in n_diverged and left out of
     protocol_mean; protocol_mean_with_diverged counts each at chance accuracy (100 / classes), so that a loss that
     diverges is not averaged over its lucky seeds. Running, interrupted, failed and corrupt full runs are counted in
     n_incomplete.
@@ -411,7 +422,7 @@ def cells_table(runs: list[Run]) -> tuple[pd.DataFrame, dict[tuple, dict[tuple, 
     rows += chosen
     problems += found
     rows.sort(key=lambda r: (r["recipe"], r["dataset"], setting_order(setting_of(r)), r["noise_type"],
-                             r["noise_set"], r["noise"]))
+                             r["noise_variant"], r["noise"]))
     return nullable_integers(pd.DataFrame(rows, columns=CELL_COLUMNS)), protocol, problems
 
 
@@ -442,11 +453,11 @@ def _cell(members: list[Run]) -> tuple[dict, dict[tuple, float], list[str]]:
     n_diverged = unfinished.count("diverged")
     accuracies = [float(r["test_acc"]) for r in at_best.values()]
     chance = 100.0 / members[0].identity["num_classes"]
-    realized = [r.noise_realized for r in (list(full.values()) or members) if r.noise_realized is not None]
+    described = list(full.values()) or members
     row = {
         **{key: members[0].identity[key] for key in (*CELL_KEYS, *SETTING_COLUMNS)},
         "selected": None,
-        "noise_realized": float(np.mean(realized)) if realized else math.nan,
+        **{column: _mean([r.noise[column] for r in described]) for column in NOISE_COLUMNS},
         "val_run_dir": validation[0].run_dir if len(validation) == 1 else None,
         "n_val": len(validation),
         "best_epoch": best_epoch,
@@ -471,6 +482,25 @@ def _cell(members: list[Run]) -> tuple[dict, dict[tuple, float], list[str]]:
     oracle = [r.metrics["test_acc"].max() for r in full.values()]
     row["oracle_best_test_mean"], row["oracle_best_test_std"] = mean_std(oracle)
     return row, dict(zip(at_best, accuracies, strict=True)), problems
+
+
+def _mean(values: list[float | None]) -> float:
+    """The mean of the known values; NaN when none is."""
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else math.nan
+
+
+def noise_table(aggregation: Aggregation) -> pd.DataFrame:
+    """One row per noise condition (dataset, noise type and variant, noise) of the runs: how many runs, and the
+    means of their realized rate and fingerprint, which tell what a noise really is (class-conditional or not,
+    where its flips go)."""
+    frame = aggregation.runs_table.dropna(subset=["dataset"])
+    condition = ["dataset", "noise_type", "noise_variant", "noise"]
+    if frame.empty:
+        return pd.DataFrame(columns=[*condition, "runs", *NOISE_COLUMNS])
+    grouped = frame.groupby(condition, sort=True)
+    table = grouped[NOISE_COLUMNS].mean().join(grouped.size().rename("runs")).reset_index()
+    return table[[*condition, "runs", *NOISE_COLUMNS]]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -531,6 +561,7 @@ def write_csvs(aggregation: Aggregation, out_dir: Path) -> list[Path]:
         ("runs", aggregation.runs_table),
         ("curves", aggregation.curves),
         ("cells", aggregation.cells),
+        ("noise", noise_table(aggregation)),
     ):
         path = out_dir / f"{name}.csv"
         frame.to_csv(path, index=False)
@@ -541,7 +572,7 @@ def write_csvs(aggregation: Aggregation, out_dir: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs_dir", type=Path, help="folder holding run directories at any depth")
-    parser.add_argument("--out", type=Path, required=True, help="folder for runs.csv, curves.csv and cells.csv")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the CSV files")
     args = parser.parse_args(argv)
     aggregation = aggregate(args.runs_dir)
     paths = write_csvs(aggregation, args.out)

@@ -238,23 +238,24 @@ def plot_memorization(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str) -
     runs = runs[runs["noisy_fit"].notna().groupby(runs["run_dir"]).transform("any")]
     if runs.empty:
         return None
-    runs = runs.fillna({"noise_set": ""})
+    runs = runs.fillna({"noise_variant": ""})
     settings = _settings(runs)
     colors = setting_colors([loss_tag(loss) for loss in settings])
-    conditions = sorted(set(runs[["noise_type", "noise_set", "noise"]].itertuples(index=False, name=None)))
+    conditions = sorted(set(runs[["noise_type", "noise_variant", "noise"]].itertuples(index=False, name=None)))
     fig, axes = plt.subplots(
         len(conditions), 2, figsize=(10, 3.4 * len(conditions)), squeeze=False, layout="constrained"
     )
-    for (ax_test, ax_fit), (noise_type, noise_set, noise) in zip(axes, conditions, strict=True):
-        level = runs[(runs["noise_type"] == noise_type) & (runs["noise_set"] == noise_set) & (runs["noise"] == noise)]
+    for (ax_test, ax_fit), (noise_type, noise_variant, noise) in zip(axes, conditions, strict=True):
+        level = runs[(runs["noise_type"] == noise_type) & (runs["noise_variant"] == noise_variant)
+                     & (runs["noise"] == noise)]
         _mean_and_band(ax_test, level, settings, colors, "test_acc")
         _mean_and_band(ax_fit, level, settings, colors, "noisy_fit")
         for loss in settings:
-            epoch = _protocol_epoch(cells, dataset, loss_tag(loss), noise_type, noise_set, noise)
+            epoch = _protocol_epoch(cells, dataset, loss_tag(loss), noise_type, noise_variant, noise)
             curve = level[level["setting"] == loss_tag(loss)].groupby("epoch")["test_acc"].mean()
             if epoch in curve.index:
                 ax_test.plot([epoch], [curve[epoch]], "o", color=colors[loss_tag(loss)], ms=5)
-        condition = _condition_label((noise_type, noise_set, noise))
+        condition = _condition_label((noise_type, noise_variant, noise))
         ax_test.set(title=f"{condition}: test accuracy (dot: protocol epoch)", ylabel="test accuracy (%)")
         ax_fit.set(title=f"{condition}: noisy labels memorized", ylabel="noisy_fit (%)")
         for ax in (ax_test, ax_fit):
@@ -266,9 +267,9 @@ def plot_memorization(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str) -
     return fig
 
 
-def _protocol_epoch(cells: pd.DataFrame, dataset: str, setting: str, noise_type: str, noise_set: str, noise: float):
+def _protocol_epoch(cells: pd.DataFrame, dataset: str, setting: str, noise_type: str, noise_variant: str, noise: float):
     cell = cells[(cells["dataset"] == dataset) & (cells["setting"] == setting) & (cells["noise_type"] == noise_type)
-                 & (cells["noise_set"].fillna("") == noise_set) & (cells["noise"] == noise)]
+                 & (cells["noise_variant"].fillna("") == noise_variant) & (cells["noise"] == noise)]
     return None if cell.empty or pd.isna(cell["best_epoch"].iloc[0]) else int(cell["best_epoch"].iloc[0])
 
 
@@ -291,16 +292,16 @@ def reliability_bins(runs: pd.DataFrame, epoch: int) -> np.ndarray | None:
 
 
 def plot_reliability(runs: pd.DataFrame, cells: pd.DataFrame, dataset: str, condition: tuple) -> plt.Figure | None:
-    """Reliability diagrams of CE and TCE settings in one condition (noise_type, noise_set, noise) of `dataset`:
+    """Reliability diagrams of CE and TCE settings in one condition (noise_type, noise_variant, noise) of `dataset`:
     per setting, the accuracy of the test predictions in each confidence bin (bars) against the diagonal, pooled
     over the complete full runs at the protocol's epoch; ECE in the title. None without calibration data."""
-    noise_type, noise_set, noise = condition
+    noise_type, noise_variant, noise = condition
     full = runs[(runs["dataset"] == dataset) & (runs["status"] == "complete") & (runs["holdout"] == 0)
-                & (runs["noise_type"] == noise_type) & (runs["noise_set"].fillna("") == noise_set)
+                & (runs["noise_type"] == noise_type) & (runs["noise_variant"].fillna("") == noise_variant)
                 & (runs["noise"] == noise) & runs["loss"].isin(RELIABILITY_LOSSES)]
     panels = []
     for loss in _settings(full):
-        epoch = _protocol_epoch(cells, dataset, loss_tag(loss), noise_type, noise_set, noise)
+        epoch = _protocol_epoch(cells, dataset, loss_tag(loss), noise_type, noise_variant, noise)
         bins = None if epoch is None else reliability_bins(full[full["setting"] == loss_tag(loss)], epoch)
         if bins is not None:
             panels.append((loss, epoch, bins))
@@ -330,9 +331,9 @@ def plot_reliability(runs: pd.DataFrame, cells: pd.DataFrame, dataset: str, cond
 
 
 def _condition_label(condition: tuple) -> str:
-    noise_type, noise_set, noise = condition
-    if noise_set:
-        return f"{noise_type} noise, {noise_set}"
+    noise_type, noise_variant, noise = condition
+    if noise_variant:
+        return f"{noise_type} noise, {noise_variant}"
     return f"η = {format_level(noise)}" + ("" if noise_type == "uniform" else f" ({noise_type})")
 
 
@@ -397,8 +398,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def conditions(cells: pd.DataFrame) -> list[tuple[str, tuple]]:
-    """(dataset, (noise_type, noise_set, noise)) of every condition in cells.csv, sorted."""
-    frame = cells.fillna({"noise_set": ""})[["dataset", "noise_type", "noise_set", "noise"]].drop_duplicates()
+    """(dataset, (noise_type, noise_variant, noise)) of every condition in cells.csv, sorted."""
+    frame = cells.fillna({"noise_variant": ""})[["dataset", "noise_type", "noise_variant", "noise"]].drop_duplicates()
     return sorted((d, (t, s, n)) for d, t, s, n in frame.itertuples(index=False, name=None))
 
 

@@ -29,7 +29,7 @@ from scipy import stats
 from scripts.aggregate import CELL_KEYS, Aggregation
 
 BASELINE = "ce"
-CONDITION = ["recipe", "dataset", "noise_type", "noise", "noise_set"]
+CONDITION = ["recipe", "dataset", "noise_type", "noise", "noise_variant"]
 COLUMNS = [*CONDITION, "setting", "baseline", "n_pairs", "mean_diff", "ci_low", "ci_high", "p_value", "p_exact",
            "p_holm"]
 LEVEL = 0.95
@@ -102,7 +102,7 @@ def _key(condition: dict, setting: str) -> tuple:
 
 
 def significant(paired: pd.DataFrame) -> set[tuple]:
-    """(recipe, dataset, noise_type, noise, noise_set, setting) of the comparisons with p_holm < SIGNIFICANCE."""
+    """(recipe, dataset, noise_type, noise, noise_variant, setting) of the comparisons with p_holm < SIGNIFICANCE."""
     return {tuple(r[k] for k in [*CONDITION, "setting"]) for _, r in paired.iterrows() if _significant(r)}
 
 
@@ -119,7 +119,7 @@ def display_rows(paired: pd.DataFrame) -> list[list[str]]:
     where p_holm < 0.05, and "—" where a number is undefined."""
     rows = []
     for _, r in paired.iterrows():
-        noise = r["noise_set"] or f"{r['noise_type']} {r['noise']:g}"
+        noise = r["noise_variant"] or f"{r['noise_type']} {r['noise']:g}"
         interval = "—" if pd.isna(r["ci_low"]) else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
         mean = "—" if pd.isna(r["mean_diff"]) else f"{r['mean_diff']:+.2f}" + (" †" if _significant(r) else "")
         p_values = ["—" if pd.isna(r[k]) else f"{r[k]:.3g}" for k in ("p_value", "p_holm", "p_exact")]

@@ -4,8 +4,9 @@
 
 A single static HTML file, the figures embedded as PNG (data URIs), no script and no server: it opens in any
 browser, and it can be mailed or attached to a review as it is. Tables with no protocol value at all are left out
-(the paper's Tables 1 and 2 before any of their runs exist, say); the runs that are not complete are listed with
-their reason, as `make tables` prints them.
+(the paper's Tables 1 and 2 before any of their runs exist, say). A table of every noise condition says what each
+noise is (its realized rate and fingerprint); the recipes found, the runs that are not complete and what the
+protocol left out are listed, as `make tables` prints them.
 """
 
 import argparse
@@ -18,9 +19,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from data import FINGERPRINT_KEYS
 from experiments.records import git_commit
 from scripts import paired, tables
-from scripts.aggregate import FOUND_STATUSES, Aggregation, aggregate, recipe_lines
+from scripts.aggregate import FOUND_STATUSES, NOISE_COLUMNS, Aggregation, aggregate, noise_table, recipe_lines
 from scripts.figures import all_figures
 
 STYLE = """
@@ -56,6 +58,29 @@ def incomplete_html(aggregation: Aggregation) -> str:
     return tables.html_table(["status", "run directory", "reason"], body)
 
 
+NOISE_CAPTION = (
+    "Per noise condition, the mean over its runs of the realized rate (the share of wrong training labels) and the "
+    "fingerprint of the noisy labels (holdout included): the lowest and highest per-class rate of wrong labels; the "
+    "share of a class's flips that go to its most frequent target (mean over the classes with flips); the share of "
+    "all flips that go to the single most frequent target class; on CIFAR-100, the share of flips that stay within "
+    "the true superclass. Uniform noise spreads its flips (shares near 1/(C-1)); class-conditional noise sends "
+    "them to one target; human noise (CIFAR-N) keeps many within the superclass. —: not recorded (older runs) or "
+    "nothing flipped."
+)
+
+
+def noise_html(noise: pd.DataFrame) -> str:
+    if noise.empty:
+        return "<p class='muted'>No runs.</p>"
+    header = ["dataset", "noise", "runs", "realized", *(key.replace("_", " ") for key in FINGERPRINT_KEYS)]
+    body = []
+    for _, row in noise.iterrows():
+        condition = " ".join(filter(None, [row["noise_type"], row["noise_variant"], f"{row['noise']:g}"]))
+        figures = ["—" if pd.isna(row[c]) else f"{100 * row[c]:.1f} %" for c in NOISE_COLUMNS]
+        body.append([html.escape(str(row["dataset"])), html.escape(condition), str(row["runs"]), *figures])
+    return tables.html_table(header, body)
+
+
 def lines_html(lines: list[str]) -> str:
     return "<ul>\n" + "\n".join(f"<li>{html.escape(line.strip())}</li>" for line in lines) + "\n</ul>"
 
@@ -76,6 +101,9 @@ def render(runs_dir: Path) -> str:
         "<h2>Tables</h2>",
         *(tables.render(t, tables.HTML) for t in shown),
         *([] if shown else ["<p class='muted'>No cell has a protocol value yet.</p>"]),
+        "<h2>What each noise is</h2>",
+        f"<p>{html.escape(NOISE_CAPTION)}</p>",
+        noise_html(noise_table(aggregation)),
         "<h2>Paired comparison with CE</h2>",
         f"<p>{html.escape(paired.CAPTION)}</p>",
         paired_html(comparison),

@@ -21,7 +21,7 @@ from scripts.settings import cell_name, setting_of, setting_order
 
 # A cell less its setting: the condition of a table column, and its level.
 CONDITION = ("recipe", "dataset", "noise_type")
-LEVEL = ("noise", "noise_set")
+LEVEL = ("noise", "noise_variant")
 
 
 def selection_rows(cells: list[dict]) -> tuple[list[dict], list[dict | None], list[str]]:

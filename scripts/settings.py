@@ -103,5 +103,5 @@ def dataset_label(dataset: str) -> str:
 
 def cell_name(cell: Mapping) -> str:
     """A cell in words, for the status report: "cifar10 tce-a1 uniform 0.4 (recipe 1a2b3c4d)"."""
-    level = cell["noise_set"] or f"{cell['noise']:g}"
+    level = cell["noise_variant"] or f"{cell['noise']:g}"
     return f"{cell['dataset']} {cell['setting']} {cell['noise_type']} {level} (recipe {cell['recipe']})"

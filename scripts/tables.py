@@ -8,7 +8,7 @@ noise_type) present (e.g. cifar10_asymmetric, cifar10_human with one column per 
 column in bold; "—" where there is no value) and .csv (tidy, one row per cell with every number, including
 the last-epoch and oracle values that the human tables leave out); paired.csv and paired.md, every setting against
 CE paired by seed (scripts/paired.py), whose significant gains the tables mark with †. It prints the Markdown
-tables and copies runs.csv, curves.csv and cells.csv (scripts/aggregate.py) into OUT_DIR.
+tables and copies runs.csv, curves.csv, cells.csv and noise.csv (scripts/aggregate.py) into OUT_DIR.
 """
 
 import argparse
@@ -63,14 +63,14 @@ VALUE_COLUMNS = [c for c in CELL_COLUMNS if c not in (*CELL_KEYS, *SETTING_COLUM
 
 @dataclass(frozen=True)
 class Column:
-    """A column of a table: a dataset at a noise level, or with a set of human labels (noise_set)."""
+    """A column of a table: a dataset at a noise level, or with a set of human labels (noise_variant)."""
 
     dataset: str
     noise: float
-    noise_set: str = ""
+    noise_variant: str = ""
 
     def label(self) -> str:
-        return self.noise_set or f"η={format_level(self.noise)}"
+        return self.noise_variant or f"η={format_level(self.noise)}"
 
 
 @dataclass
@@ -115,13 +115,13 @@ def losses_by_noise(
 
     The best mean of each column, compared as printed (two decimals), is marked best (ties all are); the mean is
     protocol_mean_with_diverged, so that a loss whose runs diverge does not win on its lucky seeds. `significant`
-    holds the (recipe, dataset, noise_type, noise, noise_set, setting) whose paired comparison with CE has a
+    holds the (recipe, dataset, noise_type, noise, noise_variant, setting) whose paired comparison with CE has a
     Holm-adjusted p < 0.05 (scripts/paired.py); they are marked too. A row of selection (tce@val) shows the
     parameters of the setting it selected.
     """
     recipe = recipe or paper_recipe_tag()
-    mine = cells[(cells["noise_type"] == noise_type) & (cells["recipe"] == recipe)].fillna({"noise_set": ""})
-    ours = {(r.dataset, r.noise, r.noise_set, r.setting): r for r in mine.itertuples()}
+    mine = cells[(cells["noise_type"] == noise_type) & (cells["recipe"] == recipe)].fillna({"noise_variant": ""})
+    ours = {(r.dataset, r.noise, r.noise_variant, r.setting): r for r in mine.itertuples()}
     paper = (
         {} if reference is None else {(r.dataset, round(r.noise, 6), r.setting): r.top1 for r in reference.itertuples()}
     )
@@ -129,7 +129,7 @@ def losses_by_noise(
     for column in columns:
         for loss in settings:
             key = setting_tag(loss)
-            found = ours.get((column.dataset, column.noise, column.noise_set, key))
+            found = ours.get((column.dataset, column.noise, column.noise_variant, key))
             # A row of selection takes the parameters of the setting it selected.
             params = found if loss["rule"] and found is not None else None
             record = {
@@ -138,11 +138,11 @@ def losses_by_noise(
                 "dataset": column.dataset,
                 "noise": column.noise,
                 "noise_type": noise_type,
-                "noise_set": column.noise_set,
+                "noise_variant": column.noise_variant,
                 "setting": key,
                 "loss": loss["name"],
                 **{c: getattr(params, c) if params is not None else loss[c] for c in SETTING_COLUMNS[1:]},
-                "significant_vs_ce": (recipe, column.dataset, noise_type, column.noise, column.noise_set, key)
+                "significant_vs_ce": (recipe, column.dataset, noise_type, column.noise, column.noise_variant, key)
                 in significant,
             }
             record.update({c: getattr(found, c) if found is not None else math.nan for c in VALUE_COLUMNS})
@@ -153,19 +153,19 @@ def losses_by_noise(
     if reference is not None:
         frame["diff_vs_paper"] = frame["protocol_mean"] - frame["paper_top1"]
     shown = frame["protocol_mean_with_diverged"].astype(float).round(2)
-    column_of = [frame["dataset"], frame["noise"], frame["noise_set"]]
+    column_of = [frame["dataset"], frame["noise"], frame["noise_variant"]]
     frame["best"] = shown.notna() & (shown == shown.groupby(column_of).transform("max"))
     return Table(name, title, columns, settings, frame, reference is not None, recipe_note)
 
 
 def _columns(cells: pd.DataFrame, datasets: list[str]) -> list[Column]:
-    """Every (noise, noise_set) of `cells` for each dataset, in order."""
+    """Every (noise, noise_variant) of `cells` for each dataset, in order."""
     return [
-        Column(dataset, noise, noise_set)
+        Column(dataset, noise, noise_variant)
         for dataset in datasets
-        for noise, noise_set in sorted(set(cells.loc[cells["dataset"] == dataset, ["noise", "noise_set"]].itertuples(
-            index=False, name=None
-        )))
+        for noise, noise_variant in sorted(set(
+            cells.loc[cells["dataset"] == dataset, ["noise", "noise_variant"]].itertuples(index=False, name=None)
+        ))
     ]
 
 
@@ -178,7 +178,7 @@ def build_tables(
     datasets (Tables 1 and 2 show those); then one table per other (dataset, noise type), its columns the noise
     levels or, for human noise, the label sets present. Then, for every other recipe, one table per (dataset, noise
     type), named and titled with the recipe's tag, its caption saying how the recipe differs from the paper's."""
-    cells = aggregation.cells.fillna({"noise_set": ""})
+    cells = aggregation.cells.fillna({"noise_variant": ""})
     paper_tag = paper_recipe_tag()
     ours = cells[cells["recipe"] == paper_tag]
     uniform = ours[ours["noise_type"] == PAPER_NOISE_TYPE]
@@ -229,11 +229,11 @@ class Dialect:
 
 
 def render(table: Table, dialect: Dialect) -> str:
-    cells = {(r.dataset, r.noise, r.noise_set, r.setting): r for r in table.cells.itertuples()}
+    cells = {(r.dataset, r.noise, r.noise_variant, r.setting): r for r in table.cells.itertuples()}
     body = [
         [dialect.escape(setting_label(loss))]
         + [
-            _cell_text(cells[c.dataset, c.noise, c.noise_set, setting_tag(loss)], table.with_reference, dialect)
+            _cell_text(cells[c.dataset, c.noise, c.noise_variant, setting_tag(loss)], table.with_reference, dialect)
             for c in table.columns
         ]
         for loss in table.settings
@@ -315,7 +315,7 @@ def _latex_document(table: Table, body: list[list[str]], footer: str) -> str:
         rf"\multicolumn{{{width}}}{{c{rule}}}{{{_latex_escape(dataset_label(d))}}}"
         for d, width, rule in zip(table.datasets, widths, rules, strict=True)
     )
-    labels = [c.noise_set or format_level(c.noise) for c in table.columns]
+    labels = [c.noise_variant or format_level(c.noise) for c in table.columns]
     lines = [
         r"\begin{table}[t]",
         r"\centering",

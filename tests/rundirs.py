@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
-from data import class_count
+from data import FINGERPRINT_KEYS, class_count
 from experiments.config import CONFIGS, TrainConfig, loss_tag, with_defaults
 from experiments.evaluation import ECE_BINS, METRIC_COLUMNS
 from experiments.records import LIBRARIES
@@ -53,6 +53,7 @@ def write_run(
     legacy: bool = False,
     confidence: list[float] | None = None,
     recipe: dict | None = None,
+    fingerprint: dict | None = None,
 ) -> Path:
     """One run directory below `root`; returns its path.
 
@@ -63,7 +64,8 @@ def write_run(
     summary.json (a run that has not written one yet, or was killed before it could). `params` are the loss's
     other parameters (besides alpha); legacy=True writes metrics.csv with the first version's columns only (and
     no calibration.csv). `recipe` overrides other config keys (nested, e.g. {"optim": {"lr": 0.05}}); the rest
-    are the engine's defaults. calibration.csv puts each epoch's 100 test predictions into one bin, with mean
+    are the engine's defaults; `fingerprint` is summary.json's noise fingerprint (data.noise_fingerprint's keys; all
+    null by default). calibration.csv puts each epoch's 100 test predictions into one bin, with mean
     confidence `confidence[i]` (default: the test accuracy, i.e. calibrated) and test_acc[i] of them correct.
     """
     complete = status == "complete"
@@ -128,7 +130,10 @@ def write_run(
             "status": status,
             "config": config,
             "noise": {
-                "rate": noise, "type": noise_type, "set": noise_set, "seed": seed, "realized": round(noise * 0.9, 4)
+                "rate": noise, "type": noise_type, "set": noise_set, "seed": seed,
+                "instance_std": config["instance_std"], "file": config["noise_file"], "sha256": config["noise_sha256"],
+                "realized": round(noise * 0.9, 4),
+                "fingerprint": {**dict.fromkeys(FINGERPRINT_KEYS), **(fingerprint or {})},
             },
             "train_eval": {"images": 5000, "of": 45000, "relabelled": round(5000 * noise * 0.9)},
             "params": RESNET20_BODY_PARAMS + 65 * _classes(config),

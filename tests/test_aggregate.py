@@ -192,7 +192,7 @@ def test_missing_runs_folder_gives_empty_tables(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().out
     header = (tmp_path / "out" / "cells.csv").read_text().strip()
     assert header.startswith(
-        f"recipe,dataset,setting,loss,{','.join(LOSS_KEYS)},noise,noise_type,noise_set,selected,"
+        f"recipe,dataset,setting,loss,{','.join(LOSS_KEYS)},noise,noise_type,noise_variant,selected,"
         "noise_realized,val_run_dir,n_val,best_epoch,best_val_acc,protocol_mean"
     )
 
@@ -220,6 +220,6 @@ def test_cells_report_the_realized_noise_rate_and_keep_noise_sets_apart(tmp_path
         write_run(tmp_path, noise_type="human", noise_set=noise_set, test_acc=[70 if noise_set == "aggre" else 60])
     write_run(tmp_path, noise=0.4, seed=0, test_acc=[50])
     write_run(tmp_path, noise=0.4, seed=1, test_acc=[51])
-    cells = aggregate(tmp_path).cells.set_index(["noise_type", "noise_set"])
+    cells = aggregate(tmp_path).cells.set_index(["noise_type", "noise_variant"])
     assert cells.at[("human", "worst"), "protocol_mean"] == 60 and cells.at[("human", "aggre"), "protocol_mean"] == 70
     assert cells.at[("uniform", ""), "noise_realized"] == pytest.approx(0.36)  # the fixture records 0.9 * 0.4

@@ -146,9 +146,13 @@ def test_a_forbidden_global_is_refused_without_running_it(tmp_path):
     assert not marker.exists()
 
 
-def test_tensors_are_refused(tmp_path):
-    _write(tmp_path, "CIFAR-10_human.pt", {**CIFAR10_FILE, "clean_label": torch.from_numpy(CLEAN)})
-    with pytest.raises(DatasetError, match="refused global torch._utils._rebuild_tensor_v2"):
+def test_integer_tensors_are_read_as_arrays_and_float_tensors_refused(tmp_path):
+    _write(tmp_path, "CIFAR-10_human.pt", {**CIFAR10_FILE, "aggre_label": torch.from_numpy(CLEAN[::-1].copy())})
+    assert human_noisy_labels("cifar10", tmp_path, "aggre", _train_labels(), download=False).tolist() == (
+        CLEAN[::-1].tolist()
+    )
+    _write(tmp_path, "CIFAR-10_human.pt", {**CIFAR10_FILE, "clean_label": torch.from_numpy(CLEAN).double()})
+    with pytest.raises(DatasetError, match="refused global torch.DoubleStorage"):
         human_noisy_labels("cifar10", tmp_path, "aggre", _train_labels(), download=False)
 
 

@@ -9,7 +9,7 @@ import torch
 from test_data_sources import NEXT_IN_SUPERCLASS, write_cifar10, write_cifar100_superclasses
 
 from compose import train_run
-from data import ENV_ROOT
+from data import ENV_ROOT, noise_fingerprint
 
 
 @pytest.fixture(autouse=True)
@@ -39,9 +39,13 @@ def test_a_cifar10n_run_trains_on_the_files_labels(tmp_path, monkeypatch):
     assert run_dir.relative_to(tmp_path / "runs").as_posix() == "cifar10/ce/noise0-human-worst-holdout2-seed0"
     assert np.array_equal(np.load(run_dir / "noisy_labels.npy"), worst)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["noise"] == {"rate": 0.0, "type": "human", "set": "worst", "seed": 0, "realized": 0.3}
+    fingerprint = summary["noise"].pop("fingerprint")
+    assert summary["noise"] == {"rate": 0.0, "type": "human", "set": "worst", "seed": 0, "instance_std": None,
+                                "file": None, "sha256": None, "realized": 0.3}
     matrix = _noise_matrix(run_dir)
     assert matrix.sum() == 10 and np.trace(matrix) == 7
+    # The fingerprint is that of all 10 training labels, the 2 held out included: as noise_matrix.csv.
+    assert fingerprint == noise_fingerprint(torch.from_numpy(matrix))
 
 
 def test_asymmetric_cifar100_noise_flips_to_the_next_class_of_the_true_superclass(tmp_path, monkeypatch):

@@ -43,7 +43,7 @@ def test_paired_numbers_are_recomputed_from_the_runs(runs):
     assert list(paired.index) == ["mse", "tce-a1"]  # CE's own cell is the baseline; noise 0.8 has no CE
     tce = paired.loc["tce-a1"]
     differences = [TCE[s][2] - CE[s][1] for s in range(4)]  # TCE at epoch 3, CE at epoch 2; seeds 0-3 pair
-    assert (tce["dataset"], tce["noise_type"], tce["noise"], tce["noise_set"], tce["baseline"]) == (
+    assert (tce["dataset"], tce["noise_type"], tce["noise"], tce["noise_variant"], tce["baseline"]) == (
         "cifar10", "uniform", 0.4, "", "ce"
     )
     assert tce["n_pairs"] == 4 and tce["mean_diff"] == pytest.approx(np.mean(differences))
@@ -103,7 +103,7 @@ def test_make_tables_writes_paired_files_and_marks_significant_gains(runs, tmp_p
     out = tmp_path / "tables"
     tables.main(["--runs", str(runs), "--out", str(out)])
     written = pd.read_csv(out / "paired.csv")
-    assert list(written.columns) == ["recipe", "dataset", "noise_type", "noise", "noise_set", "setting", "baseline",
+    assert list(written.columns) == ["recipe", "dataset", "noise_type", "noise", "noise_variant", "setting", "baseline",
                                      "n_pairs", "mean_diff", "ci_low", "ci_high", "p_value", "p_exact", "p_holm"]
     assert written.set_index("setting").at["tce-a1", "n_pairs"] == 4
     markdown = (out / "paired.md").read_text()

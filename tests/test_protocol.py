@@ -15,8 +15,8 @@ from scripts.aggregate import aggregate, paper_recipe_tag, status_report
 # The keys the issue lists as not part of a recipe: the run's own, and where and how fast it runs; and the cell's.
 NOT_RECIPE = {"seed", "noise_seed", "holdout", "device", "threads", "compile", "channels_last", "pack",
               "eval_batch_size", "progress", "runs_dir", "lock_timeout", "force", "dataset.root",
-              "dataset.download"}  # and whether the data may be fetched, which changes nothing it computes
-CELL = {"dataset.name", "noise", "noise_type", "noise_set"}
+              "dataset.download", "noise_file"}  # and whether the data may be fetched, where a noise file is
+CELL = {"dataset.name", "noise", "noise_type", "noise_set", "instance_std", "noise_sha256"}
 
 
 def test_the_recipe_is_every_key_but_the_cell_the_run_and_the_execution():
@@ -104,8 +104,8 @@ def test_a_complete_run_short_of_its_epochs_is_corrupt(tmp_path):
     assert found.status == "corrupt" and found.reason == "summary.json says complete after 256 of 300 epochs"
 
 
-PRESETS = ("table1", "table2", "fig2", "fig3", "zoo", "zoo_tuned", "asym", "cifarn", "demo", "demo_mnist")
-PAPER_PRESETS = ("table1", "table2", "fig2", "fig3", "zoo", "zoo_tuned", "asym", "cifarn")
+PRESETS = ("table1", "table2", "fig2", "fig3", "zoo", "zoo_tuned", "asym", "cifarn", "idn", "demo", "demo_mnist")
+PAPER_PRESETS = ("table1", "table2", "fig2", "fig3", "zoo", "zoo_tuned", "asym", "cifarn", "idn")
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -72,3 +72,23 @@ def test_report_is_one_static_page_with_tables_paired_comparison_figures_and_inc
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     # The runs that are not complete.
     assert "interrupted" in page.cells and any("noise0.6-uniform-holdout0-seed2" in c for c in page.cells)
+
+
+def test_report_shows_what_each_noise_is(tmp_path):
+    runs = tmp_path / "runs"
+    uniform = {"class_rate_min": 0.5, "class_rate_max": 0.6, "top_target_share": 0.12, "top_class_share": 0.11}
+    for seed, rate_max in ((0, 0.6), (1, 0.7)):  # two noise seeds: the table shows their mean
+        write_run(runs, noise=0.6, seed=seed, test_acc=[50], fingerprint={**uniform, "class_rate_max": rate_max})
+    human = {"class_rate_min": 0.2, "class_rate_max": 0.6, "top_target_share": 0.5, "top_class_share": 0.3}
+    write_run(runs, noise_type="human", noise_set="worst", test_acc=[50], fingerprint=human)
+    write_run(runs, noise=0.2, test_acc=[50])  # a run of an older version: no fingerprint
+    page = Page()
+    report.main(["--runs", str(runs), "--out", str(tmp_path / "report.html")])
+    page.feed((tmp_path / "report.html").read_text())
+    first = page.cells.index("same superclass share") + 1
+    rows = [page.cells[i:i + 9] for i in range(first, first + 27, 9)]
+    assert rows == [
+        ["cifar10", "human worst 0", "1", "0.0 %", "20.0 %", "60.0 %", "50.0 %", "30.0 %", "—"],
+        ["cifar10", "uniform 0.2", "1", "18.0 %", "—", "—", "—", "—", "—"],
+        ["cifar10", "uniform 0.6", "2", "54.0 %", "50.0 %", "65.0 %", "12.0 %", "11.0 %", "—"],
+    ]
