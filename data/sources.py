@@ -52,10 +52,14 @@ def train_set_size(name: str, train_size: int | None) -> int:
     return full if train_size is None else min(full, train_size)
 
 
-def class_count(name: str, num_classes: int | None) -> int:
-    """The number of classes of dataset `name`, without reading files: `num_classes` for "synthetic"."""
+def class_count(name: str, num_classes: int | None = None) -> int:
+    """The number of classes of dataset `name`; `num_classes` is the synthetic dataset's (its config key)."""
     _check_name(name)
-    return num_classes if name == "synthetic" else _SOURCES[name].num_classes
+    if name == "synthetic":
+        if num_classes is None:
+            raise ValueError("the synthetic dataset's num_classes is not given")
+        return int(num_classes)
+    return _SOURCES[name].num_classes
 
 
 def _mnist(root: pathlib.Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,7 +149,8 @@ def _decode(name: str, root: pathlib.Path, download: bool) -> dict[str, torch.Te
         if source.superclass is not None:
             extra["superclass"] = source.superclass(root, train_labels, test_labels)
     except _READ_ERRORS as error:
-        action = "download failed or files are corrupt" if download else "files missing or corrupt and download=false"
+        action = ("download failed or files are corrupt" if download else
+                  f"files missing or corrupt and download=false (python -m data.download {name} fetches them)")
         raise DatasetError(
             f"cannot load dataset {name!r} from root {str(root)!r}: expected {root / source.expected_files} "
             f"in torchvision's format; {action} ({one_line(error)})"

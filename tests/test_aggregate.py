@@ -3,6 +3,7 @@ import math
 import pandas as pd
 import pytest
 
+from data import FINGERPRINT_KEYS
 from experiments.config import LOSS_KEYS
 from rundirs import write_run
 from scripts.aggregate import aggregate, main, status_report
@@ -192,8 +193,8 @@ def test_missing_runs_folder_gives_empty_tables(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().out
     header = (tmp_path / "out" / "cells.csv").read_text().strip()
     assert header.startswith(
-        f"recipe,dataset,setting,loss,{','.join(LOSS_KEYS)},noise,noise_type,noise_variant,selected,"
-        "noise_realized,val_run_dir,n_val,best_epoch,best_val_acc,protocol_mean"
+        f"recipe,dataset,setting,loss,{','.join(LOSS_KEYS)},noise,noise_type,noise_variant,selected,noise_realized,"
+        f"{','.join(FINGERPRINT_KEYS)},val_run_dir,n_val,best_epoch,best_val_acc,protocol_mean"
     )
 
 

@@ -144,6 +144,7 @@ def test_cli_on_an_empty_runs_folder(tmp_path, capsys):
         "runs.csv",
         "curves.csv",
         "cells.csv",
+        "noise.csv",
     }
 
 
