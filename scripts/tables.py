@@ -287,7 +287,8 @@ def _caption(table: Table) -> str:
                     " in brackets).")
     if table.cells["significant_vs_ce"].any():
         caption += (" †: differs from CE, paired t-test over seeds with Holm's adjustment within the column, p < 0.05"
-                    " (paired.csv); it rests on normality: no exact test over 5 seeds can go below p = 0.0625.")
+                    " (paired.csv); it rests on normality: an exact test over n seeds cannot go below p = 2/2^n, 0.0625"
+                    " at n = 5.")
     if table.recipe_note:
         caption += f" {table.recipe_note}"
     return caption

@@ -114,4 +114,4 @@ def test_make_tables_writes_paired_files_and_marks_significant_gains(runs, tmp_p
     # TCE's Holm-adjusted p is below 0.05: Table 2 marks it (its mean is over its 5 full runs, paired or not).
     table2 = (out / "table2.md").read_text()
     assert "**71.80** † ± 15.63 (n=5)" in table2 and "†: differs from CE" in table2
-    assert "no exact test over 5 seeds can go below p = 0.0625" in table2
+    assert "an exact test over n seeds cannot go below p = 2/2^n, 0.0625 at n = 5" in table2
