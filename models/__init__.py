@@ -11,9 +11,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from models.cnn import INPUT_SIZE, cnn4, cnn8
-from models.preact_resnet import PreActResNet18
+from models.kuangliu_resnet import preact_resnet18, resnet34
 from models.resnet import ResNet, pack_state_dicts, unpack_state_dict
-from models.resnet34 import ResNet34
 
 
 @dataclass(frozen=True)
@@ -29,8 +28,8 @@ MODELS = {
     "resnet": Model(lambda m, c, k, members: ResNet(m.depth, c, k, members), packs=True),
     "cnn8": Model(lambda m, c, k, members: cnn8(c, k), input_size=INPUT_SIZE),
     "cnn4": Model(lambda m, c, k, members: cnn4(c, k), input_size=INPUT_SIZE),
-    "resnet34": Model(lambda m, c, k, members: ResNet34(c, k)),
-    "preact_resnet18": Model(lambda m, c, k, members: PreActResNet18(c, k)),
+    "resnet34": Model(lambda m, c, k, members: resnet34(c, k)),
+    "preact_resnet18": Model(lambda m, c, k, members: preact_resnet18(c, k)),
 }
 
 

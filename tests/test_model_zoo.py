@@ -1,4 +1,4 @@
-"""The peers' networks (models/cnn.py, resnet34.py, preact_resnet.py): sizes counted by hand from the authors' layer
+"""The peers' networks (models/cnn.py, models/kuangliu_resnet.py): sizes counted by hand from the authors' layer
 lists, shapes, init, how the config selects them, and that run directories of ResNet-20 keep their identity."""
 
 import math
