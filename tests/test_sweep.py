@@ -79,7 +79,8 @@ def test_make_tables_on_a_submitit_local_sweep(tmp_path):
     made = subprocess.run(["make", "-s", "tables", f"RUNS={runs}", f"OUT={tmp_path / 'tables'}"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr
-    (recipe,) = set(pd.read_csv(tmp_path / "tables" / "cells.csv")["recipe"])  # a synthetic dataset's: not the paper's
+    # A synthetic dataset's recipe, not the paper's; a tag read as text (095223e3 would read as a float).
+    (recipe,) = set(pd.read_csv(tmp_path / "tables" / "cells.csv", dtype={"recipe": str})["recipe"])
     markdown = (tmp_path / "tables" / f"synthetic-{recipe}.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in markdown.splitlines() if line.startswith("| ")}
     assert "(n=2)" in rows["CE"] and "(n=2)" in rows["TCE α=1.5"]
@@ -165,7 +166,7 @@ def test_zoo_miniature_from_sweep_to_table(tmp_path):
 
     out_dir = tmp_path / "tables"
     tables.main(["--runs", str(runs), "--out", str(out_dir)])
-    (recipe,) = set(pd.read_csv(out_dir / "cells.csv")["recipe"])
+    (recipe,) = set(pd.read_csv(out_dir / "cells.csv", dtype={"recipe": str})["recipe"])
     zoo = (out_dir / f"synthetic-{recipe}.md").read_text()
     rows = [line for line in zoo.splitlines() if line.startswith("| ") and not line.startswith("| noise")]
     # 25 settings, then TCE's rows of selection (after its alphas), 27 rows in all.
