@@ -20,6 +20,7 @@ from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+import models
 import tce
 from data import DATASETS, check_noise, one_line, train_set_size
 from data.instance_noise import DEFAULT_STD
@@ -143,7 +144,8 @@ DATASET_LOSS_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
 
 @dataclass
 class ModelConfig:
-    depth: int = 20
+    name: str = "resnet"  # models.MODELS; configs/model/<name>.yaml selects one (model=cnn8)
+    depth: int | None = 20  # resnet's depth 6n + 2; null for the other models, which have one depth
 
 
 @dataclass
@@ -239,11 +241,17 @@ def covered(key: str, names: tuple[str, ...]) -> bool:
     return any(key == name or key.startswith(f"{name}.") for name in names)
 
 
+def with_schema_defaults(config: Mapping) -> dict:
+    """A config (a run's config.yaml), flattened, with the schema's default for every key it lacks: an older
+    config lacks the keys added since, whose default is the value they had before they existed."""
+    return {**flatten(OmegaConf.to_container(OmegaConf.structured(TrainConfig))), **flatten(config)}
+
+
 def recipe(config: Mapping) -> dict:
     """The recipe of a resolved config (a run's config.yaml): every key but the cell's, the run's, and those that
-    say where and how fast it runs, flattened and sorted. A key that an older config lacks takes the schema's
-    default, which was its value before the key existed."""
-    flat = {**flatten(OmegaConf.to_container(OmegaConf.structured(TrainConfig))), **flatten(config)}
+    say where and how fast it runs, flattened and sorted; an older config's missing keys take the schema's
+    default (with_schema_defaults)."""
+    flat = with_schema_defaults(config)
     ignored = (*CELL_KEYS, *RUN_KEYS, *EXECUTION_KEYS, *LOCATION_KEYS)
     # Numbers compare as floats: YAML may give 1 where the schema's float is 1.0.
     return {key: float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
@@ -251,8 +259,9 @@ def recipe(config: Mapping) -> dict:
 
 
 def recipe_tag(values: Mapping) -> str:
-    """A short stable name of a recipe: the first 8 hex digits of the SHA-256 of its canonical JSON."""
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
+    """A short stable name of a recipe: "r" and the first 8 hex digits of the SHA-256 of its canonical JSON (the
+    letter keeps a tag such as 095223e3 from reading as a number in a CSV file)."""
+    return "r" + hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def register_configs() -> None:
@@ -364,8 +373,8 @@ def validate(cfg: DictConfig) -> None:
         (ds.split_seed >= 0, f"dataset.split_seed: must be >= 0, got {ds.split_seed}"),
         (ds.val_holdout >= 1, f"dataset.val_holdout: must be >= 1, got {ds.val_holdout}"),
         (cfg.loss.name in tce.LOSSES, f"loss.name: unknown loss {cfg.loss.name!r}; valid: {', '.join(tce.LOSSES)}"),
-        (cfg.model.depth >= 8 and (cfg.model.depth - 2) % 6 == 0,
-         f"model.depth: must be 6n + 2 (20, 32, 44, 56, 110), got {cfg.model.depth}"),
+        (cfg.model.name in models.MODELS,
+         f"model.name: unknown model {cfg.model.name!r}; valid: {', '.join(models.MODELS)}"),
         (math.isfinite(optim.lr) and optim.lr > 0, f"optim.lr: must be a finite number > 0, got {optim.lr}"),
         (0 <= optim.momentum < 1, f"optim.momentum: must be in [0, 1), got {optim.momentum}"),
         (optim.momentum > 0 or not optim.nesterov,
@@ -395,6 +404,7 @@ def validate(cfg: DictConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    _check_model(cfg)
     for key, (valid, requirement) in _SYNTHETIC_KEYS.items():
         value = ds[key]
         if synthetic and (value is None or not valid(value)):
@@ -414,6 +424,22 @@ def validate(cfg: DictConfig) -> None:
         portion = n_train - cfg.holdout
         raise ConfigError(f"batch_size: {cfg.batch_size} with drop_last leaves no batch of {portion} training images")
     resolve_device(cfg.device)
+
+
+def _check_model(cfg: DictConfig) -> None:
+    """The model's own requirements: resnet's depth (null for the others), packing, a fixed input size."""
+    name, depth = cfg.model.name, cfg.model.depth
+    model = models.MODELS[name]
+    if name == "resnet" and (depth is None or depth < 8 or (depth - 2) % 6):
+        raise ConfigError(f"model.depth: must be 6n + 2 (20, 32, 44, 56, 110), got {depth}")
+    if name != "resnet" and depth is not None:
+        raise ConfigError(f"model.depth: only model=resnet takes a depth, not {name} (model={name} sets it null)")
+    if cfg.pack > 1 and not model.packs:
+        raise ConfigError(f"pack: {cfg.pack} runs cannot train as one {name}; only model=resnet packs (use pack=1)")
+    size = cfg.dataset.image_size or 32  # the real datasets' images are 32 x 32
+    if model.input_size is not None and size != model.input_size:
+        raise ConfigError(f"dataset.image_size: {name} reads {model.input_size} x {model.input_size} images only "
+                          f"(its flatten size is fixed), got {size}")
 
 
 def _absolute(path: str | None) -> str | None:

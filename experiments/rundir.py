@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from data.files import write_atomic
-from experiments.config import EXECUTION_KEYS, LOCATION_KEYS, covered, flatten
+from experiments.config import EXECUTION_KEYS, LOCATION_KEYS, covered, with_schema_defaults
 from experiments.evaluation import CALIBRATED, METRIC_COLUMNS
 from experiments.files import load_torch, save_torch, write_text
 from experiments.lifecycle import Lifecycle
@@ -125,5 +125,7 @@ class RunDir:
 
 
 def _identity(config: dict) -> dict:
-    """The flattened config without the keys that only say how to execute it."""
-    return {k: v for k, v in flatten(config).items() if not covered(k, (*EXECUTION_KEYS, *LOCATION_KEYS))}
+    """The flattened config without the keys that only say how to execute it; a key that an older run's config
+    lacks takes the schema's default (a run of ResNet-20 written before model.name existed resumes)."""
+    return {k: v for k, v in with_schema_defaults(config).items()
+            if not covered(k, (*EXECUTION_KEYS, *LOCATION_KEYS))}

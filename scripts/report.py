@@ -13,6 +13,7 @@ import argparse
 import base64
 import html
 import io
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from data import FINGERPRINT_KEYS
 from experiments.records import git_commit
 from scripts import paired, tables
 from scripts.aggregate import FOUND_STATUSES, NOISE_COLUMNS, Aggregation, aggregate, noise_table, recipe_lines
+from scripts.claims import ClaimsError, load_claims, unplaced
 from scripts.figures import all_figures
 
 STYLE = """
@@ -90,7 +92,8 @@ def render(runs_dir: Path) -> str:
     aggregation = aggregate(runs_dir)
     comparison = paired.paired_table(aggregation)
     significant = frozenset(paired.significant(comparison))
-    built = tables.build_tables(aggregation, tables.load_reference(tables.DEFAULT_REFERENCE), significant)
+    claims = load_claims()
+    built = tables.build_tables(aggregation, tables.load_reference(tables.DEFAULT_REFERENCE), significant, claims)
     shown = [t for t in built if t.cells["protocol_mean"].notna().any()]
     counts = {status: sum(r.status == status for r in aggregation.runs) for status in FOUND_STATUSES}
     parts = [
@@ -115,7 +118,7 @@ def render(runs_dir: Path) -> str:
             parts.append(f"<p class='muted'>{html.escape(stem)}: not drawn, {html.escape(missing)}.</p>")
         else:
             parts.append(f"<h3>{html.escape(stem)}</h3>\n<img alt='{html.escape(stem)}' src='{figure_png(fig)}'>")
-    parts += ["<h2>Recipes</h2>", lines_html(recipe_lines(aggregation)),
+    parts += ["<h2>Recipes</h2>", lines_html(recipe_lines(aggregation) + unplaced(claims)),
               "<h2>Runs that are not complete</h2>", incomplete_html(aggregation),
               "<h2>Left out by the protocol</h2>", lines_html(aggregation.problems or ["Nothing."])]
     body = "\n".join(parts)
@@ -128,8 +131,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run directories")
     parser.add_argument("--out", type=Path, default=Path("results/report.html"), help="the HTML file to write")
     args = parser.parse_args(argv)
+    try:
+        page = render(args.runs)
+    except ClaimsError as error:
+        print(f"report: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(args.runs))
+    args.out.write_text(page)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -6,7 +6,9 @@ writes table1, table2, zoo (when losses beyond the paper's ran: experiment=zoo) 
 noise_type) present (e.g. cifar10_asymmetric, cifar10_human with one column per CIFAR-N label set), each as .md and
 .tex (for people: one cell = our protocol mean ± std, n, the paper's value and ours − paper; the best of ours per
 column in bold; "—" where there is no value) and .csv (tidy, one row per cell with every number, including
-the last-epoch and oracle values that the human tables leave out); paired.csv and paired.md, every setting against
+the last-epoch and oracle values that the human tables leave out); a cell that results/claims.csv (--claims,
+scripts/claims.py) has a published number for shows it, with ours − claimed for our protocol, last-epoch and
+oracle values, and the claim's rule of selection in the caption; paired.csv and paired.md, every setting against
 CE paired by seed (scripts/paired.py), whose significant gains the tables mark with †. It prints the Markdown
 tables and copies runs.csv, curves.csv, cells.csv and noise.csv (scripts/aggregate.py) into OUT_DIR.
 """
@@ -15,6 +17,7 @@ import argparse
 import html
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +38,7 @@ from scripts.aggregate import (
     status_report,
     write_csvs,
 )
+from scripts.claims import CLAIMS, OURS, SELECTIONS, ClaimsError, load_claims, unplaced
 from scripts.settings import (
     PAPER_LOSSES,
     PAPER_SETTINGS,
@@ -82,6 +86,7 @@ class Table:
     cells: pd.DataFrame  # tidy: one row per (column, setting), in the table's reading order
     with_reference: bool
     recipe_note: str = ""  # for a recipe other than the paper's: how it differs
+    claims: pd.DataFrame | None = None  # the published numbers of its cells (scripts/claims.py), when it has any
 
     @property
     def datasets(self) -> list[str]:
@@ -109,6 +114,7 @@ def losses_by_noise(
     significant: frozenset[tuple] = frozenset(),
     recipe: str | None = None,
     recipe_note: str = "",
+    claims: pd.DataFrame | None = None,
 ) -> Table:
     """The table of loss settings (rows) by column (a dataset at a noise level or noise set), from the cells.csv
     rows of one recipe (default: the paper's).
@@ -117,7 +123,9 @@ def losses_by_noise(
     protocol_mean_with_diverged, so that a loss whose runs diverge does not win on its lucky seeds. `significant`
     holds the (recipe, dataset, noise_type, noise, noise_variant, setting) whose paired comparison with CE has a
     Holm-adjusted p < 0.05 (scripts/paired.py); they are marked too. A row of selection (tce@val) shows the
-    parameters of the setting it selected.
+    parameters of the setting it selected. A cell that `claims` (scripts.claims.load_claims) has a published number
+    for gets it (claimed_top1, its selection, source and whether verified) and ours − claimed for our protocol,
+    last-epoch and oracle values.
     """
     recipe = recipe or paper_recipe_tag()
     mine = cells[(cells["noise_type"] == noise_type) & (cells["recipe"] == recipe)].fillna({"noise_variant": ""})
@@ -155,7 +163,23 @@ def losses_by_noise(
     shown = frame["protocol_mean_with_diverged"].astype(float).round(2)
     column_of = [frame["dataset"], frame["noise"], frame["noise_variant"]]
     frame["best"] = shown.notna() & (shown == shown.groupby(column_of).transform("max"))
-    return Table(name, title, columns, settings, frame, reference is not None, recipe_note)
+    shown_claims = None if claims is None else _add_claims(frame, claims[claims["recipe_tag"] == recipe])
+    return Table(name, title, columns, settings, frame, reference is not None, recipe_note, shown_claims)
+
+
+def _add_claims(frame: pd.DataFrame, claims: pd.DataFrame) -> pd.DataFrame | None:
+    """Sets each claim of `claims` beside its cell of `frame` (in place); returns the claims placed, None if none."""
+    cell = ["dataset", "noise", "noise_variant", "setting", "noise_type"]
+    by_cell = {tuple(c[k] for k in cell): c for c in claims.to_dict("records")}
+    found = [by_cell.get(tuple(r[k] for k in cell)) for r in frame.to_dict("records")]
+    if not any(found):
+        return None
+    for column, claim_key in (("claimed_top1", "top1"), ("claim_selection", "selection"),
+                              ("claim_source", "source"), ("claim_verified", "verified")):
+        frame[column] = [math.nan if c is None else c[claim_key] for c in found]
+    for ours, column in OURS.items():
+        frame[f"diff_{ours}_vs_claimed"] = frame[column] - frame["claimed_top1"]
+    return pd.DataFrame([c for c in found if c is not None])
 
 
 def _columns(cells: pd.DataFrame, datasets: list[str]) -> list[Column]:
@@ -170,14 +194,18 @@ def _columns(cells: pd.DataFrame, datasets: list[str]) -> list[Column]:
 
 
 def build_tables(
-    aggregation: Aggregation, reference: pd.DataFrame, significant: frozenset[tuple] = frozenset()
+    aggregation: Aggregation,
+    reference: pd.DataFrame,
+    significant: frozenset[tuple] = frozenset(),
+    claims: pd.DataFrame | None = None,
 ) -> list[Table]:
     """The tables of the paper's recipe: Tables 1 and 2 in the paper's layout (its loss rows, any other TCE alpha
     present and the rows of selection); the zoo table: the uniform-noise cells of every dataset on which a loss
     beyond the paper's ran (the paper's datasets first), every setting present but MSE and MAE on the paper's
     datasets (Tables 1 and 2 show those); then one table per other (dataset, noise type), its columns the noise
     levels or, for human noise, the label sets present. Then, for every other recipe, one table per (dataset, noise
-    type), named and titled with the recipe's tag, its caption saying how the recipe differs from the paper's."""
+    type), named and titled with the recipe's tag, its caption saying how the recipe differs from the paper's.
+    Every table sets the published numbers of `claims` (scripts.claims.load_claims) beside the cells they are for."""
     cells = aggregation.cells.fillna({"noise_variant": ""})
     paper_tag = paper_recipe_tag()
     ours = cells[cells["recipe"] == paper_tag]
@@ -190,7 +218,7 @@ def build_tables(
         labels = ", ".join(dataset_label(d) for d in datasets)
         tables.append(
             losses_by_noise(name, f"{title}: {labels}", cells, columns, settings, PAPER_NOISE_TYPE, reference,
-                            significant)
+                            significant, claims=claims)
         )
     with_zoo = set(uniform.loc[~uniform["loss"].isin(PAPER_LOSSES), "dataset"])
     zoo_datasets = [d for d in PAPER_DATASETS if d in with_zoo] + sorted(with_zoo - set(PAPER_DATASETS))
@@ -200,7 +228,8 @@ def build_tables(
         settings = ordered_settings(setting_of(r) for _, r in zoo.iterrows())
         labels = ", ".join(dataset_label(d) for d in zoo_datasets)
         tables.append(losses_by_noise("zoo", f"Robust losses, uniform noise: {labels}", cells,
-                                      _columns(zoo, zoo_datasets), settings, PAPER_NOISE_TYPE, None, significant))
+                                      _columns(zoo, zoo_datasets), settings, PAPER_NOISE_TYPE, None, significant,
+                                      claims=claims))
     shown = ((cells["recipe"] == paper_tag) & cells["dataset"].isin([*PAPER_DATASETS, *zoo_datasets])
              & (cells["noise_type"] == PAPER_NOISE_TYPE))
     groups = sorted(cells[~shown].groupby(["recipe", "dataset", "noise_type"]), key=lambda g: (g[0][0] != paper_tag,))
@@ -214,7 +243,7 @@ def build_tables(
             note = f"Recipe {recipe}, not the paper's: {', '.join(differences)}."
         settings = ordered_settings(setting_of(r) for _, r in group.iterrows())
         tables.append(losses_by_noise(name, title, cells, _columns(group, [dataset]), settings, noise_type, None,
-                                      significant, recipe, note))
+                                      significant, recipe, note, claims))
     return tables
 
 
@@ -233,7 +262,7 @@ def render(table: Table, dialect: Dialect) -> str:
     body = [
         [dialect.escape(setting_label(loss))]
         + [
-            _cell_text(cells[c.dataset, c.noise, c.noise_variant, setting_tag(loss)], table.with_reference, dialect)
+            _cell_text(cells[c.dataset, c.noise, c.noise_variant, setting_tag(loss)], table, dialect)
             for c in table.columns
         ]
         for loss in table.settings
@@ -243,7 +272,7 @@ def render(table: Table, dialect: Dialect) -> str:
     return dialect.document(table, body, footer)
 
 
-def _cell_text(cell, with_reference: bool, dialect: Dialect) -> str:
+def _cell_text(cell, table: Table, dialect: Dialect) -> str:
     escape = dialect.escape
     notes = []
     if pd.isna(cell.protocol_mean):
@@ -263,7 +292,7 @@ def _cell_text(cell, with_reference: bool, dialect: Dialect) -> str:
         notes.append(diverged)
     if notes:
         text += escape(f" ({', '.join(notes)})")
-    if with_reference:
+    if table.with_reference:
         if pd.isna(cell.paper_top1):
             paper = "paper —"
         elif pd.isna(cell.diff_vs_paper):
@@ -271,7 +300,22 @@ def _cell_text(cell, with_reference: bool, dialect: Dialect) -> str:
         else:
             paper = f"paper {cell.paper_top1:.2f} (Δ {cell.diff_vs_paper:+.2f})".replace("-", "−")
         text += escape(f"; {paper}")
+    if table.claims is not None and pd.notna(cell.claimed_top1):
+        text += escape(_beside_claim(cell))
     return text
+
+
+def _beside_claim(cell) -> str:
+    """E.g. "; last 67.89, oracle 76.90; claimed 77.69 (Δ protocol −8.00, last −9.80, oracle −0.79)": our values
+    that the protocol's leaves out, the published one, and ours − published for each of ours that is known."""
+    def number(value: float) -> str:
+        return "—" if pd.isna(value) else f"{value:.2f}"
+
+    ours = f"last {number(cell.last_epoch_mean)}, oracle {number(cell.oracle_best_test_mean)}"
+    deltas = ", ".join(f"{name} {getattr(cell, f'diff_{name}_vs_claimed'):+.2f}" for name in OURS
+                       if pd.notna(getattr(cell, f"diff_{name}_vs_claimed")))
+    claimed = f"claimed {cell.claimed_top1:.2f}" + (f" (Δ {deltas})" if deltas else "")
+    return f"; {ours}; {claimed}".replace("-", "−")
 
 
 def _caption(table: Table) -> str:
@@ -289,9 +333,23 @@ def _caption(table: Table) -> str:
         caption += (" †: differs from CE, paired t-test over seeds with Holm's adjustment within the column, p < 0.05"
                     " (paired.csv); it rests on normality: an exact test over n seeds cannot go below p = 2/2^n, 0.0625"
                     " at n = 5.")
+    if table.claims is not None:
+        caption += (" last, oracle: our mean test accuracy at each run's last epoch and at its best test epoch (which"
+                    " peeks at the test set); claimed: the published value; Δ: ours − claimed. "
+                    + " ".join(_claim_source(claim) for claim in
+                               table.claims.drop_duplicates(["source", "selection", "read_in"]).to_dict("records")))
     if table.recipe_note:
         caption += f" {table.recipe_note}"
     return caption
+
+
+def _claim_source(claim: dict) -> str:
+    """The caption's sentence on a source of claims: who claims, how the number was selected, which value of ours
+    selects the same way, and whether the number was checked against the paper."""
+    words, ours = SELECTIONS[claim["selection"]]
+    unverified = "" if claim["verified"] else f" (not verified against the paper: quoted in {claim['read_in']})"
+    return (f"Claimed by {claim['source']} for recipe={claim['recipe']} {words}: compare it with our {ours}"
+            f"{unverified}.")
 
 
 def _header(table: Table) -> list[str]:
@@ -397,16 +455,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run directories")
     parser.add_argument("--out", type=Path, default=Path("results/tables"), help="folder for the tables")
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE, help="the paper's values (CSV)")
+    parser.add_argument("--claims", type=Path, default=CLAIMS, help="the peers' published numbers (CSV)")
     parser.add_argument("--datasets", nargs="+", help="only the tables of these datasets (default: all)")
     args = parser.parse_args(argv)
+    try:
+        claims = load_claims(args.claims)
+    except ClaimsError as error:
+        print(f"tables: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     aggregation = aggregate(args.runs)
-    print(status_report(aggregation), end="\n\n")
+    print("\n".join([status_report(aggregation), *unplaced(claims)]), end="\n\n")
     args.out.mkdir(parents=True, exist_ok=True)
     comparison = paired.paired_table(aggregation)
     if args.datasets is not None:
         comparison = comparison[comparison["dataset"].isin(args.datasets)]
     significant = frozenset(paired.significant(comparison))
-    for table in build_tables(aggregation, load_reference(args.reference), significant):
+    for table in build_tables(aggregation, load_reference(args.reference), significant, claims):
         if args.datasets is None or set(table.datasets) & set(args.datasets):
             print(write_table(table, args.out))
     comparison.to_csv(args.out / "paired.csv", index=False)

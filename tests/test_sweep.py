@@ -79,7 +79,8 @@ def test_make_tables_on_a_submitit_local_sweep(tmp_path):
     made = subprocess.run(["make", "-s", "tables", f"RUNS={runs}", f"OUT={tmp_path / 'tables'}"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr
-    (recipe,) = set(pd.read_csv(tmp_path / "tables" / "cells.csv")["recipe"])  # a synthetic dataset's: not the paper's
+    # A synthetic dataset's recipe, not the paper's; a tag read as text (095223e3 would read as a float).
+    (recipe,) = set(pd.read_csv(tmp_path / "tables" / "cells.csv")["recipe"])
     markdown = (tmp_path / "tables" / f"synthetic-{recipe}.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in markdown.splitlines() if line.startswith("| ")}
     assert "(n=2)" in rows["CE"] and "(n=2)" in rows["TCE α=1.5"]
