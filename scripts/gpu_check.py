@@ -354,7 +354,7 @@ def naive(check: Check) -> dict:
         try:
             with precision.arithmetic(name):
                 bench.train_steps(step, batches, s["warmup"])
-                took = bench.seconds(lambda: bench.train_steps(step, batches, s["steps"]), device)
+                took = bench.seconds(lambda b=batches: bench.train_steps(step, b, s["steps"]), device)
         finally:
             batches.close()
         found[name] = {"img_s": s["steps"] * s["batch"] / took}
