@@ -372,6 +372,8 @@ def _below(path: Path, runs_dir: str) -> str:
     """A run directory as a pack's record names it: below runs_dir where it lies there, else in full."""
     path, root = Path(path).resolve(), Path(runs_dir).resolve()
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def _stop_reason(stop: BaseException) -> str:
     if isinstance(stop, SystemExit):  # submitit's handler of Slurm's time-limit signal exits after requeueing the job
         return f"exit {stop.code} requested while training, by a launcher requeueing the job"

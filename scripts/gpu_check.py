@@ -23,9 +23,10 @@ value; each is recorded in DIR/gpu_check.json as soon as it ends, so a run cut s
 - projection: the GPU-hours of every preset (scripts/bench.py's grid_images) at the fastest configuration timed in
   each precision, compile, host I/O and partial batches left out.
 
-`--deadline S` (default 420 s) is the time after which no new configuration or stage starts. `--dry-run` runs every
-stage on the CPU with tiny sizes, in about a minute, with torch.compile's graphs run by dynamo's eager backend (no C
-compiler): what tests/test_gpu_check.py runs.
+`--deadline S` (default 420 s) is the time after which no stage starts; a timing configuration starts only if it can
+end (CONFIGURATION_S) with AFTER_TIMING_S left for the stages after it, so that with the default the whole check
+ends within 8 minutes. `--dry-run` runs every stage on the CPU with tiny sizes, in about a minute, with
+torch.compile's graphs run by dynamo's eager backend (no C compiler): what tests/test_gpu_check.py runs.
 """
 
 import argparse
@@ -53,6 +54,10 @@ from experiments.run import run_data_for, run_pack  # noqa: E402
 from scripts import bench  # noqa: E402
 
 PACK = ("loss=ce", "loss=tce loss.alpha=1.5", "loss=mse", "loss=tce loss.alpha=0.5")
+# Seconds the stages after timing (profile, naive, projection) need on a GPU machine, and what a configuration of
+# the timing stage may take at most: its setup, warm-up (compiling, if compiled) and 60 steps.
+AFTER_TIMING_S = 60
+CONFIGURATION_S = {False: 30, True: 150}
 # Sizes: the real check's, and the dry run's (one precision, two pack sizes, the paper's grid only: the bookkeeping
 # of every stage, not its numbers).
 SIZES = {
@@ -275,7 +280,7 @@ def timing(check: Check) -> dict:
     s = check.sizes
     found = []
     for name, compiled, k in _configurations(check):
-        if check.left() < 30 * (not check.dry_run) + (60 if compiled and not check.dry_run else 0):
+        if not check.dry_run and check.left() - AFTER_TIMING_S < CONFIGURATION_S[compiled]:
             found.append({"precision": name, "compiled": compiled, "members": k, "skipped": "deadline"})
             continue
         cfgs = [check.cfg(f"precision={name}", f"compile={str(compiled).lower()}", f"seed={j}", "loss=ce")

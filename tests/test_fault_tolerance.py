@@ -489,7 +489,11 @@ def test_hitting_the_recompile_limit_fails_the_run_in_one_line_naming_the_shape(
     monkeypatch.setattr(trainer, "RECOMPILE_LIMIT", 1)
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     torch._dynamo.reset()  # forget the graphs earlier tests made of the model: the training batch is the first
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # so that the test's end puts back what was there...
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")  # ...and the engine finds it unset
     status, run_dir = train_tiny(tmp_path, "compile=true", "epochs=1", "eval_batch_size=48")
+    # Unset, the compile cache goes under the runs folder, for the next job of the sweep to find.
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path.resolve() / ".inductor-cache")
     assert status == "failed"
     error = summary(run_dir)["error"]
     assert error.startswith("RecompileLimitHit: torch.compile's limit of 1 graphs of the model in one process is "
