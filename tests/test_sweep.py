@@ -11,6 +11,9 @@ from pathlib import Path
 import pandas as pd
 from processes import cli, wait_for_epochs
 
+from compose import compose_train, tiny
+from experiments.files import write_json
+from experiments.sweep import plan, split_evenly
 from scripts import tables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,3 +214,28 @@ def test_a_submitit_sweep_trains_one_pack_per_job_equal_to_the_runs_trained_alon
         assert abs(p["test_acc"] - a["test_acc"]) <= 100 / 64 + 1e-9
         for file in ("config.yaml", "metrics.csv", "calibration.csv", "noisy_labels.npy", "checkpoint.pt"):
             assert (packed / name / file).is_file(), file
+
+
+def test_packs_are_as_even_as_the_runs_allow():
+    """ceil(N / K) packs whose sizes differ by at most one: never a tail of small packs."""
+    sizes = {(n, k): [len(p) for p in split_evenly(list(range(n)), k)] for n, k in
+             ((35, 16), (8, 4), (5, 4), (3, 4), (1, 1), (175, 35), (34, 35))}
+    assert sizes == {(35, 16): [12, 12, 11], (8, 4): [4, 4], (5, 4): [3, 2], (3, 4): [3], (1, 1): [1],
+                     (175, 35): [35] * 5, (34, 35): [34]}
+    assert split_evenly([], 4) == []
+
+
+def test_a_sweep_is_planned_in_packs_of_runs_that_may_train_together(tmp_path):
+    """Runs pack with those that differ only in their own keys (loss, noise, seed) and stand at the same epoch;
+    another holdout, or a run stopped at another epoch, packs apart; complete runs are left out."""
+    jobs = []
+    for overrides in (["seed=0"], ["seed=1", "loss=tce"], ["seed=2", "noise=0.4"], ["holdout=0"], ["seed=3"],
+                      ["seed=4"], ["seed=5"], ["seed=6"]):
+        jobs.append((compose_train(*tiny(tmp_path, "pack=4", *overrides)), tmp_path / f"run-{len(jobs)}"))
+    (tmp_path / "run-4").mkdir()
+    write_json(tmp_path / "run-4" / "summary.json", {"status": "interrupted", "epochs_completed": 2})
+    (tmp_path / "run-5").mkdir()
+    write_json(tmp_path / "run-5" / "summary.json", {"status": "complete", "epochs_completed": 3})
+    packs = [[run_dir.name for _, run_dir in pack] for pack in plan(jobs)]
+    # Holdout 32 at epoch 0: runs 0, 1, 2, 6 and 7, five runs at pack=4, so 3 + 2.
+    assert packs == [["run-0", "run-1", "run-2"], ["run-6", "run-7"], ["run-3"], ["run-4"]]
