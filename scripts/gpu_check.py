@@ -212,7 +212,8 @@ def nan_isolation(check: Check) -> dict:
     clean = _steps(check.members(cfgs), 3)
     worst = max((found[k][n] - clean[k][n]).abs().max().item() for k in (0, 2) for n in clean[k]
                 if clean[k][n].is_floating_point())
-    if not (worst <= 1e-6 and all(torch.isnan(t).any() for n, t in found[1].items() if t.is_floating_point()
+    # Equal up to the last bits that cuDNN's atomics may change from one run to the next; a leak would be NaN.
+    if not (worst <= 1e-5 and all(torch.isnan(t).any() for n, t in found[1].items() if t.is_floating_point()
                                   and n.endswith("weight"))):
         raise AssertionError(f"a NaN member reaches the others of its pack: they differ by {worst:.3g}")
     return {"max_abs_difference_of_the_others": worst}
@@ -229,7 +230,7 @@ def resume(check: Check) -> dict:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             def run(where: str, kill: str | None = None) -> list[dict]:
-                cfg = check.cfg(f"runs_dir={tmp}/{where}", "epochs=3", "noise=0.4", "compile=false",
+                cfg = check.cfg(f"runs_dir={tmp}/{where}", "epochs=3", "noise=0.4", "compile=false", "holdout=0",
                                 train=check.sizes["resume_train"])
                 run_dir = Path(tmp) / where / "run"
                 if kill:
