@@ -1,5 +1,9 @@
-# Every target runs in .venv/ (created by `make setup`); the exact versions come from constraints.txt.
-PY := .venv/bin/python
+# Every target runs in .venv/ (created by `make setup`); the exact versions come from constraints.txt. The GPU
+# targets (test-gpu, bench, gpu-check) also take another interpreter, e.g. a GPU machine's own torch without network:
+# `make bench PY=python3` runs with it and skips setup.
+VENV_PY := .venv/bin/python
+PY ?= $(VENV_PY)
+GPU_SETUP := $(if $(filter $(VENV_PY),$(PY)),setup)
 RUNS ?= runs
 OUT ?= results/tables
 FIGURES ?= results/figures
@@ -7,7 +11,7 @@ REPORT ?= results/report.html
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-slow test-gpu train tables figures report bench lint clean
+.PHONY: help setup demo test test-slow test-gpu train tables figures report bench gpu-check lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -15,8 +19,8 @@ help: ## list the targets
 setup: .venv/.installed ## create .venv/ with the pinned dependencies (quick when already done)
 
 .venv/.installed: pyproject.toml constraints.txt
-	test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[harness,dev]'
+	test -x $(VENV_PY) || python3 -m venv .venv
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[harness,dev]'
 	touch $@
 
 demo: setup ## the main job on the embedded synthetic dataset: a small sweep, its table, figures and report in results/demo/
@@ -31,7 +35,7 @@ test: setup ## the test suite (slow tests excluded)
 test-slow: setup ## only the slow tests (minutes: real-data learning checks)
 	$(PY) -m pytest -m slow $(ARGS)
 
-test-gpu: setup ## only the GPU tests (each skips without CUDA): precisions, compile, packing, resume, bench
+test-gpu: $(GPU_SETUP) ## only the GPU tests (each skips without CUDA): precisions, compile, packing, resume, bench
 	$(PY) -m pytest -m gpu $(ARGS)
 
 train: setup ## one experiment, e.g. make train ARGS="loss=tce loss.alpha=1.5 noise=0.4"
@@ -46,8 +50,11 @@ figures: setup ## Figs. 1-3, memorization and reliability figures from RUNS into
 report: setup ## one self-contained HTML page from RUNS: tables, paired comparison, figures, incomplete runs
 	$(PY) -m scripts.report --runs $(RUNS) --out $(REPORT)
 
-bench: setup ## throughput per precision, evaluation cost, grid estimates; writes results/bench/<device>.json
+bench: $(GPU_SETUP) ## throughput per precision, evaluation cost, hours per preset; writes results/bench/<device>.json
 	$(PY) -m scripts.bench $(ARGS)
+
+gpu-check: $(GPU_SETUP) ## the one-call device check (scripts/gpu_check.py, <= 8 min) into results/gpu_check/
+	$(PY) scripts/gpu_check.py --out results/gpu_check $(ARGS)
 
 lint: setup ## ruff
 	$(PY) -m ruff check .

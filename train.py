@@ -32,23 +32,24 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> list[str] | None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
+        output_dir = Path(hydra_cfg.runtime.output_dir)
+        members = sweep.manifest(output_dir) if multirun else None
+        if members is not None:  # a pack of the sweep (experiments/sweep.py): what failed goes back to the sweeper
+            return sweep.train_pack(members, hydra_cfg.job.num)
         cfg = resolve(cfg, job_num=hydra_cfg.job.num if multirun else 0)
-        run_dir = Path(hydra_cfg.runtime.output_dir)
-        if multirun:
-            sweep.submit(cfg, run_dir, hydra_cfg.launcher._target_)
-            return
-        status = run_pack([(cfg, run_dir)])[0]
+        status = run_pack([(cfg, output_dir)])[0]
     except (ConfigError, DatasetError, StartError) as e:
         if multirun:  # one bad job must not end the sweep
             log.error(f"error: {e}")
-            sweep.job_failed(f"job {hydra_cfg.job.num}: {e}")
-            return
+            return [f"job {hydra_cfg.job.num}: {e}"]
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    if multirun:
+        return [str(output_dir)] if status == "failed" else []
     if status == "failed":
         sys.exit(1)
 

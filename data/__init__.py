@@ -10,7 +10,7 @@ from data.fingerprint import FINGERPRINT_KEYS, noise_fingerprint
 from data.loader import DeviceLoader
 from data.noise import NOISE_TYPES, check_noise, class_map, corrupt_labels, noise_matrix, noise_variant
 from data.root import ENV_ROOT, resolve_root
-from data.run_data import RunData, prepare_run_data
+from data.run_data import RunData, SharedImages, prepare_run_data, shared_images
 from data.sources import DATASETS, class_count, load_dataset, train_set_size
 from data.split import holdout_split
 
@@ -25,6 +25,7 @@ __all__ = [
     "DeviceLoader",
     "EvalSet",
     "RunData",
+    "SharedImages",
     "check_noise",
     "class_count",
     "class_map",
@@ -39,5 +40,6 @@ __all__ = [
     "one_line",
     "prepare_run_data",
     "resolve_root",
+    "shared_images",
     "train_set_size",
 ]

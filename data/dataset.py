@@ -1,8 +1,11 @@
 """The decoded dataset every source returns."""
 
+import functools
 from dataclasses import dataclass
 
 import torch
+
+from data.normalize import channel_stats
 
 
 @dataclass(frozen=True)
@@ -26,3 +29,9 @@ class Dataset:
     @property
     def in_channels(self) -> int:
         return self.train_images.shape[1]
+
+    @functools.cached_property
+    def channel_stats(self) -> tuple[list[float], list[float]]:
+        """The per-channel mean and std of the training split (data.normalize.channel_stats), computed once: every
+        run of the dataset normalizes with them."""
+        return channel_stats(self.train_images)

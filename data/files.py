@@ -1,7 +1,10 @@
-"""Atomic file writes: a temp file in the same folder, flushed to disk, then renamed over the target.
+"""Atomic file writes: a temp file in the same folder, flushed to disk, then renamed over the target; and appends,
+flushed to disk.
 
 A process killed at any moment leaves either the old file or the new one, never a torn one (as timm's
 CheckpointSaver). The one writer of the project: the dataset cache, the CIFAR-N download and the run directories.
+An append killed midway can leave a torn last line: only files that their writer rewrites whole when it resumes
+(a run's metrics.csv and calibration.csv) are appended to.
 """
 
 import os
@@ -28,3 +31,11 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def append(path: Path, data: bytes) -> None:
+    """Appends `data` to `path` and flushes it to disk."""
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())

@@ -1,4 +1,5 @@
-"""The training iterator: the training set stays on the device as uint8 and is augmented there, batch-wise."""
+"""The training iterator: the training set stays on the device as uint8 and is augmented there, batch-wise; the runs
+of a pack share one padded copy of it, and one gather makes all their batches at once."""
 
 from collections.abc import Iterator, Sequence
 
@@ -9,25 +10,41 @@ from data.normalize import ChannelNormalizer
 from data.seeds import generator
 
 
+def pad_images(images_uint8: torch.Tensor, shift: int) -> torch.Tensor:
+    """The images with `shift` zero pixels on every side: what DeviceLoader crops its translations from."""
+    return F.pad(images_uint8, (shift, shift, shift, shift))
+
+
 def crop_and_flip(
     padded: torch.Tensor, index: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, size: int, shift: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images `index` of `padded` (N, C, H, W), each cropped to size x size at its own top-left `offsets`
-    (B, 2) = (row, col), then mirrored left-right where `flips` (B,) is true; in a single gather.
+    """For each batch row b and member k, image index[b, k] of `padded` (N, C, H, W), cropped to size x size at
+    its own top-left offsets[b, k] = (row, col), then mirrored left-right where flips[b, k]; in a single gather.
 
-    Returns the crops (B, C, size, size) and where they show the image rather than its `shift`-pixel padding
-    (bool, (B, 1, size, size)).
+    index, flips are (B, K) and offsets (B, K, 2). Returns the crops (B, K, C, size, size), laid out in memory as
+    (B, size, size, K, C), so that merging K and C gives a channels-last (B, K·C, size, size) tensor without a copy;
+    and where they show the image rather than its `shift`-pixel padding (bool, (B, K, 1, size, size)).
     """
     positions = torch.arange(size, device=padded.device)
-    rows = offsets[:, 0:1] + positions
-    cols = offsets[:, 1:2] + torch.where(flips[:, None], positions.flip(0), positions)
+    rows = offsets[..., 0:1] + positions  # (B, K, size)
+    cols = offsets[..., 1:2] + torch.where(flips[..., None], positions.flip(0), positions)
     channels = torch.arange(padded.shape[1], device=padded.device)
+    # Indices broadcast to (B, size, size, K, C), each laid out in that order, which the gather's result follows.
     crops = padded[
-        index[:, None, None, None], channels[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]
+        index[:, None, None, :, None], channels, rows.transpose(1, 2).contiguous()[:, :, None, :, None],
+        cols.transpose(1, 2).contiguous()[:, None, :, :, None],
     ]
     inside_rows = (rows >= shift) & (rows < shift + size)
     inside_cols = (cols >= shift) & (cols < shift + size)
-    return crops, (inside_rows[:, None, :, None] & inside_cols[:, None, None, :])
+    inside = inside_rows[:, :, None, :, None] & inside_cols[:, :, None, None, :]
+    return crops.permute(0, 3, 4, 1, 2), inside
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device`; to CUDA through pinned memory and without blocking the host."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 class DeviceLoader:
@@ -37,7 +54,8 @@ class DeviceLoader:
     then translated by up to `shift` pixels with zero padding (a random crop of the padded image) and, when
     `flip`, mirrored left-right with probability 1/2. The padding is zero after normalization, i.e. the
     per-channel mean, as in fb.resnet.torch (the paper's recipe: ColorNormalize, then RandomCrop(32, 4)).
-    y is int64 (B,). Both live on the device of `images_uint8`.
+    y is int64 (B,). Both live on the device of `padded`, the training images padded by `shift` (pad_images),
+    which the loaders of a pack share (PackLoader).
     The final partial batch is kept unless `drop_last`. All randomness comes from one CPU generator seeded
     with `seed`, drawn once at the start of each epoch, so state_dict() taken between epochs lets a resumed
     run replay the following epochs exactly.
@@ -45,7 +63,7 @@ class DeviceLoader:
 
     def __init__(
         self,
-        images_uint8: torch.Tensor,
+        padded: torch.Tensor,
         labels: torch.Tensor,
         *,
         mean: Sequence[float],
@@ -58,11 +76,11 @@ class DeviceLoader:
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.device = images_uint8.device
+        self.device = padded.device
         # Padded once in raw pixel space, so every batch is a single gather; the padding is masked to the
         # normalized zero after normalization.
-        self.padded = F.pad(images_uint8, (shift, shift, shift, shift))
-        self.size = images_uint8.shape[-1]
+        self.padded = padded
+        self.size = padded.shape[-1] - 2 * shift
         self.labels = labels.to(self.device)
         self.normalize = ChannelNormalizer(mean, std, self.device)
         self.batch_size = batch_size
@@ -75,22 +93,65 @@ class DeviceLoader:
         full, partial = divmod(len(self.labels), self.batch_size)
         return full + (partial > 0 and not self.drop_last)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The next epoch's randomness, on the CPU: the order (N,), crop offsets (N, 2) and flips (N,)."""
         count = len(self.labels)
         order = torch.randperm(count, generator=self.generator)
         offsets = torch.randint(0, 2 * self.shift + 1, (count, 2), generator=self.generator)
         flips = (torch.rand(count, generator=self.generator) < 0.5) & self.flip
-        return self._batches(order.to(self.device), offsets.to(self.device), flips.to(self.device))
+        return order, offsets, flips
 
-    def _batches(self, order: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor):
-        for batch in range(len(self)):
-            part = slice(batch * self.batch_size, (batch + 1) * self.batch_size)
-            index = order[part]
-            crops, inside = crop_and_flip(self.padded, index, offsets[part], flips[part], self.size, self.shift)
-            yield self.normalize(crops).masked_fill_(~inside, 0.0), self.labels[index]
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in PackLoader([self], channels_last=False):
+            yield x, y[:, 0]
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+
+
+class PackLoader:
+    """The epochs of K DeviceLoaders that share their padded images, batch by batch together: x is the K members'
+    batches side by side, float32 (B, K·C, H, W) (member k's channels k·C to (k+1)·C), channels-last or
+    contiguous; y is int64 (B, K). Each member's batches are exactly what its own loader would give: its order,
+    offsets and flips come from its own generator, and only the gather is shared.
+    """
+
+    def __init__(self, loaders: list[DeviceLoader], channels_last: bool):
+        first = loaders[0]
+        for loader in loaders[1:]:
+            if loader.padded is not first.padded or not (
+                torch.equal(loader.normalize.scale, first.normalize.scale)
+                and torch.equal(loader.normalize.shift, first.normalize.shift)
+            ):
+                raise ValueError("the loaders of a pack must share their images and normalization")
+            if (len(loader), len(loader.labels), loader.batch_size, loader.shift) != (
+                    len(first), len(first.labels), first.batch_size, first.shift):
+                raise ValueError("the loaders of a pack must have the same size, batch size and shift")
+        self.loaders = loaders
+        self.channels_last = channels_last
+        self.labels = torch.stack([loader.labels for loader in loaders], dim=1)  # (N, K)
+
+    def __len__(self) -> int:
+        return len(self.loaders[0])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        draws = [loader.draw() for loader in self.loaders]
+        order, offsets, flips = (to_device(torch.stack(parts, dim=1), self.labels.device)
+                                 for parts in zip(*draws, strict=True))
+        return self._batches(order, offsets, flips)
+
+    def _batches(self, order: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor):
+        first = self.loaders[0]
+        size = first.batch_size
+        for batch in range(len(self)):
+            part = slice(batch * size, (batch + 1) * size)
+            index = order[part]
+            crops, inside = crop_and_flip(first.padded, index, offsets[part], flips[part], first.size, first.shift)
+            x = first.normalize(crops).masked_fill_(~inside, 0.0)
+            b, k, c, h, w = x.shape
+            x = x.reshape(b, k * c, h, w)  # a view: channels-last, as crop_and_flip lays the crops out
+            x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+            yield x, self.labels.gather(0, index)

@@ -1,4 +1,5 @@
-"""Everything one training run reads: noisy labels, the holdout, the device-resident loader and eval sets."""
+"""Everything one training run reads: noisy labels, the holdout, the device-resident loader and eval sets. The runs
+of a pack (one dataset, holdout split and evaluation subset) read one copy of the images (SharedImages)."""
 
 from dataclasses import dataclass
 
@@ -7,15 +8,55 @@ import torch
 from data.dataset import Dataset
 from data.eval_set import EvalSet
 from data.fingerprint import noise_fingerprint
-from data.loader import DeviceLoader
+from data.loader import DeviceLoader, pad_images
 from data.noise import noise_matrix, noisy_train_labels
-from data.normalize import channel_stats
 from data.seeds import generator
 from data.split import holdout_split, stratified_split
 
 # The paper's "shifting": translations of up to 4 pixels of 32, as the Torch ResNet recipe's pad-4 random crop;
 # smaller (synthetic) images shift by the same fraction of their size.
 SHIFT_FRACTION = 1 / 8
+
+
+@dataclass(frozen=True)
+class SharedImages:
+    """The images that every run of one dataset, holdout split and evaluation subset reads, once on the device:
+    the training portion padded for the random crops, the evaluation subset of it, the holdout and the test set.
+    Only the labels, the data order and the augmentation are a run's own."""
+
+    split: tuple[int, int, int | None]  # (holdout, split_seed, eval_train_size) they were drawn for
+    train_idx: torch.Tensor  # the training portion and the holdout, indices into the training split (CPU)
+    val_idx: torch.Tensor
+    eval_subset: torch.Tensor | None  # the "train" evaluation set, indices into the training portion (CPU)
+    padded: torch.Tensor  # uint8 (N, C, H + 2 shift, W + 2 shift), on the device
+    train_eval: torch.Tensor
+    val: torch.Tensor | None
+    test: torch.Tensor
+    shift: int
+
+
+def shared_images(
+    dataset: Dataset, *, holdout: int, split_seed: int, eval_train_size: int | None, device: torch.device | str
+) -> SharedImages:
+    """The images of the runs of `dataset` with this holdout split and evaluation subset (see prepare_run_data)."""
+    clean = dataset.train_labels
+    train_idx, val_idx = holdout_split(clean, holdout, split_seed)
+    shift = round(dataset.train_images.shape[-1] * SHIFT_FRACTION)
+    train_images = dataset.train_images[train_idx]
+    padded = pad_images(train_images, shift).to(device)
+    subset = None
+    if eval_train_size is not None and eval_train_size < len(train_idx):
+        _, subset = stratified_split(clean[train_idx], eval_train_size, generator("train-eval", split_seed))
+        train_eval = train_images[subset].to(device)
+    else:  # all of the training portion: the padded copy's inside, without another copy
+        size = dataset.train_images.shape[-1]
+        train_eval = padded[:, :, shift : shift + size, shift : shift + size]
+    return SharedImages(
+        split=(holdout, split_seed, eval_train_size), train_idx=train_idx, val_idx=val_idx, eval_subset=subset,
+        padded=padded, train_eval=train_eval,
+        val=dataset.train_images[val_idx].to(device) if holdout > 0 else None,
+        test=dataset.test_images.to(device), shift=shift,
+    )
 
 
 @dataclass
@@ -51,6 +92,7 @@ def prepare_run_data(
     seed: int,
     device: torch.device | str,
     eval_train_size: int | None = None,
+    images: SharedImages | None = None,
 ) -> RunData:
     """The run's data on `device`.
 
@@ -59,40 +101,45 @@ def prepare_run_data(
     the training labels (the paper's protocol) unless `clean_val`. The holdout is stratified by the clean labels
     and fixed by `split_seed`, the noise by `noise_seed`; `seed` only drives the loader's order and augmentation.
     Normalization uses the channel statistics of the whole training split.
+    `images`, when given, are the shared images of the run's pack (shared_images with the same holdout,
+    split_seed and eval_train_size); else the run gets its own.
 
     The "train" evaluation set reads `eval_train_size` images of the training portion, a class-stratified subset
     fixed by `split_seed` like the holdout (all of them when None or at least the portion's size): a full pass
     over the training set every epoch would cost more than the test and validation passes together.
     """
+    if images is None:
+        images = shared_images(dataset, holdout=holdout, split_seed=split_seed, eval_train_size=eval_train_size,
+                               device=device)
+    elif images.split != (holdout, split_seed, eval_train_size):
+        raise ValueError(f"shared images of (holdout, split_seed, eval_train_size) = {images.split} cannot serve a "
+                         f"run of {(holdout, split_seed, eval_train_size)}")
     clean = dataset.train_labels
     noisy = noisy_train_labels(
         dataset, noise=noise, noise_type=noise_type, noise_seed=noise_seed, noise_set=noise_set, root=root,
         instance_std=instance_std, noise_file=noise_file, noise_sha256=noise_sha256,
     )
-    train_idx, val_idx = holdout_split(clean, holdout, split_seed)
-    mean, std = channel_stats(dataset.train_images)
-
-    train_images = dataset.train_images[train_idx].to(device)
+    train_idx, val_idx = images.train_idx, images.val_idx
+    mean, std = dataset.channel_stats
     loader = DeviceLoader(
-        train_images,
+        images.padded,
         noisy[train_idx],
         mean=mean,
         std=std,
         batch_size=batch_size,
         drop_last=drop_last,
-        shift=round(dataset.train_images.shape[-1] * SHIFT_FRACTION),
+        shift=images.shift,
         flip=dataset.flip,
         seed=seed,
     )
-    eval_images, eval_clean, eval_noisy = train_images, clean[train_idx], noisy[train_idx]
-    if eval_train_size is not None and eval_train_size < len(train_idx):
-        _, subset = stratified_split(eval_clean, eval_train_size, generator("train-eval", split_seed))
-        eval_images, eval_clean, eval_noisy = eval_images[subset.to(device)], eval_clean[subset], eval_noisy[subset]
-    eval_sets = {"train": EvalSet(eval_images, eval_clean, mean=mean, std=std, noisy_labels=eval_noisy)}
+    eval_clean, eval_noisy = clean[train_idx], noisy[train_idx]
+    if images.eval_subset is not None:
+        eval_clean, eval_noisy = eval_clean[images.eval_subset], eval_noisy[images.eval_subset]
+    eval_sets = {"train": EvalSet(images.train_eval, eval_clean, mean=mean, std=std, noisy_labels=eval_noisy)}
     if holdout > 0:
         val_labels = (clean if clean_val else noisy)[val_idx]
-        eval_sets["val"] = EvalSet(dataset.train_images[val_idx].to(device), val_labels, mean=mean, std=std)
-    eval_sets["test"] = EvalSet(dataset.test_images.to(device), dataset.test_labels, mean=mean, std=std)
+        eval_sets["val"] = EvalSet(images.val, val_labels, mean=mean, std=std)
+    eval_sets["test"] = EvalSet(images.test, dataset.test_labels, mean=mean, std=std)
     return RunData(
         loader=loader,
         eval_sets=eval_sets,

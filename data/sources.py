@@ -52,6 +52,15 @@ def train_set_size(name: str, train_size: int | None) -> int:
     return full if train_size is None else min(full, train_size)
 
 
+def test_set_size(name: str, test_size: int | None) -> int:
+    """The number of test images load_dataset(name, test_size=test_size) returns, without reading files."""
+    _check_name(name)
+    if name == "synthetic":
+        return SYNTHETIC_TEST_SIZE if test_size is None else test_size
+    full = _SOURCES[name].test_size
+    return full if test_size is None else min(full, test_size)
+
+
 def class_count(name: str, num_classes: int | None = None) -> int:
     """The number of classes of dataset `name`; `num_classes` is the synthetic dataset's (its config key)."""
     _check_name(name)
@@ -117,6 +126,7 @@ def _svhn(root: pathlib.Path, train: bool, download: bool) -> tuple[torch.Tensor
 class _Source:
     read: Callable[[pathlib.Path, bool, bool], tuple[torch.Tensor, torch.Tensor]]  # (root, train, download)
     train_size: int  # of the official training split, so that a holdout can be checked before reading files
+    test_size: int  # of the official test split
     num_classes: int
     flip: bool  # mirroring keeps the class of natural images, not of digits ("on MNIST and SVHN only shifting")
     expected_files: str  # what torchvision reads under the root, for error messages
@@ -129,14 +139,14 @@ class _Source:
 
 
 _SOURCES = {
-    "mnist": _Source(_mnist, 60000, 10, False, "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
+    "mnist": _Source(_mnist, 60000, 10000, 10, False, "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
     "cifar10": _Source(
-        _cifar(tvd.CIFAR10), 50000, 10, True, "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"
+        _cifar(tvd.CIFAR10), 50000, 10000, 10, True, "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"
     ),
     "cifar100": _Source(
-        _cifar(tvd.CIFAR100), 50000, 100, True, "cifar-100-python/{train,test,meta}", _cifar100_superclass
+        _cifar(tvd.CIFAR100), 50000, 10000, 100, True, "cifar-100-python/{train,test,meta}", _cifar100_superclass
     ),
-    "svhn": _Source(_svhn, 73257, 10, False, "{train,test}_32x32.mat"),
+    "svhn": _Source(_svhn, 73257, 26032, 10, False, "{train,test}_32x32.mat"),
 }
 
 

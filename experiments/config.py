@@ -32,6 +32,7 @@ from data.synthetic import MIN_SIZE, SIZE
 from experiments import precision
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+COMPILE_MODES = ("default", "reduce-overhead")
 
 
 class ConfigError(ValueError):
@@ -192,9 +193,15 @@ class TrainConfig:
     # Performance options that leave the arithmetic alone; null means the device's default (see resolve).
     channels_last: bool = True  # faster on both: 1.2x for ResNet-20 on our CPU, tensor-core layout on CUDA
     compile: bool | None = None  # torch.compile the model: on for CUDA (falls back to eager if it cannot)
-    pack: int = 1  # train this many compatible runs of a multirun sweep at once (basic launcher)
+    compile_mode: str = "default"  # torch.compile's mode: default, or reduce-overhead (CUDA graphs, CUDA only)
+    # A multirun sweep is launched in packs of this many compatible runs, each pack one job that trains its runs
+    # at once in one grouped model (every launcher).
+    pack: int = 1
     threads: int | None = None  # CPU threads of this process (null: torch's default); parallel sweep jobs want 1
     force: bool = False  # rerun a complete or diverged run from scratch
+    # Write a run's checkpoint and records every this many epochs (and at its last); a stop signal writes the
+    # epochs since, kept in memory. A killed run loses at most checkpoint_every - 1 epochs.
+    checkpoint_every: int = 1
     progress: bool = True  # tqdm bar within each epoch
     runs_dir: str = "runs"
     # Seconds after which a run directory's lock that nobody refreshes is stale (its trainer died), wherever
@@ -205,19 +212,20 @@ class TrainConfig:
 # What each key says about a run, for the code that compares configs:
 # - EXECUTION_KEYS say how to execute it, not what it computes: they may differ when a run resumes.
 # - LOCATION_KEYS say where its inputs are and whether they may be fetched, not what they are.
-# - PER_RUN_KEYS may differ between the runs trained together in one pack (pack=K); all else must agree.
+# - PER_RUN_KEYS may differ between the runs trained together in one pack (pack=K); all else must agree, how they
+#   execute included (a pack trains on one device, compiled or not, in one layout).
 # - CELL_KEYS name the protocol's cell a run belongs to (a table's row and column); RUN_KEYS tell the runs of one
 #   cell apart: the seeds, and the protocol role (holdout > 0 is the validation run).
 # - Every other key is the run's recipe (`recipe`): runs of two recipes are never averaged or compared.
 # A name covers the key and every key below it ("loss" covers loss.alpha).
 EXECUTION_KEYS = (
-    "device", "force", "progress", "pack", "threads", "runs_dir", "compile", "channels_last", "eval_batch_size",
-    "lock_timeout",
+    "device", "force", "progress", "pack", "threads", "runs_dir", "compile", "compile_mode", "channels_last",
+    "eval_batch_size", "lock_timeout", "checkpoint_every",
 )
 LOCATION_KEYS = ("dataset.root", "dataset.download", "noise_file")
 PER_RUN_KEYS = (
     "loss", "noise", "noise_type", "noise_set", "instance_std", "noise_file", "noise_sha256", "noise_seed", "seed",
-    "clean_val", *EXECUTION_KEYS,
+    "clean_val", "force",
 )
 # The noise's keys name its cell's column: the type and rate, and what tells apart noises of one type
 # (data.noise_variant: the CIFAR-N set, the instance noise's std, the noise file's SHA-256).
@@ -396,6 +404,9 @@ def validate(cfg: DictConfig) -> None:
         (cfg.precision in precision.PRECISIONS,
          f"precision: must be one of {', '.join(precision.PRECISIONS)}, got {cfg.precision!r}"),
         (cfg.pack >= 1, f"pack: must be >= 1, got {cfg.pack}"),
+        (cfg.compile_mode in COMPILE_MODES,
+         f"compile_mode: must be one of {', '.join(COMPILE_MODES)}, got {cfg.compile_mode!r}"),
+        (cfg.checkpoint_every >= 1, f"checkpoint_every: must be >= 1 epochs, got {cfg.checkpoint_every}"),
         (cfg.threads is None or cfg.threads >= 1, f"threads: must be >= 1 or null, got {cfg.threads}"),
         (bool(cfg.runs_dir.strip()), "runs_dir: must not be empty"),
         (math.isfinite(cfg.lock_timeout) and cfg.lock_timeout > 0,
@@ -501,6 +512,11 @@ def resolve(cfg: DictConfig, job_num: int = 0) -> DictConfig:
         )
     if cfg.compile is None:
         cfg.compile = device.type == "cuda"
+    if cfg.compile_mode == "reduce-overhead" and (device.type != "cuda" or not cfg.compile):
+        raise ConfigError(
+            f"compile_mode: reduce-overhead (CUDA graphs) needs a CUDA device and compile=true, not {device} "
+            f"with compile={str(cfg.compile).lower()}"
+        )
     if cfg.eval_batch_size is None:
         cfg.eval_batch_size = 1000 if device.type == "cuda" else 256
     return cfg

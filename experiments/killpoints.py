@@ -3,16 +3,20 @@ that a test stops a run exactly where a crash, a dead node or a preemption could
 
     TCE_KILL_AT=<point>:<epoch>[:<signal>]    checkpoint:3        SIGKILL right after epoch 3's checkpoint
                                               summary:2:SIGTERM   SIGTERM right after epoch 2's summary
+                                              trained:1:SIGTERM   SIGTERM once epoch 1 is trained and evaluated
 
-The points, in the order experiments/run.py records an epoch: checkpoint, metrics, calibration, summary. Unset
-(always, outside tests), it does nothing.
+The points, in the order of an epoch: trained (the epoch trained and evaluated, nothing of it written yet), then
+those of its records, which the writer thread writes while the next epoch trains (experiments/run.py): checkpoint,
+metrics, calibration, summary. With checkpoint_every > 1 an epoch that is not a checkpoint's has no records: its
+rows are written with the next checkpoint's, whose epoch the record points name. Unset (always, outside tests), it
+does nothing.
 """
 
 import os
 import signal
 
 ENV = "TCE_KILL_AT"
-POINTS = ("checkpoint", "metrics", "calibration", "summary")
+POINTS = ("trained", "checkpoint", "metrics", "calibration", "summary")
 
 
 def reached(point: str, epoch: int) -> None:

@@ -35,14 +35,15 @@ def _cpu_bf16() -> bool:
 @contextmanager
 def arithmetic(precision: str) -> Iterator[None]:
     """Within the block, float32 matrix products and convolutions run in TF32 if `precision` is tf32, else in
-    strict float32; the process's settings are restored after it (they are global, and runs of several precisions
-    may share a process)."""
-    before = _tf32()
-    _set_tf32(precision == "tf32")
+    strict float32; after it, each of the two settings is what it was before, whatever they were (they are global:
+    code outside the engine, and runs of several precisions, may share the process)."""
+    before = _tf32_settings()
+    value = "tf32" if precision == "tf32" else "ieee"
+    _set_tf32_settings((value, value) if _NEW_API else (precision == "tf32",) * 2)
     try:
         yield
     finally:
-        _set_tf32(before)
+        _set_tf32_settings(before)
 
 
 def autocast(precision: str, device: torch.device) -> AbstractContextManager:
@@ -53,17 +54,20 @@ def autocast(precision: str, device: torch.device) -> AbstractContextManager:
 _NEW_API = hasattr(torch.backends.cuda.matmul, "fp32_precision")  # torch >= 2.9; mixing in the old flags is an error
 
 
-def _tf32() -> bool:
+def _tf32_settings() -> tuple:
+    """(matrix products', convolutions') TF32 setting, each read through its own API: the new one's strings
+    ("ieee", "tf32", or "none", which defers to torch.backends.fp32_precision) where torch has it, else the old
+    booleans (never both: reading an old flag after the new API set one raises)."""
     if _NEW_API:
-        return torch.backends.cudnn.conv.fp32_precision == "tf32"
-    return torch.backends.cudnn.allow_tf32
+        return torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
 
 
-def _set_tf32(enabled: bool) -> None:
+def _set_tf32_settings(settings: tuple) -> None:
+    matmul, conv = settings
     if _NEW_API:
-        value = "tf32" if enabled else "ieee"
-        torch.backends.cuda.matmul.fp32_precision = value
-        torch.backends.cudnn.conv.fp32_precision = value
+        torch.backends.cuda.matmul.fp32_precision = matmul
+        torch.backends.cudnn.conv.fp32_precision = conv
     else:
-        torch.backends.cuda.matmul.allow_tf32 = enabled
-        torch.backends.cudnn.allow_tf32 = enabled
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.backends.cudnn.allow_tf32 = conv

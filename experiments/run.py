@@ -2,14 +2,20 @@
 
 `run_pack` is the one way a run is trained: a single run is a pack of one. For each run it takes the directory's
 lock, then skips a complete or diverged run (unless force, which then clears it), resumes a checkpoint exactly,
-or starts fresh, then trains and records every epoch; experiments/lifecycle.py says which status each step
-writes. A stop signal (experiments/interrupt.py) or an exit requested by a launcher marks the runs interrupted,
-with their completed epochs kept, and is passed on; a relaunch resumes them.
+or starts fresh, then trains and records its epochs; experiments/lifecycle.py says which status each step
+writes. The runs of a pack read one copy of the images (data.SharedImages). An epoch's records (checkpoint,
+metrics, calibration, summary, TensorBoard) are written by one writer thread (experiments/writer.py) while the
+next epoch trains, every `checkpoint_every` epochs and at the last. A stop signal (experiments/interrupt.py) or an
+exit requested by a launcher waits for the writer, records the epochs completed since, marks the runs interrupted
+and is passed on; a relaunch resumes them.
 """
 
 import logging
+import os
 import pickle
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 
@@ -18,13 +24,26 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 import models
-from data import Dataset, DatasetError, RunData, fetch_cifar_n, load_dataset, noise_matrix, one_line, prepare_run_data
+from data import (
+    Dataset,
+    DatasetError,
+    RunData,
+    SharedImages,
+    fetch_cifar_n,
+    load_dataset,
+    noise_matrix,
+    one_line,
+    prepare_run_data,
+    shared_images,
+)
 from experiments import interrupt, killpoints, records
 from experiments.config import run_name
 from experiments.evaluation import METRIC_COLUMNS
 from experiments.lifecycle import DIVERGED, FAILED, INTERRUPTED, RUNNING, TERMINAL, after_epochs
 from experiments.rundir import RunDir, RunDirError
-from experiments.trainer import Member, PackTrainer, initial_model_state
+from experiments.trainer import HostStates, Member, PackTrainer, initial_model_state
+from experiments.writer import Writer
+from tce import batched
 
 log = logging.getLogger("tce")
 
@@ -35,10 +54,13 @@ class Run:
     def __init__(self, member: Member, run_dir: RunDir, rows: list[dict], params: int):
         self.member, self.dir, self.rows, self.params = member, run_dir, rows, params
         self.name = run_name(member.cfg)
-        self.writer: SummaryWriter | None = None
+        self.tb: SummaryWriter | None = None
         self.recorded = len(rows)  # epochs whose checkpoint and files are written
-        # Whether the model ran compiled: kept from the summary until this process trains an epoch.
-        self.compiled: bool | None = run_dir.lifecycle.record.get("compiled")
+        self.submitted = len(rows)  # epochs handed to the writer
+        self.done = False  # complete or diverged in this process: its later epochs are not its own
+        # How it ran (compiled, compile, pack; see summary): kept from the summary until this process trains an
+        # epoch, then replaced, never changed, so that the writer thread records what held at its epoch.
+        self.execution = {key: run_dir.lifecycle.record.get(key) for key in ("compiled", "compile", "pack")}
 
     @property
     def start_epoch(self) -> int:
@@ -48,13 +70,16 @@ class Run:
     def status(self) -> str | None:
         return self.dir.lifecycle.status
 
-    def move(self, status: str, environment: dict, error: str | None = None) -> None:
-        """Record the run as `status` (experiments/lifecycle.py) with its summary."""
-        self.dir.lifecycle.move(status, self.summary(environment, error))
+    def move(self, status: str, environment: dict, error: str | None = None, rows: list[dict] | None = None,
+             execution: dict | None = None) -> None:
+        """Record the run as `status` (experiments/lifecycle.py) with its summary: after `rows` (all its recorded
+        rows; by default self.rows) and as it ran (`execution`; by default self.execution)."""
+        rows = self.rows if rows is None else rows
+        self.dir.lifecycle.move(status, self.summary(environment, error, rows, execution or self.execution))
 
-    def summary(self, environment: dict, error: str | None = None) -> dict:
+    def summary(self, environment: dict, error: str | None, rows: list[dict], execution: dict) -> dict:
         cfg, data = self.member.cfg, self.member.data
-        val = [(r["val_acc"], r["epoch"]) for r in self.rows if r["val_acc"] is not None]
+        val = [(r["val_acc"], r["epoch"]) for r in rows if r["val_acc"] is not None]
         train_eval = data.eval_sets["train"]
         record = {
             "config": OmegaConf.to_container(cfg),
@@ -70,12 +95,15 @@ class Run:
                 "relabelled": int((train_eval.noisy_labels != train_eval.labels).sum()),
             },
             "params": self.params,
-            "epochs_completed": len(self.rows),
+            "epochs_completed": len(rows),
             # Lowest validation error, ties to the earliest epoch.
             "best_val_epoch": max(val, key=lambda v: (v[0], -v[1]))[1] if val else None,
-            "final": {k: self.rows[-1][k] for k in METRIC_COLUMNS} if self.rows else None,
+            "final": {k: rows[-1][k] for k in METRIC_COLUMNS} if rows else None,
             **environment,
-            "compiled": self.compiled,
+            # Whether the model ran compiled; `compile`: the graphs torch.compile made in the process that last trained
+            # the run, and the steps it ran eagerly there; `pack`: the runs trained in one model with it, by their
+            # directories (below runs_dir where they lie in it).
+            **execution,
         }
         if error:
             record["error"] = error
@@ -161,11 +189,15 @@ def _train(todo: list[tuple[DictConfig, RunDir]]) -> dict[Path, str]:
         raise
     environment = {"versions": records.versions(), "git_commit": records.git_commit(),
                    "device": records.device_name(device)}
+    if cfg0.compile:  # compiled code outlives the process there, for the next job of the sweep (a cluster's too)
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(cfg0.runs_dir).resolve() / ".inductor-cache"))
+    images = shared_images(dataset, holdout=cfg0.holdout, split_seed=ds.split_seed,
+                           eval_train_size=cfg0.eval_train_size, device=device)
     runs, statuses, unstartable = [], {}, []
     try:
         for cfg, run_dir in todo:
             try:
-                runs.append(_start(cfg, run_dir, dataset, device, environment))
+                runs.append(_start(cfg, run_dir, dataset, images, device, environment))
             except (StartError, DatasetError) as e:  # this run cannot go on; the others of the pack do
                 _cannot_start(cfg, run_dir, e)
                 statuses[run_dir.path] = FAILED
@@ -203,8 +235,9 @@ def _cannot_start(cfg: DictConfig, run_dir: RunDir, error: Exception | str) -> N
     run_dir.lifecycle.move(FAILED, record)
 
 
-def run_data_for(cfg: DictConfig, dataset: Dataset, device: torch.device) -> RunData:
-    """The data a run with resolved config `cfg` trains and evaluates on."""
+def run_data_for(cfg: DictConfig, dataset: Dataset, device: torch.device,
+                 images: SharedImages | None = None) -> RunData:
+    """The data a run with resolved config `cfg` trains and evaluates on; `images` those its pack shares."""
     if cfg.noise_type == "human":  # present before it is read, or fetched only where downloads are allowed
         fetch_cifar_n(cfg.dataset.name, cfg.dataset.root, cfg.dataset.download)
     return prepare_run_data(
@@ -212,18 +245,19 @@ def run_data_for(cfg: DictConfig, dataset: Dataset, device: torch.device) -> Run
         root=cfg.dataset.root, instance_std=cfg.instance_std, noise_file=cfg.noise_file, noise_sha256=cfg.noise_sha256,
         holdout=cfg.holdout, clean_val=cfg.clean_val, split_seed=cfg.dataset.split_seed,
         batch_size=cfg.batch_size, drop_last=cfg.drop_last, seed=cfg.seed, device=device,
-        eval_train_size=cfg.eval_train_size,
+        eval_train_size=cfg.eval_train_size, images=images,
     )
 
 
-def _start(cfg: DictConfig, run_dir: RunDir, dataset, device: torch.device, environment: dict) -> Run:
+def _start(cfg: DictConfig, run_dir: RunDir, dataset: Dataset, images: SharedImages, device: torch.device,
+           environment: dict) -> Run:
     """Prepare a run's data and state, from its checkpoint when there is one, else freshly seeded; record it
     running.
 
     Nothing of a run draws from the global Python, numpy or torch generators (its weights are drawn under
     fork_rng, its data has generators of its own), so they are neither seeded nor checkpointed.
     """
-    data = run_data_for(cfg, dataset, device)
+    data = run_data_for(cfg, dataset, device, images)
     rows: list[dict] = []
     if run_dir.checkpoint.exists():
         state = _load_checkpoint(run_dir)
@@ -275,45 +309,69 @@ def _train_pack(runs: list[Run], device: torch.device, environment: dict) -> dic
         for run in runs:
             run.move(after_epochs(run.rows, cfg.epochs), environment)
         return {run.dir.path: run.status for run in runs}
+    # In the order of their losses, so that each loss's members are side by side (PackLoss reorders nothing).
+    runs = sorted(runs, key=lambda run: str(batched.family(*run.member.loss)))
+    pack = {"size": len(runs), "members": [_below(run.dir.path, cfg.runs_dir) for run in runs]}
+    writer = Writer()
+    latest: _Epoch | None = None  # the last epoch trained, in memory until all of it is recorded
     try:
         trainer = PackTrainer([r.member for r in runs], device)
         for run in runs:
             # purge_step drops events a killed run logged after its last checkpoint.
-            run.writer = SummaryWriter(run.dir.tb, purge_step=run.start_epoch + 1)
+            run.tb = SummaryWriter(run.dir.tb, purge_step=run.start_epoch + 1)
         for epoch in range(runs[0].start_epoch + 1, cfg.epochs + 1):
             rows = trainer.run_epoch(epoch)
-            states = trainer.member_states()
-            for run, row, (model_state, momentum) in zip(runs, rows, states, strict=True):
-                if run.status != RUNNING:
+            killpoints.reached("trained", epoch)
+            latest = _Epoch(epoch, trainer.host_states(), [run.member.data.loader.state_dict() for run in runs])
+            execution = {"compiled": trainer.compiled, "compile": trainer.compile_record(), "pack": pack}
+            for run, row in zip(runs, rows, strict=True):
+                if run.done:
                     continue
-                run.compiled = trainer.compiled  # compile may have fallen back
+                run.execution = execution
                 run.rows.append(row)
                 log.info(_epoch_line(run, row, cfg.epochs))
-                _record(run, row, model_state, momentum, environment)
-                if run.status == DIVERGED:
-                    log.warning(f"{run.name}: diverged at epoch {epoch}; recorded, moving on")
-            if all(run.status != RUNNING for run in runs):
+                if after_epochs(run.rows, cfg.epochs) != RUNNING:
+                    run.done = True
+                    if after_epochs(run.rows, cfg.epochs) == DIVERGED:
+                        log.warning(f"{run.name}: diverged at epoch {epoch}; recorded, moving on")
+            due = [run for run in runs if run.submitted < len(run.rows)
+                   and (epoch % cfg.checkpoint_every == 0 or run.done)]
+            writer.submit(_records(latest, runs, due, environment))
+            if all(run.done for run in runs):
                 break
+        writer.wait()
     except Exception as e:  # a crashed run is recorded as failed, and the sweep goes on
+        writer.wait(check=False)
         error = one_line(e)
         for run in runs:
             if run.status == RUNNING:
-                run.move(FAILED, environment, error)
+                run.move(FAILED, environment, error, rows=run.rows[:run.recorded])
         log.exception(f"{runs[0].name}: failed: {error}")
     except BaseException as stop:  # a stop signal, or a launcher's exit: keep what is complete, then pass it on
+        writer.wait(check=False)
+        if latest is not None and not writer.failed:  # the epochs since the last checkpoint, kept in memory
+            _records(latest, runs, [run for run in runs if run.status == RUNNING and run.submitted < len(run.rows)],
+                     environment)()
         for run in runs:
             if run.status == RUNNING:
                 del run.rows[run.recorded:]  # an epoch whose files were not all written is trained again
-                run.dir.write_metrics(run.rows)
+                run.dir.write_metrics(run.rows)  # whole again, were a record cut short
                 run.dir.write_calibration(run.rows)
                 run.move(INTERRUPTED, environment, _stop_reason(stop))
         log.warning(f"{runs[0].name}: interrupted ({_stop_reason(stop)}); completed epochs kept")
         raise
     finally:
+        writer.close()
         for run in runs:
-            if run.writer:
-                run.writer.close()
+            if run.tb:
+                run.tb.close()
     return {run.dir.path: run.status for run in runs}
+
+
+def _below(path: Path, runs_dir: str) -> str:
+    """A run directory as a pack's record names it: below runs_dir where it lies there, else in full."""
+    path, root = Path(path).resolve(), Path(runs_dir).resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _stop_reason(stop: BaseException) -> str:
@@ -322,28 +380,58 @@ def _stop_reason(stop: BaseException) -> str:
     return str(stop) or type(stop).__name__  # "stopped by SIGTERM", or KeyboardInterrupt
 
 
-def _record(run: Run, row: dict, model_state, momentum, environment: dict) -> None:
-    """Persist one finished epoch: checkpoint first, so the files never run ahead of what can be resumed. A
-    diverged epoch is not checkpointed: a diverged run is terminal."""
-    epoch = row["epoch"]
-    status = after_epochs(run.rows, run.member.cfg.epochs)
+@dataclass
+class _Epoch:
+    """What the records of an epoch need beyond the rows: the members' states and their loaders'."""
+
+    epoch: int
+    states: HostStates
+    loaders: list[dict]
+
+
+def _records(epoch: _Epoch, runs: list[Run], due: list[Run], environment: dict) -> Callable[[], None]:
+    """The writer's job for the runs `due` a record after `epoch`: their rows since their last record, with the
+    states of `epoch`. What they record is taken now; the files are written when the job runs."""
+    work = []
+    for run in due:
+        work.append((runs.index(run), run, run.rows[run.submitted:], list(run.rows), run.execution))
+        run.submitted = len(run.rows)
+
+    def write() -> None:
+        if not work:
+            return
+        states = epoch.states.members()
+        for k, run, new, rows, execution in work:
+            _record(run, epoch.epoch, new, rows, states[k], epoch.loaders[k], execution, environment)
+
+    return write
+
+
+def _record(run: Run, epoch: int, new: list[dict], rows: list[dict], state: tuple, loader: dict, execution: dict,
+            environment: dict) -> None:
+    """Persist a run's epochs up to `epoch` (`new` of its `rows`, all since its last record): checkpoint first, so
+    the files never run ahead of what can be resumed. A diverged epoch is not checkpointed: a diverged run is
+    terminal."""
+    status = after_epochs(rows, run.member.cfg.epochs)
+    model_state, momentum = state
     if status != DIVERGED:
         run.dir.save_checkpoint({
-            "epoch": epoch, "model": model_state, "momentum": momentum,
-            "loader": run.member.data.loader.state_dict(), "metrics": run.rows,
+            "epoch": epoch, "model": model_state, "momentum": momentum, "loader": loader, "metrics": rows,
         })
         killpoints.reached("checkpoint", epoch)
-    run.dir.write_metrics(run.rows)
+    run.dir.append_metrics(new)
     killpoints.reached("metrics", epoch)
-    run.dir.write_calibration(run.rows)
+    run.dir.append_calibration(new)
     killpoints.reached("calibration", epoch)
-    run.move(status, environment, f"non-finite training loss at epoch {epoch}" if status == DIVERGED else None)
+    error = f"non-finite training loss at epoch {epoch}" if status == DIVERGED else None
+    run.move(status, environment, error, rows, execution)
     killpoints.reached("summary", epoch)
-    run.recorded = len(run.rows)
-    for key in METRIC_COLUMNS[1:]:
-        if row[key] is not None:
-            run.writer.add_scalar(key, row[key], epoch)
-    run.writer.flush()
+    run.recorded = len(rows)
+    for row in new:
+        for key in METRIC_COLUMNS[1:]:
+            if row[key] is not None:
+                run.tb.add_scalar(key, row[key], row["epoch"])
+    run.tb.flush()
 
 
 def _epoch_line(run: Run, row: dict, epochs: int) -> str:

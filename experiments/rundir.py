@@ -1,7 +1,8 @@
 """The run directory, a contract that aggregation, sweeps and people read (see README, "The run directory").
 
 config.yaml, metrics.csv, calibration.csv, summary.json, noisy_labels.npy, checkpoint.pt and tb/ live here; every
-file is written atomically, so a run killed at any moment leaves a directory that resumes exactly.
+file is written atomically, but metrics.csv and calibration.csv, which each epoch appends to and a resumed run
+rewrites from its checkpoint, so a run killed at any moment leaves a directory that resumes exactly.
 """
 
 import csv
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from data.files import write_atomic
+from data.files import append, write_atomic
 from experiments.config import EXECUTION_KEYS, LOCATION_KEYS, covered, with_schema_defaults
 from experiments.evaluation import CALIBRATED, METRIC_COLUMNS
 from experiments.files import load_torch, save_torch, write_text
@@ -82,21 +83,18 @@ class RunDir:
         write_text(self.noise_matrix, out.getvalue())
 
     def write_metrics(self, rows: list[dict]) -> None:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, METRIC_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: ("" if row[k] is None else row[k]) for k in METRIC_COLUMNS} for row in rows)
-        write_text(self.metrics, out.getvalue())
+        """metrics.csv with one row per epoch of `rows`, written whole (a run's start, from its checkpoint)."""
+        write_text(self.metrics, _metrics_csv(rows, header=True))
+
+    def append_metrics(self, rows: list[dict]) -> None:
+        """Appends the rows of epochs that write_metrics' file does not have yet."""
+        append(self.metrics, _metrics_csv(rows, header=False).encode())
 
     def write_calibration(self, rows: list[dict]) -> None:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(CALIBRATION_COLUMNS)
-        for row in rows:
-            for split in CALIBRATED:
-                for b, sums in enumerate(row.get(f"{split}_bins") or []):
-                    writer.writerow([row["epoch"], split, b, *(f"{v:.12g}" for v in sums)])
-        write_text(self.calibration, out.getvalue())
+        write_text(self.calibration, _calibration_csv(rows, header=True))
+
+    def append_calibration(self, rows: list[dict]) -> None:
+        append(self.calibration, _calibration_csv(rows, header=False).encode())
 
     def save_checkpoint(self, state: dict) -> None:
         save_torch(self.checkpoint, state)
@@ -122,6 +120,27 @@ class RunDir:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _metrics_csv(rows: list[dict], header: bool) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, METRIC_COLUMNS, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows({k: ("" if row[k] is None else row[k]) for k in METRIC_COLUMNS} for row in rows)
+    return out.getvalue()
+
+
+def _calibration_csv(rows: list[dict], header: bool) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if header:
+        writer.writerow(CALIBRATION_COLUMNS)
+    for row in rows:
+        for split in CALIBRATED:
+            for b, sums in enumerate(row.get(f"{split}_bins") or []):
+                writer.writerow([row["epoch"], split, b, *(f"{v:.12g}" for v in sums)])
+    return out.getvalue()
 
 
 def _identity(config: dict) -> dict:

@@ -1,69 +1,187 @@
-"""What a multirun sweep needs beyond single runs: packing, and a verdict at the end.
+"""What a multirun sweep needs beyond single runs: packs as the unit of work of every launcher, and a verdict.
 
-Packing: jobs with pack=K are held until K compatible runs are queued, then trained at once. Compatible runs share
-everything but the per-run keys (loss, noise, seeds, clean_val). Packs form within one process, so packing works
-with the basic launcher (one device); the parallel launchers run one job per process, each run alone.
+Packs: the sweeper (PackSweeper, Hydra's basic sweeper otherwise) composes every run of the sweep, leaves out those
+already complete or diverged (unless force), and groups the rest before anything is launched: runs that may train
+together (they differ only in experiments.config.PER_RUN_KEYS: loss, noise, seeds) and stand at the same epoch,
+in packs of at most `pack` runs, leftovers spread evenly (35 runs at pack=16 are packs of 12, 12 and 11, never
+16, 16 and 3). Each pack is one Hydra job, whatever the launcher (basic, joblib, submitit/Slurm): its job trains
+its runs at once in one model on its device. The pack's members are written to `<sweep dir>/.packs/<id>/pack.json`,
+which is also the job's Hydra output folder (its .hydra/ and log); each run keeps its own run directory. The job's
+overrides are its first run's, so that the launcher shows them and composes its Hydra settings (the job's own
+config is not trained: the manifest's are).
 
-Verdict: a failed job never stops the sweep; when it ends, SweepEnd trains what is still queued and exits
-non-zero if any run of this process failed, after listing them.
+Verdict: a failed run or a bad config never stops the sweep; each job returns what failed, and at the end
+SweepEnd lists them and exits non-zero, for every launcher.
 """
 
+import hashlib
 import json
 import logging
+import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import PER_RUN_KEYS
-from experiments.run import run_pack
+from data import DatasetError
+from experiments.config import (
+    PER_RUN_KEYS,
+    ConfigError,
+    TrainConfig,
+    covered,
+    flatten,
+    resolve,
+    run_name,
+    with_defaults,
+)
+from experiments.files import read_json, write_json
+from experiments.lifecycle import TERMINAL
+from experiments.run import StartError, run_pack
 
 log = logging.getLogger("tce")
 
+PACKS = ".packs"  # below the sweep's folder: one folder per pack, its job's
+MANIFEST = "pack.json"
 
-_queues: dict[str, list[tuple[DictConfig, Path]]] = {}
 _failures: list[str] = []
 
 
 def pack_key(cfg: DictConfig) -> str:
-    shared = {k: v for k, v in OmegaConf.to_container(cfg).items() if k not in PER_RUN_KEYS}
-    return json.dumps([shared, cfg.device], sort_keys=True)
+    """What the runs of one pack share: every key but the per-run ones (a composed config, before resolve)."""
+    flat = flatten(OmegaConf.to_container(with_defaults(cfg)))
+    return json.dumps({k: v for k, v in flat.items() if not covered(k, PER_RUN_KEYS)}, sort_keys=True)
 
 
-def run(entries: list[tuple[DictConfig, Path]]) -> list[str]:
-    statuses = run_pack(entries)
-    _failures.extend(str(path) for (_, path), status in zip(entries, statuses, strict=True) if status == "failed")
-    return statuses
+def split_evenly(items: list, most: int) -> list[list]:
+    """`items` in order, in the fewest groups of at most `most`, their sizes differing by at most one."""
+    count = math.ceil(len(items) / most)
+    size, larger = divmod(len(items), count) if items else (0, 0)
+    groups, start = [], 0
+    for i in range(count):
+        end = start + size + (i < larger)
+        groups.append(items[start:end])
+        start = end
+    return groups
 
 
-def submit(cfg: DictConfig, run_dir: Path, launcher: str) -> None:
-    """Train a sweep's job now, or queue it for a pack when packing is asked for and possible."""
-    if cfg.pack == 1:
-        run([(cfg, run_dir)])
-    elif not launcher.endswith("BasicLauncher"):
-        log.warning(f"pack={cfg.pack} needs the basic launcher (jobs in one process); training this run alone")
-        run([(cfg, run_dir)])
-    else:
-        _enqueue(cfg, run_dir)
+def plan(jobs: Sequence[tuple[DictConfig, Path]]) -> list[list[tuple[DictConfig, Path]]]:
+    """The packs of a sweep's (composed config, run directory) jobs, in order of first appearance; see the module
+    docstring. A config that cannot be read for its key (its noise file is missing, say) is a pack of its own, whose
+    job then reports why in one line."""
+    groups: dict[str, list[tuple[DictConfig, Path]]] = {}
+    seen: set[Path] = set()
+    for cfg, run_dir in jobs:
+        where = run_dir.resolve()
+        if where in seen:  # `loss=ce,tce loss.alpha=1,2` lists CE twice (its alpha is null)
+            log.info(f"{run_dir}: listed twice in this sweep, trained once")
+            continue
+        seen.add(where)
+        summary = read_json(run_dir / "summary.json") or {}
+        status = summary.get("status") if isinstance(summary, dict) else None
+        if status in TERMINAL and not cfg.force:
+            log.info(f"{run_dir}: {status}, skipped (force=true reruns it)")
+            continue
+        try:
+            key = json.dumps([pack_key(cfg), cfg.pack, summary.get("epochs_completed", 0)])
+        except Exception:  # noqa: BLE001 - whatever is wrong, the job says it in one line
+            key = str(where)
+        groups.setdefault(key, []).append((cfg, run_dir))
+    return [pack for group in groups.values() for pack in split_evenly(group, max(1, int(group[0][0].pack)))]
 
 
-def _enqueue(cfg: DictConfig, run_dir: Path) -> None:
-    key = pack_key(cfg)
-    queue = _queues.setdefault(key, [])
-    queue.append((cfg, run_dir))
-    if len(queue) == cfg.pack:
-        run(_queues.pop(key))
+def pack_id(run_dirs: list[Path]) -> str:
+    return hashlib.sha256("\n".join(str(p.resolve()) for p in run_dirs).encode()).hexdigest()[:12]
 
 
-def job_failed(description: str) -> None:
-    _failures.append(description)
+class PackSweeper(Sweeper):
+    """Hydra's basic sweeper (the same grid of overrides: `hydra.sweeper.params` and the command line's), launching
+    one job per pack (see the module docstring)."""
+
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None):
+        self.params = params or {}
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
+        self.launcher = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> list[list[JobReturn]]:
+        # Imported here, not above: Hydra reloads its core plugins when it scans them, and the class must be theirs.
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([*(f"{k}={v}" for k, v in self.params.items()), *arguments])
+        jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        composed, overrides_of = [], {}
+        for job in jobs:
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
+            run_dir = Path(cfg.hydra.sweep.dir) / cfg.hydra.sweep.subdir
+            composed.append((OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), run_dir))
+            overrides_of.setdefault(run_dir, list(job))
+        packs = plan(composed)
+        batch = []
+        for members in packs:
+            folder = sweep_dir / PACKS / pack_id([run_dir for _, run_dir in members])
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(folder / MANIFEST, {"members": [
+                {"run_dir": str(run_dir), "config": OmegaConf.to_container(cfg)} for cfg, run_dir in members]})
+            log.info(f"pack {folder.name} ({len(members)} run(s)): " + ", ".join(run_name(with_defaults(cfg))
+                                                                               for cfg, _ in members))
+            # The job is its first run's (Hydra's output folder aside): the launcher composes and logs that one.
+            batch.append([*overrides_of[members[0][1]], f"hydra.sweep.subdir={PACKS}/{folder.name}"])
+        log.info(f"{len(jobs)} run(s) of the sweep, {sum(map(len, packs))} to train, in {len(packs)} pack(s)")
+        if not batch:
+            return []
+        results = self.launcher.launch(batch, initial_job_idx=0)
+        for result in results:
+            _failures.extend(result.return_value or [])  # raises a job's own exception, as the basic sweeper does
+        return [results]
+
+
+def manifest(output_dir: Path) -> list[tuple[DictConfig, Path]] | None:
+    """The members of the pack whose job's output folder this is, or None for a job that is not a pack."""
+    found = read_json(Path(output_dir) / MANIFEST)
+    if not isinstance(found, dict):
+        return None
+    schema = OmegaConf.structured(TrainConfig)
+    return [(OmegaConf.merge(schema, member["config"]), Path(member["run_dir"])) for member in found["members"]]
+
+
+def train_pack(members: list[tuple[DictConfig, Path]], job_num: int) -> list[str]:
+    """Resolve and train a pack's runs; returns what failed, one line each (a bad config, a failed run)."""
+    entries, failures = [], []
+    for cfg, run_dir in members:
+        try:
+            entries.append((resolve(cfg, job_num=job_num), run_dir))
+        except ConfigError as e:
+            log.error(f"error: {e}")
+            failures.append(f"{run_dir}: {e}")
+    if not entries:
+        return failures
+    try:
+        statuses = run_pack(entries)
+    except (DatasetError, StartError) as e:  # raised once the pack's other runs are trained
+        log.error(f"error: {e}")
+        return [*failures, str(e)]
+    return failures + [str(path) for (_, path), status in zip(entries, statuses, strict=True) if status == "failed"]
 
 
 class SweepEnd(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        while _queues:
-            run(_queues.pop(next(iter(_queues))))
         if _failures:
             log.error(f"{len(_failures)} run(s) of this sweep failed: " + "; ".join(_failures))
             sys.exit(1)

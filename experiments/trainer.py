@@ -4,29 +4,38 @@ K = 1 is an ordinary run. With K > 1 the members train side by side in one group
 each member has its own initial weights, loss, labels, data order and augmentation, and nothing of one member
 reaches another, so a packed run's metrics equal the same run trained alone up to float rounding.
 
-Metrics accumulate on the device; the host reads them once per epoch, never inside a step.
+Nothing in a step is per member: one gather makes all members' batches (data.PackLoader), one forward and backward
+train them, and each loss is computed once for all the members that use it (PackLoss). Metrics accumulate on the
+device; the host reads them once per epoch, never inside a step.
 """
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 from tqdm import tqdm
 
 import models
-import tce
 from data import RunData, one_line
+from data.eval_set import PackEvalSet
+from data.loader import PackLoader
 from experiments import evaluation, interrupt, precision
 from experiments.config import loss_params
 from models import pack_state_dicts, unpack_state_dict
+from tce import batched
 
 log = logging.getLogger("tce")
 T = TypeVar("T")
+# Graphs torch.compile may make of the model's forward in one process. Each pack size, input shape, mode (train,
+# eval) and precision takes one; a sweep process of one dataset needs 2 per pack size and precision (the partial
+# last batch trains eagerly), so 64 leaves room for several datasets. Beyond it, torch.compile would run new
+# shapes eagerly without a word (its default, with a limit of 8); here the run fails in one line instead.
+RECOMPILE_LIMIT = 64
 
 
 @dataclass
@@ -37,10 +46,11 @@ class Member:
     data: RunData
     model_state: dict[str, torch.Tensor]
     momentum: dict[str, torch.Tensor] | None = None  # SGD momentum buffers by parameter name, once it has stepped
-    loss_fn: torch.nn.Module = field(init=False)
+    loss: tuple[str, dict] = field(init=False)  # the loss's name and its checked parameters
 
     def __post_init__(self):
-        self.loss_fn = tce.build_loss(self.cfg.loss.name, **loss_params(self.cfg.loss))
+        name = self.cfg.loss.name
+        self.loss = (name, batched.check_params(name, loss_params(self.cfg.loss)))
 
 
 def initial_model_state(cfg: DictConfig, in_channels: int, num_classes: int) -> dict[str, torch.Tensor]:
@@ -56,22 +66,109 @@ def lr_at(epoch: int, cfg: DictConfig) -> float:
     return float(f"{cfg.optim.lr * cfg.optim.lr_gamma**passed:.12g}")  # 0.001, not 0.0010000000000000002
 
 
+class PackLoss:
+    """The members' losses, each loss computed once for all members that use it (tce.batched).
+
+    Members whose settings share a family (the loss, and its per-call parameters) are one call on their logits
+    reshaped to (B·K_f, C), their parameters as tensors of one value per row (a Python number where all of them
+    agree). The columns of the pack's logits are put in family order by one index_select (skipped when they are
+    in it already), then split by family: the backward of both writes the (B, K, C) gradient once, where taking
+    each member's column would zero-fill a (B, K, C) buffer per member.
+    """
+
+    def __init__(self, losses: list[tuple[str, dict]]):
+        families: dict[tuple, list[int]] = {}
+        for k, (name, params) in enumerate(losses):
+            families.setdefault(batched.family(name, params), []).append(k)
+        self.order = [k for members in families.values() for k in members]
+        self.sizes = [len(members) for members in families.values()]
+        self.families = []  # (name, parameters shared by the call, {parameter: one value per member})
+        for members in families.values():
+            name, params = losses[members[0]][0], losses[members[0]][1]
+            shared = {key: value for key, value in params.items()
+                      if all(losses[k][1][key] == value for k in members)}
+            varying = {key: [losses[k][1][key] for k in members] for key in params if key not in shared}
+            self.families.append((name, shared, varying))
+        self._index: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rows: dict[tuple, dict[str, torch.Tensor]] = {}
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Each member's mean loss over the batch, (K,), from logits (B, K, C) and labels (B, K)."""
+        reorder = self.order != sorted(self.order)
+        if reorder:
+            order, inverse = self._indices(logits.device)
+            logits, labels = logits.index_select(1, order), labels.index_select(1, order)
+        means = []
+        for f, ((name, shared, varying), x, y) in enumerate(zip(
+                self.families, logits.split(self.sizes, 1), labels.split(self.sizes, 1), strict=True)):
+            b, k, c = x.shape
+            rows = self._per_row(f, varying, b, x.dtype, x.device)
+            losses = batched.per_sample_loss(name, x.reshape(b * k, c), y.reshape(b * k), **shared, **rows)
+            means.append(losses.view(b, k).mean(0))
+        losses = torch.cat(means)
+        return losses.index_select(0, inverse) if reorder else losses
+
+    def _indices(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._index:
+            order = torch.tensor(self.order, device=device)
+            self._index[device] = order, torch.argsort(order)
+        return self._index[device]
+
+    def _per_row(self, family: int, varying: dict[str, list], batch: int, dtype: torch.dtype,
+                 device: torch.device) -> dict:
+        """Each varying parameter of a family as a tensor of (B·K_f,) values, row b·K_f + k holding member k's;
+        made once per batch size and dtype."""
+        key = (family, batch, dtype, device)
+        if key not in self._rows:
+            self._rows[key] = {name: torch.tensor(values, dtype=dtype, device=device).repeat(batch)
+                               for name, values in varying.items()}
+        return self._rows[key]
+
+
+class RecompileLimitHit(RuntimeError):
+    """torch.compile would have run a new shape eagerly; the message is one line naming it."""
+
+
 class Forward:
     """The model's forward pass: compiled when asked for and possible, else eager.
 
     torch.compile works lazily, so a failure to compile (no C compiler for Triton, an unsupported op) shows in the
     first step or evaluation; `fall_back` then switches to eager for good, with one warning line, and the caller
-    redoes the work. Any other error (out of memory, a bug) is the run's own and fails it. Shapes are static
-    (dynamic=False): a sweep process compiles one graph per batch shape, i.e. the full and the last partial
-    training batch and one evaluation batch (evaluation pads its last batch, see PackTrainer).
+    redoes the work. Any other error (out of memory, a bug, RECOMPILE_LIMIT hit) is the run's own and fails it.
+    Shapes are static (dynamic=False): a sweep process compiles one graph per pack size for the full training
+    batch and one for evaluation (evaluation pads its last batch, see PackTrainer); the partial last training
+    batch runs eagerly (`eager=True`), a graph for one step of an epoch not being worth its compile time.
+    mode is torch.compile's: "default", or "reduce-overhead" (CUDA graphs, on CUDA only).
     """
 
-    def __init__(self, model: torch.nn.Module, compile: bool):
+    def __init__(self, model: torch.nn.Module, compile: bool, mode: str = "default"):
         self.model = model
-        self.compiled = torch.compile(model, dynamic=False) if compile else None
+        self.compiled = None
+        self.mode = mode
+        if compile:
+            import torch._dynamo
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.model if self.compiled is None else self.compiled)(x)
+            dynamo = torch._dynamo.config
+            dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
+            dynamo.fail_on_recompile_limit_hit = True
+            options = {} if mode == "default" else {"mode": mode}
+            self.compiled = torch.compile(model, dynamic=False, **options)
+
+    def __call__(self, x: torch.Tensor, eager: bool = False) -> torch.Tensor:
+        if self.compiled is None or eager:
+            return self.model(x)
+        if self.mode == "reduce-overhead":  # the graph's outputs are overwritten at its next replay: a new step
+            torch.compiler.cudagraph_mark_step_begin()
+        from torch._dynamo.exc import FailOnRecompileLimitHit
+
+        try:
+            return self.compiled(x)
+        except FailOnRecompileLimitHit:
+            raise RecompileLimitHit(
+                f"torch.compile's limit of {torch._dynamo.config.recompile_limit} graphs of the model in one process "
+                f"is hit by input {tuple(x.shape)} {x.dtype} in {'train' if self.model.training else 'eval'} mode "
+                f"(this process compiled {compiled_graphs()}); train fewer pack sizes or datasets per process"
+            ) from None
 
     def fall_back(self, error: Exception) -> bool:
         """Whether `error` is torch.compile's failure to compile: if so, this runs eager from now on."""
@@ -80,6 +177,15 @@ class Forward:
         log.warning(f"torch.compile failed, running eager instead: {one_line(error)}")
         self.compiled = None
         return True
+
+
+def compiled_graphs() -> int:
+    """The graphs torch.compile has made in this process (0 where it never ran: torch._dynamo is not imported)."""
+    if "torch._dynamo" not in sys.modules:
+        return 0
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
 
 
 def compile_errors() -> tuple[type[Exception], ...]:
@@ -105,13 +211,52 @@ _MODELS: dict[tuple, tuple[torch.nn.Module, Forward]] = {}
 
 
 def _model_for(cfg: DictConfig, members: int, in_channels: int, num_classes: int, device: torch.device):
-    key = (cfg.model.depth, members, in_channels, num_classes, str(device), cfg.channels_last, cfg.compile)
+    key = (cfg.model.name, cfg.model.depth, members, in_channels, num_classes, str(device), cfg.channels_last,
+           cfg.compile, cfg.compile_mode)
     if key not in _MODELS:
         model = models.build(cfg, in_channels, num_classes, members).to(device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        _MODELS[key] = (model, Forward(model, cfg.compile))
+        _MODELS[key] = (model, Forward(model, cfg.compile, cfg.compile_mode))
     return _MODELS[key]
+
+
+class HostStates:
+    """The members' weights and momentum buffers, brought to the host in one flat copy per dtype (into pinned memory,
+    without blocking, on CUDA); `members()` waits for the copy and splits it, on whichever thread needs it."""
+
+    def __init__(self, model: dict[str, torch.Tensor], momentum: dict[str, torch.Tensor], k: int):
+        self.k = k
+        named = {**{("model", n): t for n, t in model.items()}, **{("momentum", n): t for n, t in momentum.items()}}
+        by_dtype: dict[torch.dtype, list[tuple[tuple[str, str], torch.Tensor]]] = {}
+        for name, t in named.items():
+            by_dtype.setdefault(t.dtype, []).append((name, t))
+        self.layout, self.flat = [], {}
+        cuda = next(iter(named.values())).device.type == "cuda"
+        for dtype, tensors in by_dtype.items():
+            flat = torch.cat([t.reshape(-1) for _, t in tensors])
+            if cuda:
+                host = torch.empty(flat.shape, dtype=dtype, pin_memory=True)
+                self.flat[dtype] = host.copy_(flat, non_blocking=True)
+            else:
+                self.flat[dtype] = flat  # torch.cat made the copy
+            offset = 0
+            for name, t in tensors:
+                self.layout.append((name, dtype, offset, t.shape))
+                offset += t.numel()
+        self.event = torch.cuda.Event() if cuda else None
+        if self.event is not None:
+            self.event.record()
+
+    def members(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+        """Each member's (weights, momentum buffers), on the CPU, as the run trained alone would hold them."""
+        if self.event is not None:
+            self.event.synchronize()
+        views = {name: self.flat[dtype][offset : offset + shape.numel()].view(shape)
+                 for name, dtype, offset, shape in self.layout}
+        model = {name: t for (part, name), t in views.items() if part == "model"}
+        momentum = {name: t for (part, name), t in views.items() if part == "momentum"}
+        return list(zip(unpack_state_dict(model, self.k), unpack_state_dict(momentum, self.k), strict=True))
 
 
 class PackTrainer:
@@ -137,20 +282,25 @@ class PackTrainer:
             for name, p in self.model.named_parameters():
                 self.optimizer.state[p]["momentum_buffer"] = buffers[name].to(device)
         self.autocast = precision.autocast(cfg.precision, device)
+        self.loss = PackLoss([m.loss for m in members])
+        self.batches = PackLoader([m.data.loader for m in members], cfg.channels_last)
+        self.eval_sets = {name: PackEvalSet([m.data.eval_sets[name] for m in members], cfg.channels_last)
+                          for name in members[0].data.eval_sets}
+        self.eager_steps = 0  # training steps this trainer ran without torch.compile
 
-    def _input(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        x = torch.cat(xs, dim=1) if self.k > 1 else xs[0]
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
-
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+    def _logits(self, x: torch.Tensor, eager: bool = False) -> torch.Tensor:
         with self.autocast:
-            out = self.forward(x)
+            out = self.forward(x, eager)
         # Losses see float32 logits, or float64 ones from a float64 model (tests compare packs in float64).
         return out.to(torch.promote_types(out.dtype, torch.float32)).view(x.shape[0], self.k, self.num_classes)
 
     @property
     def compiled(self) -> bool:
         return self.forward.compiled is not None
+
+    def compile_record(self) -> dict:
+        """summary.json's `compile`: the graphs this process has compiled, and the steps this trainer ran eagerly."""
+        return {"graphs": compiled_graphs(), "eager_steps": self.eager_steps}
 
     def _guarded(self, work: Callable[[], T]) -> T:
         """work() in the run's arithmetic; once more, eagerly, if it failed because torch.compile could not compile."""
@@ -162,15 +312,16 @@ class PackTrainer:
                     raise
                 return work()
 
-    def step(self, pairs: tuple[tuple[torch.Tensor, torch.Tensor], ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SGD step on one (images, labels) batch per member; returns per-member loss and correct count."""
-        return self._guarded(lambda: self._step(pairs))
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step on the members' batches side by side, x (B, K·C, H, W) and y (B, K), as PackLoader gives
+        them; returns per-member loss and correct count."""
+        return self._guarded(lambda: self._step(x, y))
 
-    def _step(self, pairs: tuple[tuple[torch.Tensor, torch.Tensor], ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self._input([p[0] for p in pairs])
-        y = torch.stack([p[1] for p in pairs], dim=1)
-        logits = self._logits(x)
-        losses = torch.stack([m.loss_fn(logits[:, k], y[:, k]) for k, m in enumerate(self.members)])
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        eager = x.shape[0] != self.cfg.batch_size  # the partial last batch
+        self.eager_steps += eager or not self.compiled
+        logits = self._logits(x, eager)
+        losses = self.loss(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         self.optimizer.step()
@@ -185,17 +336,14 @@ class PackTrainer:
         loss_sum = torch.zeros(self.k, device=self.device)
         correct = torch.zeros(self.k, device=self.device, dtype=torch.int64)
         seen = 0
-        loaders = [m.data.loader for m in self.members]
-        batches = tqdm(
-            zip(*loaders, strict=True), total=len(loaders[0]), desc=f"epoch {epoch}", leave=False,
-            disable=not self.cfg.progress, dynamic_ncols=True,
-        )
-        for pairs in batches:
+        batches = tqdm(self.batches, desc=f"epoch {epoch}", leave=False, disable=not self.cfg.progress,
+                       dynamic_ncols=True)
+        for x, y in batches:
             interrupt.check()
-            losses, hits = self.step(pairs)
-            loss_sum += losses * len(pairs[0][1])
+            losses, hits = self.step(x, y)
+            loss_sum += losses * len(y)
             correct += hits
-            seen += len(pairs[0][1])
+            seen += len(y)
         return {
             "lr": [lr] * self.k,
             "train_loss": (loss_sum / seen).tolist(),
@@ -204,28 +352,22 @@ class PackTrainer:
 
     @torch.no_grad()
     def evaluate(self, name: str) -> list[dict]:
-        """Each member's metrics on its own copy of eval set `name` (experiments/evaluation.py); every column
-        of the set None where the members have no such set (no holdout)."""
-        if name not in self.members[0].data.eval_sets:
+        """Each member's metrics on eval set `name` (experiments/evaluation.py), read with its own labels; every
+        column of the set None where the members have no such set (no holdout)."""
+        if name not in self.eval_sets:
             return [dict.fromkeys(evaluation.COLUMNS[name]) for _ in range(self.k)]
         return self._guarded(lambda: self._evaluate(name))
 
     def _evaluate(self, name: str) -> list[dict]:
         self.model.eval()
         totals, seen, size = None, 0, self.cfg.eval_batch_size
-        sets = [m.data.eval_sets[name].batches(size) for m in self.members]
-        for batches in zip(*sets, strict=True):
+        # Compiled, every batch is padded to one shape, so that the last one compiles no graph of its own; in eval
+        # mode each image's logits are its own, so the padding changes none.
+        for x, y, noisy in self.eval_sets[name].batches(size, pad_to=size if self.compiled else None):
             interrupt.check()
-            x, y, noisy = zip(*batches, strict=True)
-            x = self._input(list(x))
-            count = x.shape[0]
-            if self.compiled and count < size:
-                # One shape for every evaluation batch, so the compiled model is not recompiled for the last one;
-                # in eval mode each image's logits are its own, so the padding changes none.
-                x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, size - count))
+            count = len(y)
             logits = self._logits(x)[:count]
-            noisy = None if noisy[0] is None else torch.stack(noisy, dim=1)
-            totals = evaluation.add(totals, evaluation.batch_sums(logits, torch.stack(y, dim=1), noisy))
+            totals = evaluation.add(totals, evaluation.batch_sums(logits, y, noisy))
             seen += count
         return evaluation.epoch_metrics(name, totals, seen)
 
@@ -240,8 +382,11 @@ class PackTrainer:
         seconds = round(time.perf_counter() - start, 3)
         return [{**row, "seconds": seconds} for row in rows]
 
+    def host_states(self) -> HostStates:
+        """The members' weights and momentum buffers as they stand, on their way to the host (HostStates)."""
+        momentum = {n: self.optimizer.state[p]["momentum_buffer"] for n, p in self.model.named_parameters()}
+        return HostStates(self.model.state_dict(), momentum, self.k)
+
     def member_states(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
         """Each member's weights and momentum buffers, on the CPU, as the run trained alone would hold them."""
-        model = {n: t.cpu() for n, t in self.model.state_dict().items()}
-        buffers = {n: self.optimizer.state[p]["momentum_buffer"].cpu() for n, p in self.model.named_parameters()}
-        return list(zip(unpack_state_dict(model, self.k), unpack_state_dict(buffers, self.k), strict=True))
+        return self.host_states().members()

@@ -8,8 +8,10 @@ SGD steps, R times, and reports medians of:
 
 - naive: the usual recipe, written plainly. A torch Dataset that makes a PIL image per sample and applies
   torchvision's RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor and Normalize; a DataLoader (shuffle,
-  num_workers = min(4, cpus), pin_memory on CUDA); models.ResNet(20) in its defaults (fp32, NCHW, eager);
-  nn.CrossEntropyLoss; torch SGD (lr 0.1, momentum 0.9, nesterov, wd 1e-4); loss.item() every step.
+  num_workers = min(4, cpus), pin_memory on CUDA); models.ResNet(20) in its defaults (NCHW, eager);
+  nn.CrossEntropyLoss; torch SGD (lr 0.1, momentum 0.9, nesterov, wd 1e-4); loss.item() every step. In strict
+  fp32, the engine's default, so that `ratio` compares the same arithmetic; where the device computes TF32 (PyTorch
+  runs CUDA convolutions in TF32 unless told otherwise) also in TF32 (`naive_tf32`), beside it.
 - engine: our training step (PackTrainer.step) fed by its DeviceLoader, with the config's defaults as
   experiments.config.resolve sets them for the device (strict fp32, channels_last, torch.compile on CUDA), and
   the same in every other precision the device computes natively (experiments/precision.py): `ratio` is the
@@ -29,20 +31,26 @@ validation run (training on N - 5,000; evaluating the fixed `eval_train_size` su
 5,000 held out and the test set) and the full runs (training on N; evaluating the subset and the test set).
 `eval_overhead["cifar10"]` is the paper's recipe on CIFAR-10; the target is at most 0.15.
 
-grid_hours_estimate is the paper's full grid on this device: Table 1 (CIFAR-100, 50,000 train / 10,000 test
-images) and Table 2 (MNIST 60,000 / 10,000, CIFAR-10 50,000 / 10,000, SVHN 73,257 / 26,032), each dataset with
-7 loss settings x 5 noise levels x 6 runs (1 validation run, 5 full runs), i.e. 840 runs of 256 epochs, training
-and evaluation as above; zoo_grid_hours_estimate is experiment=zoo's (CIFAR-10 and CIFAR-100, 15 loss settings x 4
-noise levels x 6 runs = 720 runs). Training images are counted at the engine's images/s and evaluation images at
-its eval images/s, single or packed, whichever makes the grid shorter (`grid.mode`); packed assumes full packs of K
-(val and full runs pack separately, as their training portions differ). MNIST is timed as 3-channel images: the
-first convolution is all that differs. Every loss costs what CE does (`tce_over_ce_step`).
+`grids` holds the hours of every preset of configs/experiment/ on this device, read from the presets themselves
+(grid_images: each preset's sweep composed one dataset and protocol role at a time, its other swept keys only
+multiplying the runs; the dataset sizes from data.sources, the epochs, holdout and evaluation subset from the
+composed config); `grids["paper"]` is Tables 1 and 2 together (experiment=table1 and table2: CIFAR-100, MNIST,
+CIFAR-10 and SVHN, 7 loss settings x 5 noise levels x 6 runs each, 840 runs of 256 epochs), whose hours are
+grid_hours_estimate; zoo_grid_hours_estimate is experiment=zoo's. Training images are counted at the engine's
+images/s and evaluation images at its eval images/s, single or packed, whichever makes the grid shorter
+(`mode`); packed assumes full packs of K. MNIST is timed as 3-channel images: the first convolution is all that
+differs; the demo's 12 x 12 synthetic images are counted at the cost of 32 x 32 ones, an upper bound. Every loss
+costs what CE does (`tce_over_ce_step`). Compile time, host I/O and the partial last batches are not counted
+(scripts/gpu_check.py measures the host's share on a GPU).
 
 Writes DIR/<device name>.json (default results/bench/) and prints a one-line summary.
 """
 
 import argparse
+import functools
+import itertools
 import json
+import math
 import os
 import re
 import shlex
@@ -60,9 +68,10 @@ from PIL import Image
 from torch import nn
 
 import models
-from data import Dataset
+from data import Dataset, shared_images, train_set_size
+from data.sources import test_set_size
 from experiments import precision, records
-from experiments.config import compose, resolve
+from experiments.config import CONFIGS, compose, resolve, with_defaults
 from experiments.run import run_data_for
 from experiments.trainer import Member, PackTrainer, initial_model_state
 
@@ -73,21 +82,19 @@ NUM_CLASSES = 10
 WARMUP_STEPS = 3  # before timing: allocator, DataLoader workers, and torch.compile's first calls on CUDA
 # Steps per repetition: 3-5 s on 2 idle CPU cores; on a GPU enough to dwarf launch and timer overheads.
 DEFAULT_STEPS = {"cpu": 20, "cuda": 200}
-DEFAULT_PACK = {"cpu": 2, "cuda": 4}
+DEFAULT_PACK = {"cpu": 2, "cuda": 16}
 TCE_ALPHA = 1.5
 # The usual recipe normalizes with CIFAR-10's published channel statistics.
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
-# (train, test) images of each dataset of the paper's grid, and the shape of the grids.
-DATASETS = {"cifar100": (50_000, 10_000), "mnist": (60_000, 10_000), "cifar10": (50_000, 10_000),
-            "svhn": (73_257, 26_032)}
-GRIDS = {  # name: (datasets, loss settings x noise levels)
-    "paper": (tuple(DATASETS), 7 * 5),
-    "zoo": (("cifar10", "cifar100"), 15 * 4),
-}
-FULL_RUNS = 5
+# The paper's datasets, for the evaluation overhead of each.
+DATASETS = ("cifar100", "mnist", "cifar10", "svhn")
 HOLDOUT = 5_000
-EPOCHS = 256
+PRESETS = tuple(sorted(path.stem for path in (CONFIGS / "experiment").glob("*.yaml")))
+# Grids that are several presets: the paper's Tables 1 and 2.
+GRIDS = {"paper": ("table1", "table2")}
+# The keys of a preset's sweep that decide a run's images per epoch; the others (loss, noise) only multiply runs.
+_DATA_KEYS = ("dataset", "cifar_n", "protocol")
 
 
 def synthetic_dataset(train_images: int, test_images: int) -> Dataset:
@@ -128,8 +135,8 @@ def naive_recipe(dataset: Dataset, batch_size: int, device: torch.device):
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
 
-    def step(batch) -> float:
-        x, y = (t.to(device, non_blocking=True) for t in batch)
+    def step(x: torch.Tensor, y: torch.Tensor) -> float:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = criterion(model(x), y)
         optimizer.zero_grad()
         loss.backward()
@@ -160,9 +167,9 @@ def seconds(work: Callable[[], object], device: torch.device) -> float:
 
 
 def train_steps(step: Callable, batches: Iterator, steps: int) -> None:
-    """`steps` steps, each fetching its batch: the data path is part of what is timed."""
+    """`steps` steps, each fetching its batch (x, y): the data path is part of what is timed."""
     for _ in range(steps):
-        step(next(batches))
+        step(*next(batches))
 
 
 def interleaved(works: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
@@ -182,29 +189,46 @@ def epoch_images(n_train: int, n_test: int, validation: bool, eval_train_size: i
     return train, train_eval + (HOLDOUT if validation else 0) + n_test
 
 
-def grid_images(grid: str, eval_train_size: int | None) -> tuple[int, int]:
-    """(training, evaluation) images of a whole grid (see the module docstring)."""
-    datasets, cells = GRIDS[grid]
-    train = evaluate = 0
-    for name in datasets:
-        for validation, runs in ((True, 1), (False, FULL_RUNS)):
-            t, e = epoch_images(*DATASETS[name], validation, eval_train_size)
-            train, evaluate = train + runs * t, evaluate + runs * e
-    return train * cells * EPOCHS, evaluate * cells * EPOCHS
+@functools.cache
+def preset_runs(preset: str) -> tuple[tuple[int, int, int, int], ...]:
+    """(runs, training images, evaluated images, epochs) of each kind of run of experiment=`preset`: its sweep
+    composed one value of each key of _DATA_KEYS at a time, the other swept keys multiplying the runs."""
+    params = {key: str(value).split(",")
+              for key, value in compose(f"experiment={preset}", hydra=True).hydra.sweeper.params.items()}
+    data_keys = [key for key in params if key in _DATA_KEYS]
+    others = math.prod(len(values) for key, values in params.items() if key not in data_keys)
+    kinds = []
+    for values in itertools.product(*(params[key] for key in data_keys)):
+        cfg = with_defaults(compose(f"experiment={preset}", *(f"{k}={v}" for k, v in zip(data_keys, values,
+                                                                                           strict=True))))
+        ds = cfg.dataset
+        train = train_set_size(ds.name, ds.train_size) - cfg.holdout
+        train_eval = train if cfg.eval_train_size is None else min(cfg.eval_train_size, train)
+        kinds.append((others, train, train_eval + cfg.holdout + test_set_size(ds.name, ds.test_size), cfg.epochs))
+    return tuple(kinds)
+
+
+def grid_images(grid: str) -> tuple[int, int, int]:
+    """(runs, training images, evaluated images) of a preset's grid, or of one of GRIDS, over all its epochs."""
+    runs = train = evaluate = 0
+    for preset in GRIDS.get(grid, (grid,)):
+        for count, n_train, n_eval, epochs in preset_runs(preset):
+            runs, train, evaluate = runs + count, train + count * n_train * epochs, evaluate + count * n_eval * epochs
+    return runs, train, evaluate
 
 
 def engine_trainers(dataset: Dataset, cfgs: dict[str, list[DictConfig]], device: torch.device) -> dict:
-    """A PackTrainer and its endless batches for each list of member configs; members with the same seed share
-    the training data (each iterates its own epochs)."""
-    data = {}
-    for c in (c for members in cfgs.values() for c in members):
-        if c.seed not in data:
-            data[c.seed] = run_data_for(c, dataset, device)
+    """A PackTrainer and its endless batches for each list of member configs, all of them reading one copy of the
+    images, as a pack's runs do."""
+    first = next(iter(cfgs.values()))[0]
+    images = shared_images(dataset, holdout=first.holdout, split_seed=first.dataset.split_seed,
+                           eval_train_size=first.eval_train_size, device=device)
     trainers = {}
     for name, members in cfgs.items():
         states = [initial_model_state(c, dataset.in_channels, dataset.num_classes) for c in members]
-        trainer = PackTrainer([Member(c, data[c.seed], s) for c, s in zip(members, states, strict=True)], device)
-        trainers[name] = trainer, zip(*(endless(data[c.seed].loader) for c in members), strict=True)
+        trainer = PackTrainer([Member(c, run_data_for(c, dataset, device, images), s)
+                               for c, s in zip(members, states, strict=True)], device)
+        trainers[name] = trainer, endless(trainer.batches)
     return trainers
 
 
@@ -234,21 +258,26 @@ def measure(device: str, *, steps: int | None = None, repeats: int = 5, pack: in
         train_steps(trainer.step, batches, warmup)
     naive_loader, naive_step = naive_recipe(dataset, ce.batch_size, dev)
 
-    def naive() -> float:
-        # Fresh iterators each repetition, whose workers close() shuts down: left running, they would prepare
-        # batches ahead while the engine is timed.
-        batches = endless(naive_loader)
-        try:
-            train_steps(naive_step, batches, warmup)
-            return seconds(lambda: train_steps(naive_step, batches, steps), dev)
-        finally:
-            batches.close()
+    def naive(arithmetic: str) -> Callable[[], float]:
+        def run() -> float:
+            # Fresh iterators each repetition, whose workers close() shuts down: left running, they would prepare
+            # batches ahead while the engine is timed.
+            batches = endless(naive_loader)
+            try:
+                with precision.arithmetic(arithmetic):
+                    train_steps(naive_step, batches, warmup)
+                    return seconds(lambda: train_steps(naive_step, batches, steps), dev)
+            finally:
+                batches.close()
+
+        return run
 
     def engine_run(name: str) -> Callable[[], float]:
         trainer, batches = engine[name]
         return lambda: seconds(lambda: train_steps(trainer.step, batches, steps), dev)
 
-    train_s = interleaved({"naive": naive, **{name: engine_run(name) for name in engine}}, repeats)
+    naives = {"naive": naive("fp32"), **({"naive_tf32": naive("tf32")} if "tf32" in precisions else {})}
+    train_s = interleaved({**naives, **{name: engine_run(name) for name in engine}}, repeats)
 
     evaluated = {"single": engine[ce.precision][0], "packed": engine["packed"][0]}
     for trainer in evaluated.values():
@@ -284,7 +313,8 @@ def rates(train_s: dict[str, list[float]], eval_s: dict[str, list[float]], *, st
           test_images: int, precision: str, precisions: tuple[str, ...], eval_train_size: int | None) -> dict:
     """What the timings say: speeds, ratios, evaluation overheads and grid estimates (see the module docstring).
 
-    train_s: seconds of `steps` steps per repetition, for "naive", each precision, "tce" and "packed"; eval_s:
+    train_s: seconds of `steps` steps per repetition, for "naive" (strict fp32), "naive_tf32" where measured, each
+    precision, "tce" and "packed"; eval_s:
     seconds of one pass over `test_images` per repetition, for "single" and "packed".
     """
     step_s = {name: statistics.median(s) / steps for name, s in train_s.items()}
@@ -292,23 +322,23 @@ def rates(train_s: dict[str, list[float]], eval_s: dict[str, list[float]], *, st
     eval_img_s = {name: test_images * (pack if name == "packed" else 1) / statistics.median(s)
                   for name, s in eval_s.items()}
     engine_img_s = img_s[precision]
-    overhead = {
-        name: {kind: (e / eval_img_s["single"]) / (t / engine_img_s)
-               for kind, (t, e) in (("validation", epoch_images(*sizes, True, eval_train_size)),
-                                    ("full", epoch_images(*sizes, False, eval_train_size)))}
-        for name, sizes in DATASETS.items()
-    }
+    overhead = {}
+    for name in DATASETS:
+        sizes = train_set_size(name, None), test_set_size(name, None)
+        overhead[name] = {kind: (e / eval_img_s["single"]) / (t / engine_img_s)
+                          for kind, (t, e) in (("validation", epoch_images(*sizes, True, eval_train_size)),
+                                               ("full", epoch_images(*sizes, False, eval_train_size)))}
     grids = {}
-    for grid in GRIDS:
-        train, evaluate = grid_images(grid, eval_train_size)
+    for grid in (*GRIDS, *PRESETS):
+        runs, train, evaluate = grid_images(grid)
         hours = {mode: (train / img_s[precision if mode == "single" else "packed"] + evaluate / eval_img_s[mode])
                  / 3600 for mode in ("single", "packed")}
         mode = min(hours, key=hours.get)
-        datasets, cells = GRIDS[grid]
-        grids[grid] = {"mode": mode, "hours": hours, "estimate": hours[mode], "runs": len(datasets) * cells *
-                       (1 + FULL_RUNS), "epochs": EPOCHS, "train_images": train, "eval_images": evaluate}
+        grids[grid] = {"mode": mode, "hours": hours, "estimate": hours[mode], "runs": runs, "train_images": train,
+                       "eval_images": evaluate}
     return {
         "naive_img_s": img_s["naive"],
+        **({"naive_tf32_img_s": img_s["naive_tf32"]} if "naive_tf32" in img_s else {}),
         "engine_img_s": engine_img_s,
         "ratio": engine_img_s / img_s["naive"],
         "precision": precision,
@@ -337,7 +367,9 @@ def slug(name: str) -> str:
 
 def summary(r: dict) -> str:
     others = ", ".join(f"{p} {x:.1f}x" for p, x in r["ratio_by_precision"].items() if p != r["precision"])
-    return (f"bench {r['device_type']}: naive {r['naive_img_s']:,.0f} img/s, engine {r['engine_img_s']:,.0f} img/s "
+    tf32 = f" (TF32 {r['naive_tf32_img_s']:,.0f})" if "naive_tf32_img_s" in r else ""
+    return (f"bench {r['device_type']}: naive {r['naive_img_s']:,.0f} img/s strict fp32{tf32}, engine "
+            f"{r['engine_img_s']:,.0f} img/s "
             f"({r['precision']}: {r['ratio']:.1f}x{'; ' + others if others else ''}), "
             f"TCE/CE step {r['tce_over_ce_step']:.2f}, pack {r['pack']}: {r['pack_speedup']:.1f}x, eval adds "
             f"{100 * r['eval_overhead']['cifar10']:.0f}% to a CIFAR-10 epoch, paper grid ~ "
@@ -355,6 +387,8 @@ def main(argv: list[str] | None = None) -> None:
     result = measure(args.device, steps=args.steps, repeats=args.repeats, pack=args.pack)
     path = write(result, args.out, shlex.join(["python", "-m", "scripts.bench", *sys.argv[1:]]))
     print(summary(result))
+    print("hours by preset: " + ", ".join(f"{name} {grid['estimate']:,.1f} h ({grid['runs']:,} runs)"
+                                          for name, grid in result["grids"].items()))
     load, cpus = result["load_average"]["start"][0], result["load_average"]["cpus"]
     if load > cpus / 2:
         print(f"warning: load average {load:.1f} on {cpus} cpus before the bench: other processes share the cores, "

@@ -12,9 +12,11 @@ p_norm, semantics).
 
 Each is a function of logits (N, C) and class indices (N,) in `tce.functional` (also exported here) and an
 nn.Module: `build_loss(name, reduction=..., **params)` builds one by name, LOSSES lists the names and
-LOSS_PARAMS the parameters of each with their defaults. The package needs torch only.
+LOSS_PARAMS the parameters of each with their defaults; `tce.batched` computes many settings of one loss in
+one call (a pack of runs trained side by side). The package needs torch only.
 """
 
+from tce import batched
 from tce.factory import LOSS_PARAMS, LOSSES, build_loss
 from tce.functional import (
     asymmetric_exponential_loss,
@@ -56,6 +58,7 @@ __all__ = [
     "MSELoss",
     "TamedCrossEntropy",
     "asymmetric_exponential_loss",
+    "batched",
     "asymmetric_generalized_cross_entropy",
     "asymmetric_unhinged_loss",
     "build_loss",

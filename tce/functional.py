@@ -50,13 +50,29 @@ def tamed_nll(log_prob: torch.Tensor, alpha: float) -> torch.Tensor:
     Eq. 9 as printed subtracts 1 / (1 - alpha) instead of 1 inside the sum. That changes the loss only by
     a constant, so training is the same, but it has no finite limit at alpha = 1 (a value the paper
     reports) and is not 0 when q_y = 1. The form above has neither problem.
+
+    `alpha` may also be a tensor of one value per element of log_prob (tce.batched: many settings at once); its
+    values are then the caller's to check.
     """
-    alpha = check_alpha(alpha)
-    one_minus_alpha = 1.0 - alpha
     log_base = torch.log1p(-log_prob)
-    scaled = one_minus_alpha * log_base
+    if isinstance(alpha, torch.Tensor):
+        near_one = (1.0 - alpha).abs() < _SERIES_RADIUS
+        # Where alpha is near 1 the closed form is computed at a stand-in 1 - alpha = 1, so that it stays finite
+        # and passes no NaN gradient through the branch that is not taken.
+        series = _tamed_series(log_base, (1.0 - alpha) * log_base)
+        return torch.where(near_one, series, _tamed_closed(log_base, torch.where(near_one, 1.0, 1.0 - alpha)))
+    one_minus_alpha = 1.0 - check_alpha(alpha)
     if abs(one_minus_alpha) < _SERIES_RADIUS:
-        return log_base * (1 + scaled * (0.5 + scaled / 6))
+        return _tamed_series(log_base, one_minus_alpha * log_base)
+    return _tamed_closed(log_base, one_minus_alpha)
+
+
+def _tamed_series(log_base: torch.Tensor, scaled: torch.Tensor) -> torch.Tensor:
+    return log_base * (1 + scaled * (0.5 + scaled / 6))
+
+
+def _tamed_closed(log_base: torch.Tensor, one_minus_alpha: float | torch.Tensor) -> torch.Tensor:
+    scaled = one_minus_alpha * log_base
     # The backward of expm1 rebuilds exp(s) as expm1(s) + 1, which cancels to a few digits when s << 0
     # (alpha > 1, q_y tiny); exp(s) - 1 has no cancellation there, and its backward uses exp(s) itself.
     return torch.where(scaled < -1, torch.exp(scaled) - 1, torch.expm1(scaled)) / one_minus_alpha
@@ -70,8 +86,17 @@ def tamed_cross_entropy(
     Costs the same as the cross entropy: one log_softmax, one gather, and a few elementwise ops on N values.
     """
     log_probs = F.log_softmax(_checked_logits(logits, target, reduction), dim=1)
-    log_prob_target = log_probs.gather(1, target.long()[:, None]).squeeze(1)
-    return _reduce(tamed_nll(log_prob_target, alpha), reduction)
+    return _reduce(tamed_per_sample(log_probs, target.long(), alpha=check_alpha(alpha)), reduction)
+
+
+def tamed_per_sample(log_probs: torch.Tensor, target: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
+    """tamed_nll of each sample's target, from log_softmax(logits) (N, C) and int64 targets (N,)."""
+    return tamed_nll(_at(log_probs, target), alpha)
+
+
+def cross_entropy_per_sample(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-log q_y of each sample, from log_softmax(logits) (N, C) and int64 targets (N,)."""
+    return -_at(log_probs, target)
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -85,7 +110,12 @@ def mse_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
     With reduction="mean" this is Torch7's size-averaged MSECriterion (mean over N * C) with its gradient
     scaled by the number of classes, which is how the paper adapted MSE to classification (Sec. 3.2).
     """
-    return _reduce(_softmax_error(logits, target, reduction).square().sum(dim=1), reduction)
+    return _reduce(mse_per_sample(_checked_logits(logits, target, reduction), target.long()), reduction)
+
+
+def mse_per_sample(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mse_loss of each sample, from checked logits (N, C) and int64 targets (N,)."""
+    return _softmax_error(logits, target).square().sum(dim=1)
 
 
 def mae_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -94,7 +124,12 @@ def mae_loss(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
     With reduction="mean" this is Torch7's size-averaged AbsCriterion (mean over N * C) with its gradient
     scaled by the number of classes, which is how the paper adapted MAE to classification (Sec. 3.2).
     """
-    return _reduce(_softmax_error(logits, target, reduction).abs().sum(dim=1), reduction)
+    return _reduce(mae_per_sample(_checked_logits(logits, target, reduction), target.long()), reduction)
+
+
+def mae_per_sample(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mae_loss of each sample, from checked logits (N, C) and int64 targets (N,)."""
+    return _softmax_error(logits, target).abs().sum(dim=1)
 
 
 def _checked_logits(logits: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -105,11 +140,11 @@ def _checked_logits(logits: torch.Tensor, target: torch.Tensor, reduction: str) 
     return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
-def _softmax_error(logits: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
-    probs = F.softmax(_checked_logits(logits, target, reduction), dim=1)
+def _softmax_error(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    probs = F.softmax(logits, dim=1)
     # scatter, unlike F.one_hot, reads no tensor values on the host, and it bounds-checks target on the
     # device where check_logits_and_target does not.
-    one_hot = torch.zeros_like(probs).scatter(1, target.long()[:, None], 1.0)
+    one_hot = torch.zeros_like(probs).scatter(1, target[:, None], 1.0)
     return probs - one_hot
 
 
@@ -130,7 +165,9 @@ LN_1E_MINUS_4 = math.log(1e-4)
 _Check = Interval | Count | Choice
 
 
-def _loss_of_log_probs(**checks: _Check) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+def _loss_of_log_probs(
+    per_call: tuple[str, ...] = (), **checks: _Check
+) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Decorator: makes a loss of logits out of `per_sample(log_probs, target, *, **params)`, which returns
     the loss of each sample from log_softmax(logits) (N, C) and int64 targets (N,).
 
@@ -139,18 +176,31 @@ def _loss_of_log_probs(**checks: _Check) -> Callable[[Callable[..., torch.Tensor
     over the batch. The defaults of the parameters are those in the signature of `per_sample`, the one
     place they are stated. The loss keeps `per_sample` (for composing losses) and `check_params` (for
     modules, which check their parameters when built).
+
+    per_sample may also be called with a tensor of one value per sample for each parameter (tce.batched),
+    except those named in `per_call` (a count, a string, a norm's order): one value for all samples.
     """
-    return _per_sample_loss(functools.partial(F.log_softmax, dim=1), checks)
+    return _per_sample_loss(log_probs_of, per_call, checks)
 
 
-def _loss_of_logits(**checks: _Check) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+def _loss_of_logits(
+    per_call: tuple[str, ...] = (), **checks: _Check
+) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """`_loss_of_log_probs` for a `per_sample(logits, target, *, **params)` that takes the (checked, float32
     for 16-bit) logits themselves: for a loss that transforms them before the softmax."""
-    return _per_sample_loss(lambda logits: logits, checks)
+    return _per_sample_loss(_identity, per_call, checks)
+
+
+def log_probs_of(logits: torch.Tensor) -> torch.Tensor:
+    return F.log_softmax(logits, dim=1)
+
+
+def _identity(logits: torch.Tensor) -> torch.Tensor:
+    return logits
 
 
 def _per_sample_loss(
-    prepare: Callable[[torch.Tensor], torch.Tensor], checks: dict[str, _Check]
+    prepare: Callable[[torch.Tensor], torch.Tensor], per_call: tuple[str, ...], checks: dict[str, _Check]
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """The decorator of `_loss_of_log_probs`, with `prepare` the map from logits to per_sample's input."""
 
@@ -186,6 +236,8 @@ def _per_sample_loss(
         # per code object, and these losses would otherwise all share the one of `loss`.
         loss.__code__ = loss.__code__.replace(co_name=per_sample.__name__)
         loss.per_sample = per_sample
+        loss.prepare = prepare
+        loss.per_call = per_call
         loss.check_params = check_params
         loss.__signature__ = inspect.Signature(
             [
@@ -204,6 +256,15 @@ def _per_sample_loss(
 def _at(log_probs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """log_probs[i, index[i]] for each row i."""
     return log_probs.gather(1, index[:, None]).squeeze(1)
+
+
+def _log(x: float | torch.Tensor) -> float | torch.Tensor:
+    """log of a parameter's value: a Python float, or a tensor of one per sample (tce.batched)."""
+    return torch.log(x) if isinstance(x, torch.Tensor) else math.log(x)
+
+
+def _log1p(x: float | torch.Tensor) -> float | torch.Tensor:
+    return torch.log1p(x) if isinstance(x, torch.Tensor) else math.log1p(x)
 
 
 def _one_minus_exp(log_prob: torch.Tensor) -> torch.Tensor:
@@ -308,7 +369,7 @@ def focal_loss(log_probs: torch.Tensor, target: torch.Tensor, *, gamma: float = 
     return -modulating * log_prob
 
 
-@_loss_of_log_probs(t=Count(1))
+@_loss_of_log_probs(per_call=("t",), t=Count(1))
 def taylor_cross_entropy(log_probs: torch.Tensor, target: torch.Tensor, *, t: int = 2) -> torch.Tensor:
     """Taylor cross entropy (Feng et al., IJCAI 2020): sum_{k=1..t} (1 - p_y)^k / k, with an integer t >= 1.
 
@@ -399,7 +460,7 @@ def asymmetric_unhinged_loss(log_probs: torch.Tensor, target: torch.Tensor, *, a
     s = q * torch.log1p(one_minus_p / (a - 1))
     # Each branch clamped to where it is used, so that the other one stays finite and passes no NaN gradient.
     near_one = (a - 1) ** q * torch.expm1(s.clamp(max=1))
-    far = torch.exp(q * math.log(a - 1) + s.clamp(min=1)) - (a - 1) ** q
+    far = torch.exp(q * _log(a - 1) + s.clamp(min=1)) - (a - 1) ** q
     return torch.where(s <= 1, near_one, far) / q
 
 
@@ -469,7 +530,7 @@ def epsilon_softmax_and_mae(
     is_argmax = log_probs.argmax(dim=1) == target
     # Where y is not the argmax, a stand-in p_y = 1 keeps the unused branch finite (with m = 0 it divides by p_y).
     p_if_argmax = torch.where(is_argmax, log_prob, 0.0).exp()
-    ce_eps = torch.where(is_argmax, torch.log1p(one_minus_p / (m + p_if_argmax)), math.log1p(m) - log_prob)
+    ce_eps = torch.where(is_argmax, torch.log1p(one_minus_p / (m + p_if_argmax)), _log1p(m) - log_prob)
     return alpha * ce_eps.clamp(max=-LN_1E_MINUS_8) + beta * 2 * one_minus_p
 
 
@@ -489,12 +550,14 @@ def jensen_shannon_loss(log_probs: torch.Tensor, target: torch.Tensor, *, pi: fl
     one_minus_p = _one_minus_exp(log_prob)
     log_s = _log_of_mixture(pi, log_prob)
     divergence = (
-        -log_s.exp() * log_s - (1 - pi) * one_minus_p * math.log1p(-pi) + (1 - pi) * log_prob.exp() * log_prob
+        -log_s.exp() * log_s - (1 - pi) * one_minus_p * _log1p(-pi) + (1 - pi) * log_prob.exp() * log_prob
     )
-    return divergence / (-(1 - pi) * math.log1p(-pi))
+    return divergence / (-(1 - pi) * _log1p(-pi))
 
 
-@_loss_of_logits(tau=POSITIVE, p_norm=Interval(low=1), semantics=Choice(LOGIT_CLIP_SEMANTICS))
+@_loss_of_logits(
+    per_call=("p_norm", "semantics"), tau=POSITIVE, p_norm=Interval(low=1), semantics=Choice(LOGIT_CLIP_SEMANTICS)
+)
 def logit_clipping(
     logits: torch.Tensor, target: torch.Tensor, *, tau: float, p_norm: float = 2.0, semantics: str = "code"
 ) -> torch.Tensor:
@@ -511,9 +574,9 @@ def logit_clipping(
     # overflows at |z| = 2e19, p = 20 at 8e1), which torch's vector_norm does not.
     scale = logits.detach().abs().amax(dim=1, keepdim=True)
     scale = torch.where(scale > 0, scale, 1.0)
-    norms = scale * torch.linalg.vector_norm(logits / scale, ord=p_norm, dim=1, keepdim=True)
+    norms = scale.squeeze(1) * torch.linalg.vector_norm(logits / scale, ord=p_norm, dim=1)
     clip = norms > tau
     radius = 1 / tau if semantics == "code" else tau
     # A stand-in norm 1 where the logits are kept: a zero row would otherwise divide by 0 in the unused branch.
-    clipped = torch.where(clip, logits * (radius / torch.where(clip, norms, 1.0)), logits)
+    clipped = torch.where(clip[:, None], logits * (radius / torch.where(clip, norms, 1.0))[:, None], logits)
     return -_at(F.log_softmax(clipped, dim=1), target)

@@ -144,6 +144,8 @@ def write_run(
             "git_commit": "0123456789abcdef",
             "device": "cpu (x86_64 AVX2, 1 threads)",
             "compiled": False,
+            "compile": {"graphs": 0, "eager_steps": 4 * logged},
+            "pack": {"size": 1, "members": [str(run_dir.relative_to(root))]},
         }
         if error is not None:
             summary["error"] = error

@@ -19,11 +19,12 @@ def test_bench_runs_every_measurement_and_writes_its_json(tmp_path):
     # The default precision is strict fp32; every precision the CPU computes natively is measured too.
     assert out["precision"] == "fp32" and out["pack"] == 2
     assert set(out["ratio_by_precision"]) == set(precision.supported(torch.device("cpu")))
-    assert set(out["seconds"]["train"]) == {"naive", *out["ratio_by_precision"], "tce", "packed"}
+    naives = {"naive", "naive_tf32"} if "tf32" in out["ratio_by_precision"] else {"naive"}
+    assert set(out["seconds"]["train"]) == {*naives, *out["ratio_by_precision"], "tce", "packed"}
     assert set(out["seconds"]["eval"]) == {"single", "packed"}
     for times in (*out["seconds"]["train"].values(), *out["seconds"]["eval"].values()):
         assert len(times) == 1 and times[0] > 0
-    assert set(out["grids"]) == {"paper", "zoo"} and out["grids"]["paper"]["runs"] == 840
+    assert set(out["grids"]) == {"paper", *bench.PRESETS} and out["grids"]["paper"]["runs"] == 840
     options = out["options"]
     expected = {"precision": "fp32", "channels_last": True, "compile": False, "compiled": False,
                 "eval_batch_size": 256, "eval_train_size": 5000}  # the CPU's defaults
@@ -53,26 +54,34 @@ def test_rates_from_timings_against_hand_computed_numbers():
                                                       "full": pytest.approx(3.75 / 50)}
     assert out["eval_overhead"]["cifar10"] == pytest.approx(5 / 45)
     # The paper's grid: 12,360,696,320 training and 4,266,680,320 evaluated images (test_grid_images_follow_the_
-    # protocol), 3,729.8 h one run at a time, 2,383.0 h in packs: packs it is.
+    # presets), 3,729.8 h one run at a time, 2,383.0 h in packs: packs it is.
     paper = out["grids"]["paper"]
     assert paper["hours"] == {"single": pytest.approx(3729.824), "packed": pytest.approx(2382.9920178)}
     assert paper["mode"] == "packed" and out["grid_hours_estimate"] == pytest.approx(2382.9920178)
-    # The zoo's: 9,062,400,000 and 2,918,400,000 images, 2,720 h or 1,735.5 h.
+    # The zoo's: 15,104,000,000 and 4,864,000,000 images, 4,533.3 h or 2,892.4 h.
     zoo = out["grids"]["zoo"]
-    assert zoo["hours"] == {"single": pytest.approx(2720.0), "packed": pytest.approx(1735.4666667)}
-    assert out["zoo_grid_hours_estimate"] == pytest.approx(1735.4666667)
+    assert zoo["hours"] == {"single": pytest.approx(4533.3333333), "packed": pytest.approx(2892.4444444)}
+    assert out["zoo_grid_hours_estimate"] == pytest.approx(2892.4444444)
 
 
-def test_grid_images_follow_the_protocol():
+def test_grid_images_follow_the_presets():
+    """Each preset's runs and images, by hand from its YAML and the datasets' sizes."""
     # Per dataset and cell: a validation run on N - 5000 images evaluating min(5000, N - 5000) + 5000 + T, and 5
     # full runs on N evaluating min(5000, N) + T; 35 cells of 256 epochs. By hand, per epoch of all 6 runs:
     # training CIFAR-100 295,000, MNIST 355,000, CIFAR-10 295,000, SVHN 434,542 (1,379,542 in all), evaluating
     # 95,000, 95,000, 95,000 and 36,032 + 155,160 (476,192 in all).
-    assert bench.grid_images("paper", 5000) == (1_379_542 * 35 * 256, 476_192 * 35 * 256)
-    # Without a subset, each of the 6 runs evaluates all N + T images (the validation run's 5,000 held out among
-    # them): 6 x 60,000, 6 x 70,000, 6 x 60,000 and 6 x 99,289.
-    assert bench.grid_images("paper", None)[1] == (360_000 + 420_000 + 360_000 + 595_734) * 35 * 256
-    assert bench.grid_images("zoo", 5000) == (2 * 295_000 * 60 * 256, 2 * 95_000 * 60 * 256)
+    assert bench.grid_images("paper") == (840, 1_379_542 * 35 * 256, 476_192 * 35 * 256)
+    assert bench.grid_images("table1") == (210, 295_000 * 35 * 256, 95_000 * 35 * 256)
+    # experiment=zoo: 25 losses x 4 noise levels on CIFAR-10 and CIFAR-100; zoo_tuned: 62 settings; idn: 7 x 3.
+    assert bench.grid_images("zoo") == (1200, 2 * 295_000 * 100 * 256, 2 * 95_000 * 100 * 256)
+    assert bench.grid_images("zoo_tuned") == (2976, 2 * 295_000 * 248 * 256, 2 * 95_000 * 248 * 256)
+    assert bench.grid_images("idn") == (252, 2 * 295_000 * 21 * 256, 2 * 95_000 * 21 * 256)
+    # cifarn: 5 CIFAR-10N sets and CIFAR-100N, 19 losses each; demo: 1,000 synthetic images of which 200 are held
+    # out, 1,000 test images, a 500-image evaluation subset, 60 epochs, 2 losses x 2 noise levels x 3 runs.
+    assert bench.grid_images("cifarn") == (684, 6 * 295_000 * 19 * 256, 6 * 95_000 * 19 * 256)
+    val, full = (800, 500 + 200 + 1000), (1000, 500 + 1000)
+    assert bench.grid_images("demo") == (12, 4 * (val[0] + 2 * full[0]) * 60, 4 * (val[1] + 2 * full[1]) * 60)
+    assert tuple(sorted(p.stem for p in (bench.CONFIGS / "experiment").glob("*.yaml"))) == bench.PRESETS
 
 
 def test_slug():

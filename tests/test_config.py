@@ -128,6 +128,9 @@ def test_wrong_types_fail_at_composition(override):
         (["noise_type=asymmetric_block"], "noise_type"),  # CIFAR-100 only
         (["noise_type=human", "noise_set=worst", "dataset.train_size=1000"], "dataset.train_size"),
         (["+surprise=1"], "surprise"),
+        (["compile_mode=max-autotune"], "compile_mode"),
+        (["compile_mode=reduce-overhead", "device=cpu", "compile=true"], "compile_mode"),  # CUDA graphs: CUDA only
+        (["checkpoint_every=0"], "checkpoint_every"),
     ],
 )
 def test_validation_names_the_key(overrides, key):

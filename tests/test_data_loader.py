@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from data import DeviceLoader, EvalSet
-from data.loader import crop_and_flip
+from data.loader import crop_and_flip, pad_images
 from data.normalize import channel_stats
 
 RAW = {"mean": [0.0], "std": [1.0]}  # x = pixel / 255, so the raw pixels can be read back exactly
@@ -16,7 +16,8 @@ RAW = {"mean": [0.0], "std": [1.0]}  # x = pixel / 255, so the raw pixels can be
 
 def _loader(images, labels, **overrides):
     settings = dict(**RAW, batch_size=64, drop_last=False, shift=4, flip=True, seed=0)
-    return DeviceLoader(images, labels, **{**settings, **overrides})
+    settings.update(overrides)
+    return DeviceLoader(pad_images(images, settings["shift"]), labels, **settings)
 
 
 def _random_images(count: int, seed: int, low: int = 0) -> torch.Tensor:
@@ -41,7 +42,8 @@ def test_crop_and_flip_moves_markers_exactly(dy, dx, flip):
     for channel, row, col, value in markers:
         image[0, channel, row, col] = value
     padded = F.pad(image, (4, 4, 4, 4))
-    out, inside = crop_and_flip(padded, torch.tensor([0]), torch.tensor([[dy, dx]]), torch.tensor([flip]), 32, 4)
+    out, inside = crop_and_flip(padded, torch.tensor([[0]]), torch.tensor([[[dy, dx]]]), torch.tensor([[flip]]), 32, 4)
+    out, inside = out[:, 0], inside[:, 0]  # one member
 
     expected = torch.zeros_like(image)
     for channel, row, col, value in markers:

@@ -90,8 +90,8 @@ def test_the_engine_measures_in_one_pass_what_the_predictions_say(tmp_path):
     dataset = load_dataset("synthetic", "", train_size=160, test_size=64, num_classes=10, seed=0, image_size=32)
     data = run_data_for(cfg, dataset, torch.device("cpu"))
     trainer = PackTrainer([Member(cfg, data, initial_model_state(cfg, 3, 10))], torch.device("cpu"))
-    for pairs in zip(data.loader, strict=False):
-        trainer.step(pairs)
+    for x, y in trainer.batches:
+        trainer.step(x, y)
     (train,), (test,) = trainer.evaluate("train"), trainer.evaluate("test")
     trainer.model.eval()
     with torch.no_grad():

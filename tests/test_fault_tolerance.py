@@ -22,12 +22,13 @@ from torch._dynamo.testing import CompileCounter
 
 import tce
 from compose import compose_train, tiny, train_tiny
-from experiments import interrupt
-from experiments.config import loss_params, resolve
+from experiments import interrupt, trainer
+from experiments.config import loss_params, resolve, run_name
 from experiments.interrupt import RunInterrupted
 from experiments.killpoints import ENV as KILL_AT
 from experiments.lock import LockBusy, RunLock
-from experiments.run import StartError
+from experiments.run import StartError, run_pack
+from experiments.trainer import compiled_graphs
 
 RUN = "synthetic/ce/noise0.4-uniform-holdout32-seed0"
 EPOCHS = 4
@@ -111,6 +112,35 @@ def test_stop_signal_interrupts_cleanly_and_a_relaunch_completes_the_run(tmp_pat
     status, _ = train_tiny(tmp_path, f"epochs={EPOCHS}", "noise=0.4")
     assert status == "complete" and "resuming after epoch 2" in caplog.text
     assert [r["epoch"] for r in rows(run_dir)] == [str(e) for e in range(1, EPOCHS + 1)]  # exactly one row per epoch
+
+
+def test_checkpoint_every_keeps_epochs_in_memory_that_a_stop_writes_and_a_kill_loses(tmp_path, one_thread):
+    """checkpoint_every=2: killed once epoch 3 is trained, the run holds epoch 2's checkpoint and records; resumed
+    and stopped by SIGTERM there, it writes epoch 3 from memory; resumed again, it ends with exactly the rows of an
+    uninterrupted run."""
+    args = tiny(tmp_path / "stopped", f"epochs={EPOCHS}", "noise=0.4", "threads=1", "checkpoint_every=2")
+    run_dir = tmp_path / "stopped" / RUN
+    killed = cli(*args, kill_at="trained:3")
+    out = finish(killed)
+    assert killed.returncode == -signal.SIGKILL, out
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    assert summary(run_dir)["epochs_completed"] == 2 and [r["epoch"] for r in rows(run_dir)] == ["1", "2"]
+
+    stopped = cli(*args, kill_at="trained:3:SIGTERM")
+    out = finish(stopped)
+    assert stopped.returncode == 128 + signal.SIGTERM and "resuming after epoch 2" in out, out
+    found = summary(run_dir)
+    assert (found["status"], found["epochs_completed"]) == ("interrupted", 3), found
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["epoch"] == 3
+    assert [r["epoch"] for r in rows(run_dir)] == ["1", "2", "3"]
+
+    resumed = cli(*args)
+    out = finish(resumed)
+    assert resumed.returncode == 0 and "resuming after epoch 3" in out, out
+    status, reference = train_tiny(tmp_path / "reference", f"epochs={EPOCHS}", "noise=0.4", "threads=1")
+    assert status == "complete" and summary(run_dir)["status"] == "complete"
+    assert without_seconds(rows(run_dir)) == without_seconds(rows(reference))
+    assert (run_dir / "calibration.csv").read_text() == (reference / "calibration.csv").read_text()
 
 
 def _interrupted_run(tmp_path: Path, monkeypatch) -> Path:
@@ -421,13 +451,50 @@ def test_an_error_under_compile_that_is_not_compiling_fails_the_run_with_its_own
     assert "torch.compile failed" not in caplog.text  # not retried eagerly as if it could not compile
 
 
-def test_a_sweep_process_compiles_a_few_graphs(tmp_path, monkeypatch, fresh_models):
+def test_a_compiled_sweep_records_its_graphs_and_no_silent_eager_step(tmp_path, monkeypatch, fresh_models):
+    """Three runs alone, then a pack of three, compiled in one process: each graph is counted by the backend and
+    in summary.json (the process's graphs), and the only steps run eagerly are the partial last batches."""
     counter = CompileCounter()
     _compile_with(monkeypatch, counter)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    before = compiled_graphs()
     # A validation run and two full runs: training sets of 128 and 160 images in batches of 32 (no partial batch)
-    # and of 100 (a partial batch of 4), evaluation sets of 64, 32 and 160 images in batches of 48.
-    for overrides in (["holdout=32", "seed=0"], ["holdout=0", "seed=1"], ["holdout=60", "seed=2"]):
+    # and of 100 (a partial batch of 4, trained eagerly: 1 step in each of 2 epochs), evaluation sets of 64, 32,
+    # 100 and 160 images in batches of 48 (the last one padded). Training batches of 32 and evaluation batches of 48:
+    # two graphs for the three runs.
+    runs = ((["holdout=32", "seed=0"], 0), (["holdout=0", "seed=1"], 0), (["holdout=60", "seed=2"], 2))
+    for overrides, eager in runs:
         status, run_dir = train_tiny(tmp_path, "compile=true", "epochs=2", "eval_batch_size=48", *overrides)
-        assert status == "complete" and summary(run_dir)["compiled"] is True
-    # Training batches of 32 and 4, and one evaluation batch of 48: three graphs for the whole process.
-    assert counter.frame_count == 3
+        found = summary(run_dir)
+        assert status == "complete" and found["compiled"] is True
+        assert found["compile"] == {"graphs": before + 2, "eager_steps": eager}
+    # A pack of three validation runs: one model of 3 members, two graphs more (its training and evaluation
+    # batches), and no eager step.
+    cfgs = [resolve(compose_train(*tiny(tmp_path, "compile=true", "epochs=2", "eval_batch_size=48", "holdout=32",
+                                        f"seed={seed}", "loss=tce", f"loss.alpha={seed}")))
+            for seed in (3, 4, 5)]
+    entries = [(cfg, tmp_path / run_name(cfg)) for cfg in cfgs]
+    assert run_pack(entries) == ["complete"] * 3
+    for _, run_dir in entries:
+        found = summary(run_dir)
+        assert found["compile"] == {"graphs": before + 4, "eager_steps": 0} and found["pack"]["size"] == 3
+    assert counter.frame_count == 4 == compiled_graphs() - before
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")  # set already: left alone
+
+
+def test_hitting_the_recompile_limit_fails_the_run_in_one_line_naming_the_shape(tmp_path, monkeypatch, fresh_models):
+    """Past the limit torch.compile would run new shapes eagerly without a word; here the run fails and says why:
+    with a limit of 1, the evaluation batch after the training batch."""
+    _compile_with(monkeypatch, CompileCounter())
+    monkeypatch.setattr(trainer, "RECOMPILE_LIMIT", 1)
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    torch._dynamo.reset()  # forget the graphs earlier tests made of the model: the training batch is the first
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # so that the test's end puts back what was there...
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")  # ...and the engine finds it unset
+    status, run_dir = train_tiny(tmp_path, "compile=true", "epochs=1", "eval_batch_size=48")
+    # Unset, the compile cache goes under the runs folder, for the next job of the sweep to find.
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path.resolve() / ".inductor-cache")
+    assert status == "failed"
+    error = summary(run_dir)["error"]
+    assert error.startswith("RecompileLimitHit: torch.compile's limit of 1 graphs of the model in one process is "
+                            "hit by input (48, 3, 32, 32) torch.float32 in eval mode") and "\n" not in error

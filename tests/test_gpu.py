@@ -1,8 +1,9 @@
 """The CUDA path: run with `make test-gpu` on a machine with a GPU; every test here skips without CUDA.
 
 2 epochs on synthetic CIFAR-shaped data in each precision the GPU computes natively, compiled and eager, with the
-strict fp32 metrics recomputed on the CPU; one float64 step of a pack against the same runs alone; SIGKILL after a
-checkpoint and resume; and `make bench`.
+strict fp32 metrics recomputed on the CPU and the graphs and eager steps counted; strict fp32 convolutions; one
+float64 step of a pack against the same runs alone; the device checks of scripts/gpu_check.py (packed == alone per
+step in fp32 and bf16, NaN isolation, exact resume); SIGKILL after a checkpoint and resume; and `make bench`.
 """
 
 import csv
@@ -20,7 +21,7 @@ from compose import compose_train, train_run
 from data import load_dataset
 from experiments import precision
 from experiments.config import resolve
-from scripts import bench
+from scripts import bench, gpu_check
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -41,6 +42,9 @@ def test_two_epochs_in_each_precision_compiled_and_eager(tmp_path, name, compile
     summary = json.loads((run_dir / "summary.json").read_text())
     assert status == "complete" and summary["config"]["precision"] == name
     assert summary["compiled"] is compile  # a GPU machine with a toolchain compiles: no fallback
+    # 1,800 training images: 14 batches of 128 and one of 8 an epoch; compiled, only that one runs eagerly.
+    assert summary["compile"]["eager_steps"] == (2 if compile else 30)
+    assert summary["compile"]["graphs"] > 0 or not compile
     final = summary["final"]
     assert final["test_acc"] > 40 and final["train_clean_acc"] > 40  # 10 classes: chance is 10
     if name == "fp32":  # the strict arithmetic: what a plain float64 loop on the CPU computes, up to rounding
@@ -51,18 +55,24 @@ def test_two_epochs_in_each_precision_compiled_and_eager(tmp_path, name, compile
         assert final["test_ece"] == pytest.approx(expected["test_ece"], abs=0.2)
 
 
-def test_strict_fp32_is_the_default_and_turns_tf32_off(tmp_path):
+def test_strict_fp32_is_the_default_and_turns_tf32_off_for_the_models_convolutions(tmp_path):
     status, run_dir = train_run(*cifar_shaped(tmp_path))
     assert status == "complete" and json.loads((run_dir / "summary.json").read_text())["config"]["precision"] == "fp32"
-    with precision.arithmetic("fp32"):
-        a, b = torch.randn(512, 512, device="cuda"), torch.randn(512, 512, device="cuda")
-        exact = (a.double() @ b.double()).float()
-        assert torch.allclose(a @ b, exact, rtol=1e-4, atol=1e-4)  # TF32 would miss by about 1e-2
+    found = gpu_check.strict_fp32(gpu_check.Check(tmp_path, 60, dry_run=False))  # raises past 1e-5
+    assert found["relative_error"]["fp32"]["conv"] < 1e-5
+    if "tf32" in found["relative_error"]:
+        assert found["relative_error"]["tf32"]["conv"] > 1e-4  # what the default would have computed
 
 
 def test_one_float64_step_of_a_pack_equals_the_runs_alone(tmp_path, fresh_models):
     cfgs = [resolve(compose_train(*cifar_shaped(tmp_path, "batch_size=16", "compile=false", *m))) for m in MEMBERS]
     assert_pack_equals_alone(cfgs, "cuda")
+
+
+@pytest.mark.parametrize("stage", ["packed_equals_alone", "nan_isolation", "resume"])
+def test_the_device_checks(tmp_path, fresh_models, stage):
+    """scripts/gpu_check.py's checks at their real sizes: each raises when it fails."""
+    gpu_check.STAGES[stage](gpu_check.Check(tmp_path, 300, dry_run=False))
 
 
 def test_sigkill_after_a_checkpoint_and_resume(tmp_path):

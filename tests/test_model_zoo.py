@@ -189,3 +189,16 @@ def test_run_directories_written_before_model_name_keep_their_identity(tmp_path)
     run_dir.check_config(now)
     with pytest.raises(RunDirError, match=r"model.depth: 20 there, None now"):
         run_dir.check_config(resolve(compose_train("model=cnn8")))
+
+
+def test_one_process_builds_each_model_it_is_asked_for():
+    """The trainer keeps one model per process and kind, for torch.compile; two models of one depth (null) must
+    not share it."""
+    from experiments.trainer import _model_for
+
+    built = {}
+    for name in ("cnn8", "resnet34"):
+        cfg = resolve(compose_train("dataset=synthetic", f"model={name}", "device=cpu", "compile=false"))
+        model, _ = _model_for(cfg, 1, 3, 10, torch.device("cpu"))
+        built[name] = sum(p.numel() for p in model.parameters())
+    assert built == {"cnn8": 1_639_794, "resnet34": 21_282_122}

@@ -11,6 +11,9 @@ from pathlib import Path
 import pandas as pd
 from processes import cli, wait_for_epochs
 
+from compose import compose_train, tiny
+from experiments.files import write_json
+from experiments.sweep import plan, split_evenly
 from scripts import tables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,13 +35,14 @@ def summaries(runs: Path) -> dict[str, dict]:
 
 def test_relaunched_sweep_skips_complete_runs_and_resumes_the_killed_one(tmp_path):
     """In packs of 4, where `loss=ce,tce loss.alpha=1,2` lists CE twice (its alpha is null): each run trains once.
-    The seed-0 runs complete; the full grid is then killed right after the first run it trains (CE, seed 1) wrote
-    its epoch 2 checkpoint; its relaunch skips the complete runs, resumes CE and trains the rest."""
+    The seed-0 runs complete, as one pack of 3; the full grid is then killed right after the first run it trains
+    (CE, seed 1) wrote its epoch 2 checkpoint: the complete runs were left out of its packs, the others trained as
+    one pack of 3; its relaunch skips the complete runs, resumes CE and trains the rest."""
     grid = ["holdout=32", "epochs=3", "loss=ce,tce", "loss.alpha=1,2", "pack=4"]
     first = sweep(tmp_path, *grid, "seed=0")
     out = first.communicate(timeout=600)[0]
     assert first.returncode == 0, out
-    assert "listed twice in this pack, trained once" in out
+    assert "listed twice in this sweep, trained once" in out and "in 1 pack(s)" in out
     assert out.count("/ce/noise0-uniform-holdout32-seed0 epoch 3/3") == 1
     assert out.count("device cpu: ") == 1  # the device, said once by the process
     complete_before = set(summaries(tmp_path))
@@ -48,6 +52,7 @@ def test_relaunched_sweep_skips_complete_runs_and_resumes_the_killed_one(tmp_pat
     killed = sweep(tmp_path, *grid, "seed=0,1", kill_at="checkpoint:2")
     out = killed.communicate(timeout=600)[0]
     assert killed.returncode == -signal.SIGKILL, out
+    assert "8 run(s) of the sweep, 3 to train, in 1 pack(s)" in out
     interrupted = "synthetic/ce/noise0-uniform-holdout32-seed1"
     assert summaries(tmp_path)[interrupted]["status"] == "running"  # as a killed process leaves it
 
@@ -62,7 +67,7 @@ def test_relaunched_sweep_skips_complete_runs_and_resumes_the_killed_one(tmp_pat
     assert all(s["status"] == "complete" and s["epochs_completed"] == 3 for s in after.values())
     for name in complete_before:
         assert (tmp_path / name / "checkpoint.pt").stat().st_mtime_ns == stamps[name]
-        assert f"{name}: complete in" in out
+        assert f"{name}: complete, skipped" in out
     assert f"{interrupted}: resuming after epoch 2" in out
     epochs = [line.split(",")[0] for line in (tmp_path / interrupted / "metrics.csv").read_text().splitlines()[1:]]
     assert epochs == ["1", "2", "3"]
@@ -176,3 +181,62 @@ def test_zoo_miniature_from_sweep_to_table(tmp_path):
     assert not (out_dir / "zoo.md").exists()  # the paper's zoo table shows the paper's recipe only
     paired = (out_dir / "paired.csv").read_text().splitlines()
     assert len(paired) == 1 + 26  # every setting but CE, one pair each (too few for statistics)
+
+
+def test_a_submitit_sweep_trains_one_pack_per_job_equal_to_the_runs_trained_alone(tmp_path):
+    """8 runs at pack=4 under submitit's local executor: 2 jobs, each training 4 runs in one model, each run in its
+    own complete directory that records its pack; after an epoch every metric equals the run's trained alone (one
+    job per run, pack=1) up to float rounding: the losses to 1e-4, the accuracies to one image of 128 (train) or 64
+    (test)."""
+    grid = ["holdout=0", "epochs=1", "loss=ce,tce1.5,mse,gce", "seed=0,1", "noise=0.4"]
+    packed, alone = tmp_path / "packed", tmp_path / "alone"
+    proc = sweep(packed, "hydra/launcher=submitit_local", "pack=4", *grid)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    assert "8 run(s) of the sweep, 8 to train, in 2 pack(s)" in out
+    assert len(list((packed / ".submitit").rglob("*_log.out"))) == 2  # two jobs
+    manifests = [json.loads(p.read_text())["members"] for p in (packed / ".packs").glob("*/pack.json")]
+    assert sorted(len(m) for m in manifests) == [4, 4]
+    proc = sweep(alone, *grid)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+
+    found, expected = summaries(packed), summaries(alone)
+    assert sorted(found) == sorted(expected) and len(found) == 8
+    for name, summary in found.items():
+        assert summary["status"] == "complete" and summary["pack"]["size"] == 4 and name in summary["pack"]["members"]
+        pack = next(m for m in manifests if str(packed / name) in [member["run_dir"] for member in m])
+        assert sorted(summary["pack"]["members"]) == sorted(str(Path(m["run_dir"]).relative_to(packed)) for m in pack)
+        assert expected[name]["pack"] == {"size": 1, "members": [name]}
+        p, a = summary["final"], expected[name]["final"]
+        for key in ("train_loss", "test_nll"):
+            assert abs(p[key] - a[key]) <= 1e-4 * abs(a[key]), (name, key, p[key], a[key])
+        assert abs(p["train_acc"] - a["train_acc"]) <= 100 / 128 + 1e-9
+        assert abs(p["test_acc"] - a["test_acc"]) <= 100 / 64 + 1e-9
+        for file in ("config.yaml", "metrics.csv", "calibration.csv", "noisy_labels.npy", "checkpoint.pt"):
+            assert (packed / name / file).is_file(), file
+
+
+def test_packs_are_as_even_as_the_runs_allow():
+    """ceil(N / K) packs whose sizes differ by at most one: never a tail of small packs."""
+    sizes = {(n, k): [len(p) for p in split_evenly(list(range(n)), k)] for n, k in
+             ((35, 16), (8, 4), (5, 4), (3, 4), (1, 1), (175, 35), (34, 35))}
+    assert sizes == {(35, 16): [12, 12, 11], (8, 4): [4, 4], (5, 4): [3, 2], (3, 4): [3], (1, 1): [1],
+                     (175, 35): [35] * 5, (34, 35): [34]}
+    assert split_evenly([], 4) == []
+
+
+def test_a_sweep_is_planned_in_packs_of_runs_that_may_train_together(tmp_path):
+    """Runs pack with those that differ only in their own keys (loss, noise, seed) and stand at the same epoch;
+    another holdout, or a run stopped at another epoch, packs apart; complete runs are left out."""
+    jobs = []
+    for overrides in (["seed=0"], ["seed=1", "loss=tce"], ["seed=2", "noise=0.4"], ["holdout=0"], ["seed=3"],
+                      ["seed=4"], ["seed=5"], ["seed=6"]):
+        jobs.append((compose_train(*tiny(tmp_path, "pack=4", *overrides)), tmp_path / f"run-{len(jobs)}"))
+    (tmp_path / "run-4").mkdir()
+    write_json(tmp_path / "run-4" / "summary.json", {"status": "interrupted", "epochs_completed": 2})
+    (tmp_path / "run-5").mkdir()
+    write_json(tmp_path / "run-5" / "summary.json", {"status": "complete", "epochs_completed": 3})
+    packs = [[run_dir.name for _, run_dir in pack] for pack in plan(jobs)]
+    # Holdout 32 at epoch 0: runs 0, 1, 2, 6 and 7, five runs at pack=4, so 3 + 2.
+    assert packs == [["run-0", "run-1", "run-2"], ["run-6", "run-7"], ["run-3"], ["run-4"]]

@@ -1,0 +1,424 @@
+"""The one-call device check: what a GPU machine must show before the grid runs on it, in at most 8 minutes.
+
+    python scripts/gpu_check.py --out DIR [--deadline S] [--dry-run]
+
+Runs where torch is installed once Hydra, OmegaConf and antlr4 (pure Python) are on PYTHONPATH, from the repository
+root; it needs no network and no dataset (its data are random synthetic CIFAR-shaped images). Stages, in order of
+value; each is recorded in DIR/gpu_check.json as soon as it ends, so a run cut short keeps what it measured:
+
+- environment: torch, CUDA, cuDNN, the device, the precisions it computes natively, the TF32 settings found;
+- strict_fp32: a grouped convolution and a matrix product in the engine's fp32 context against float64 (TF32 would
+  miss by about 1e-3), and the TF32 settings after it, which must be those before;
+- packed_equals_alone: 5 SGD steps of a pack of 4 (CE, TCE 1.5, MSE, TCE 0.5) against each run alone, eager, in
+  every weight: within 1e-4 in fp32, 5e-2 in bf16;
+- nan_isolation: a member whose weights are NaN leaves the others of its pack as they train without it;
+- resume: a run stopped after its second epoch and resumed ends with the rows of an uninterrupted one (1e-6),
+  cuDNN deterministic;
+- timing: steps at K = 1, 4, 16 and 32 members (batch 128 each), in fp32 and bf16, eager and compiled, median of
+  3 x 20 steps after warm-up; the evaluation pass of each; the seconds of a CIFAR-10 validation run's epoch and
+  the evaluation's share of it; as many configurations as the deadline leaves time for;
+- profile: host time against device busy time per step (torch.profiler) at the largest K timed, and the kernels
+  that take the most time (look for `grouped_direct`: cuDNN's slow grouped convolutions);
+- naive: the usual recipe (scripts/bench.py) in strict fp32 and, where the device has it, TF32;
+- projection: the GPU-hours of every preset (scripts/bench.py's grid_images) at the fastest configuration timed in
+  each precision, compile, host I/O and partial batches left out.
+
+`--deadline S` (default 420 s) is the time after which no stage starts; a timing configuration starts only if it can
+end (CONFIGURATION_S) with AFTER_TIMING_S left for the stages after it, so that with the default the whole check
+ends within 8 minutes. `--dry-run` runs every stage on the CPU with tiny sizes, in about a minute, with
+torch.compile's graphs run by dynamo's eager backend (no C compiler): what tests/test_gpu_check.py runs.
+"""
+
+import argparse
+import contextlib
+import functools
+import math
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data import one_line, shared_images  # noqa: E402
+from experiments import precision, records, trainer  # noqa: E402
+from experiments.config import compose, resolve  # noqa: E402
+from experiments.files import write_json  # noqa: E402
+from experiments.killpoints import ENV as KILL_AT  # noqa: E402
+from experiments.run import run_data_for, run_pack  # noqa: E402
+from scripts import bench  # noqa: E402
+
+PACK = ("loss=ce", "loss=tce loss.alpha=1.5", "loss=mse", "loss=tce loss.alpha=0.5")
+# Seconds the stages after timing (profile, naive, projection) need on a GPU machine, and what a configuration of
+# the timing stage may take at most: its setup, warm-up (compiling, if compiled) and 60 steps.
+AFTER_TIMING_S = 60
+CONFIGURATION_S = {False: 30, True: 150}
+# Sizes: the real check's, and the dry run's (one precision, two pack sizes, the paper's grid only: the bookkeeping
+# of every stage, not its numbers).
+SIZES = {
+    False: {"train": 50_000, "test": 10_000, "holdout": 5_000, "batch": 128, "members": (1, 4, 16, 32), "steps": 20,
+            "repeats": 3, "warmup": 3, "depth": 20, "resume_train": 2_000, "eval_batch": 1000, "check_steps": 5,
+            "precisions": precision.PRECISIONS, "grids": None},
+    True: {"train": 256, "test": 64, "holdout": 32, "batch": 16, "members": (1, 2), "steps": 2, "repeats": 1,
+           "warmup": 1, "depth": 8, "resume_train": 128, "eval_batch": 64, "check_steps": 2,
+           "precisions": ("fp32",), "grids": ("paper",)},
+}
+
+
+class Check:
+    """The check's state: its device, sizes, deadline and the record it rewrites after every stage."""
+
+    def __init__(self, out: Path, deadline: float, dry_run: bool):
+        self.out, self.deadline, self.dry_run = out, deadline, dry_run
+        self.sizes = SIZES[dry_run]
+        self.device = torch.device("cpu" if dry_run else "cuda")
+        self.start = time.monotonic()
+        self.record = {"dry_run": dry_run, "deadline_s": deadline, "stages": {}}
+        self._dataset = None
+
+    def precisions(self) -> list[str]:
+        """The precisions to check and time: those the device computes natively (the dry run's one)."""
+        return [p for p in precision.supported(self.device) if p in self.sizes["precisions"]]
+
+    def left(self) -> float:
+        return self.deadline - (time.monotonic() - self.start)
+
+    def save(self) -> None:
+        self.record["elapsed_s"] = round(time.monotonic() - self.start, 1)
+        write_json(self.out / "gpu_check.json", self.record)
+
+    def cfg(self, *overrides: str, train: int | None = None) -> object:
+        s = self.sizes
+        return resolve(compose(
+            "dataset=synthetic", f"dataset.train_size={train or s['train']}", f"dataset.test_size={s['test']}",
+            f"dataset.val_holdout={s['holdout']}", "dataset.num_classes=10", f"model.depth={s['depth']}",
+            f"holdout={s['holdout']}",
+            f"batch_size={s['batch']}", f"eval_batch_size={s['eval_batch']}", "progress=false",
+            f"device={self.device}", *overrides))
+
+    @property
+    def dataset(self):
+        if self._dataset is None:
+            self._dataset = bench.synthetic_dataset(self.sizes["train"], self.sizes["test"])
+        return self._dataset
+
+    def members(self, cfgs: list, dataset=None) -> list[trainer.Member]:
+        dataset = dataset or self.dataset
+        c = cfgs[0]
+        images = shared_images(dataset, holdout=c.holdout, split_seed=c.dataset.split_seed,
+                               eval_train_size=c.eval_train_size, device=self.device)
+        return [trainer.Member(cfg, run_data_for(cfg, dataset, self.device, images),
+                               trainer.initial_model_state(cfg, 3, 10)) for cfg in cfgs]
+
+
+def run_stage(check: Check, name: str, stage: Callable[[Check], dict]) -> None:
+    if check.left() <= 0:
+        check.record["stages"][name] = {"status": "skipped", "reason": "deadline"}
+        check.save()
+        return
+    began = time.monotonic()
+    try:
+        entry = {"status": "ok", "result": stage(check)}
+    except Exception as error:  # noqa: BLE001 - a stage that fails is recorded, and the others still run
+        entry = {"status": "failed", "error": one_line(error), "traceback": traceback.format_exc(limit=-3)}
+    entry["seconds"] = round(time.monotonic() - began, 2)
+    check.record["stages"][name] = entry
+    check.save()
+    print(f"{name}: {entry['status']} ({entry['seconds']} s)", flush=True)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def environment(check: Check) -> dict:
+    found = {"torch": torch.__version__, "device": records.device_name(check.device),
+             "precisions": list(precision.supported(check.device)),
+             "tf32_settings": list(precision._tf32_settings()), "recompile_limit": trainer.RECOMPILE_LIMIT}
+    if check.device.type == "cuda":
+        found.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+                     capability=list(torch.cuda.get_device_capability(check.device)),
+                     memory_gib=round(torch.cuda.get_device_properties(check.device).total_memory / 2**30, 1))
+    return found
+
+
+def strict_fp32(check: Check) -> dict:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 64, 32, 32, generator=g, dtype=torch.float64)
+    w = torch.randn(64, 16, 3, 3, generator=g, dtype=torch.float64) / 12
+    a, b = torch.randn(512, 512, generator=g, dtype=torch.float64), torch.randn(512, 512, generator=g,
+                                                                                 dtype=torch.float64)
+    exact_conv = torch.nn.functional.conv2d(x, w, padding=1, groups=4)
+    exact_mm = a @ b
+    before = list(precision._tf32_settings())
+    errors = {}
+    for name in precision.supported(check.device):
+        if name == "bf16":
+            continue
+        with precision.arithmetic(name):
+            conv = torch.nn.functional.conv2d(x.float().to(check.device), w.float().to(check.device), padding=1,
+                                              groups=4)
+            mm = a.float().to(check.device) @ b.float().to(check.device)
+        errors[name] = {"conv": ((conv.double().cpu() - exact_conv).abs().max() / exact_conv.abs().max()).item(),
+                        "matmul": ((mm.double().cpu() - exact_mm).abs().max() / exact_mm.abs().max()).item()}
+    after = list(precision._tf32_settings())
+    if max(errors["fp32"].values()) > 1e-5:
+        raise AssertionError(f"fp32 is not strict: relative errors {errors['fp32']} (TF32 gives about 1e-3)")
+    if after != before:
+        raise AssertionError(f"TF32 settings changed by the engine's context: {before} before, {after} after")
+    return {"relative_error": errors, "tf32_settings_before": before, "tf32_settings_after": after}
+
+
+def _steps(members: list[trainer.Member], steps: int) -> list[dict]:
+    """Each member's weights and buffers after `steps` steps of these members packed together."""
+    pack = trainer.PackTrainer(members, members[0].data.loader.device)
+    batches = iter(pack.batches)
+    for _ in range(steps):
+        pack.step(*next(batches))
+    return [{**model, **{f"momentum.{n}": t for n, t in momentum.items()}} for model, momentum in pack.member_states()]
+
+
+def packed_equals_alone(check: Check) -> dict:
+    found = {}
+    for name in check.precisions():
+        if name == "tf32":
+            continue
+        cfgs = [check.cfg("holdout=0", "compile=false", f"precision={name}", f"seed={k}", *m.split())
+                for k, m in enumerate(PACK)]
+        steps = check.sizes["check_steps"]
+        packed = _steps(check.members(cfgs), steps)
+        alone = [_steps(check.members([cfg]), steps)[0] for cfg in cfgs]
+        worst = max((p[key].double() - a[key].double()).abs().max().item()
+                    for p, a in zip(packed, alone, strict=True) for key in a if a[key].is_floating_point())
+        tolerance = 1e-4 if name == "fp32" else 5e-2
+        found[name] = {"max_abs_difference": worst, "tolerance": tolerance}
+        if not worst <= tolerance:
+            raise AssertionError(f"{name}: packed and alone differ by {worst:.3g} after {steps} steps (> {tolerance})")
+    return found
+
+
+def nan_isolation(check: Check) -> dict:
+    cfgs = [check.cfg("holdout=0", "compile=false", f"seed={k}") for k in range(3)]
+    poisoned = check.members(cfgs)
+    poisoned[1].model_state = {n: t.clone().fill_(math.nan) if t.is_floating_point() else t
+                               for n, t in poisoned[1].model_state.items()}
+    found = _steps(poisoned, 3)
+    clean = _steps(check.members(cfgs), 3)
+    worst = max((found[k][n] - clean[k][n]).abs().max().item() for k in (0, 2) for n in clean[k]
+                if clean[k][n].is_floating_point())
+    # Equal up to the last bits that cuDNN's atomics may change from one run to the next; a leak would be NaN.
+    if not (worst <= 1e-5 and all(torch.isnan(t).any() for n, t in found[1].items() if t.is_floating_point()
+                                  and n.endswith("weight"))):
+        raise AssertionError(f"a NaN member reaches the others of its pack: they differ by {worst:.3g}")
+    return {"max_abs_difference_of_the_others": worst}
+
+
+def resume(check: Check) -> dict:
+    import os
+    import signal
+
+    from experiments.interrupt import RunInterrupted
+
+    deterministic = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            def run(where: str, kill: str | None = None) -> list[dict]:
+                cfg = check.cfg(f"runs_dir={tmp}/{where}", "epochs=3", "noise=0.4", "compile=false", "holdout=0",
+                                train=check.sizes["resume_train"])
+                run_dir = Path(tmp) / where / "run"
+                if kill:
+                    os.environ[KILL_AT] = kill
+                try:
+                    with contextlib.suppress(RunInterrupted):
+                        run_pack([(cfg, run_dir)])
+                finally:
+                    os.environ.pop(KILL_AT, None)
+                return torch.load(run_dir / "checkpoint.pt", weights_only=True)["metrics"]
+
+            # Stopped after its second epoch: SIGUSR1, which nothing else here handles, as Slurm's warning would.
+            assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+            stopped = run("resumed", "summary:2:SIGUSR1")
+            resumed = run("resumed")
+            reference = run("reference")
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = deterministic
+    columns = [k for k in reference[0] if k not in ("seconds",) and isinstance(reference[0][k], float)]
+    worst = max(abs(r[k] - e[k]) for r, e in zip(resumed, reference, strict=True) for k in columns)
+    if len(stopped) != 2 or len(resumed) != 3 or not worst <= 1e-6:
+        raise AssertionError(f"resumed after {len(stopped)} epochs, {len(resumed)} recorded, rows differ by {worst}")
+    return {"stopped_after": len(stopped), "max_abs_difference": worst}
+
+
+def _time_trainer(check: Check, pack: trainer.PackTrainer) -> dict:
+    """Median seconds of a step and of an evaluation pass over the test set."""
+    s, device = check.sizes, check.device
+    batches = bench.endless(pack.batches)
+    bench.train_steps(pack.step, batches, s["warmup"])
+    steps = [bench.seconds(lambda: bench.train_steps(pack.step, batches, s["steps"]), device) / s["steps"]
+             for _ in range(s["repeats"])]
+    pack.evaluate("test")  # warm-up (and compile) of eval mode
+    evals = [bench.seconds(lambda: pack.evaluate("test"), device) for _ in range(s["repeats"])]
+    return {"step_s": statistics.median(steps), "eval_s": statistics.median(evals)}
+
+
+def _configurations(check: Check) -> list[tuple[str, bool, int]]:
+    """(precision, compiled, K) in order of value: eager first (fast to set up), then compiled."""
+    names = [p for p in ("bf16", "fp32") if p in check.precisions()]
+    ks = check.sizes["members"]
+    eager = [(p, False, k) for p in names for k in ks]
+    compiled = [(p, True, k) for k in sorted(ks, key=lambda k: -k if k > 1 else -1000) for p in names]
+    return eager + compiled
+
+
+def timing(check: Check) -> dict:
+    s = check.sizes
+    found = []
+    for name, compiled, k in _configurations(check):
+        if not check.dry_run and check.left() - AFTER_TIMING_S < CONFIGURATION_S[compiled]:
+            found.append({"precision": name, "compiled": compiled, "members": k, "skipped": "deadline"})
+            continue
+        cfgs = [check.cfg(f"precision={name}", f"compile={str(compiled).lower()}", f"seed={j}", "loss=ce")
+                for j in range(k)]
+        started = time.monotonic()
+        try:
+            measured = _time_trainer(check, trainer.PackTrainer(check.members(cfgs), check.device))
+        except torch.OutOfMemoryError as error:
+            found.append({"precision": name, "compiled": compiled, "members": k, "error": one_line(error)})
+            continue
+        finally:
+            if check.device.type == "cuda":
+                torch.cuda.empty_cache()
+        images = k * s["batch"]
+        # A CIFAR-10 validation run's epoch: 45,000 training images, 20,000 evaluated (the subset, the holdout and
+        # the test set), per run of the pack.
+        train_s = 45_000 / s["batch"] * measured["step_s"] / k
+        eval_s = 20_000 / s["test"] * measured["eval_s"] / k
+        found.append({
+            "precision": name, "compiled": compiled, "members": k, "step_ms": 1e3 * measured["step_s"],
+            "train_img_s": images / measured["step_s"], "eval_img_s": k * s["test"] / measured["eval_s"],
+            "run_epoch_s": train_s + eval_s, "eval_share": eval_s / (train_s + eval_s),
+            "setup_and_warmup_s": round(time.monotonic() - started, 1),
+            "compile": trainer.compiled_graphs() if compiled else None,
+        })
+        check.record["stages"]["timing"] = {"status": "running", "result": found}
+        check.save()
+    return {"configurations": found}
+
+
+def _fastest(check: Check) -> list[dict]:
+    timed = check.record["stages"].get("timing", {}).get("result", {})
+    rows = [r for r in (timed.get("configurations", []) if isinstance(timed, dict) else timed) if "step_ms" in r]
+    best = {}
+    for r in rows:
+        if r["precision"] not in best or r["run_epoch_s"] < best[r["precision"]]["run_epoch_s"]:
+            best[r["precision"]] = r
+    return list(best.values())
+
+
+def profile(check: Check) -> dict:
+    best = max(_fastest(check), key=lambda r: r["members"], default=None)
+    name, compiled, k = (best["precision"], best["compiled"], best["members"]) if best else ("fp32", False, 1)
+    cfgs = [check.cfg(f"precision={name}", f"compile={str(compiled).lower()}", f"seed={j}") for j in range(k)]
+    pack = trainer.PackTrainer(check.members(cfgs), check.device)
+    batches = bench.endless(pack.batches)
+    bench.train_steps(pack.step, batches, check.sizes["warmup"])
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if check.device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    steps = 5
+    sync(check.device)
+    began = time.perf_counter()
+    with torch.profiler.profile(activities=activities) as prof:
+        bench.train_steps(pack.step, batches, steps)
+        sync(check.device)
+    wall = (time.perf_counter() - began) / steps
+    events = prof.key_averages()
+    device_time = "self_device_time_total" if check.device.type == "cuda" else "self_cpu_time_total"
+    busy = sum(getattr(e, device_time) for e in events if check.device.type != "cuda" or e.device_type.name == "CUDA")
+    top = sorted(events, key=lambda e: getattr(e, device_time), reverse=True)[:12]
+    return {"precision": name, "compiled": compiled, "members": k, "step_ms": 1e3 * wall,
+            "busy_ms": busy / 1e3 / steps, "busy_share": busy / 1e6 / steps / wall,
+            "top_kernels": [{"name": e.key[:120], "ms_per_step": getattr(e, device_time) / 1e3 / steps}
+                            for e in top]}
+
+
+def naive(check: Check) -> dict:
+    s, device = check.sizes, check.device
+    loader, step = bench.naive_recipe(check.dataset, s["batch"], device)
+    found = {}
+    for name in ("fp32", "tf32"):
+        if name not in precision.supported(device):
+            continue
+        batches = bench.endless(loader)
+        try:
+            with precision.arithmetic(name):
+                bench.train_steps(step, batches, s["warmup"])
+                took = bench.seconds(lambda b=batches: bench.train_steps(step, b, s["steps"]), device)
+        finally:
+            batches.close()
+        found[name] = {"img_s": s["steps"] * s["batch"] / took}
+    return found
+
+
+def projection(check: Check) -> dict:
+    found = {}
+    for best in _fastest(check):
+        per_preset = {}
+        for preset in check.sizes["grids"] or (*bench.GRIDS, *bench.PRESETS):
+            _, train, evaluated = bench.grid_images(preset)
+            per_preset[preset] = (train / best["train_img_s"] + evaluated / best["eval_img_s"]) / 3600
+        found[best["precision"]] = {"at": {k: best[k] for k in ("compiled", "members", "step_ms")},
+                                    "gpu_hours": per_preset}
+    if not found:
+        raise AssertionError("no configuration was timed")
+    return found
+
+
+STAGES = {
+    "environment": environment, "strict_fp32": strict_fp32, "packed_equals_alone": packed_equals_alone,
+    "nan_isolation": nan_isolation, "resume": resume, "timing": timing, "profile": profile, "naive": naive,
+    "projection": projection,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="directory for gpu_check.json")
+    parser.add_argument("--deadline", type=float, default=420.0, help="seconds after which nothing new starts")
+    parser.add_argument("--dry-run", action="store_true", help="every stage on the CPU, tiny sizes")
+    args = parser.parse_args(argv)
+    if not args.dry_run and not torch.cuda.is_available():
+        print("error: no CUDA device here (--dry-run runs every stage on the CPU)", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    check = Check(args.out, args.deadline, args.dry_run)
+    check.save()
+    with contextlib.ExitStack() as stack:
+        if args.dry_run:  # dynamo without a C compiler: the compiled path's bookkeeping, not its speed
+            stack.enter_context(_eager_backend())
+        for name, stage in STAGES.items():
+            run_stage(check, name, stage)
+    failed = [name for name, entry in check.record["stages"].items() if entry["status"] == "failed"]
+    print(f"wrote {args.out / 'gpu_check.json'}; " + (f"failed: {', '.join(failed)}" if failed else "all passed"))
+    return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _eager_backend():
+    compile_ = torch.compile
+    torch.compile = functools.partial(compile_, backend="eager")
+    try:
+        yield
+    finally:
+        torch.compile = compile_
+
+
+if __name__ == "__main__":
+    sys.exit(main())
