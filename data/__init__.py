@@ -4,15 +4,14 @@ device-resident training iterator with batched augmentation."""
 
 from data.cifar_n import NOISE_SETS, fetch_cifar_n, human_noisy_labels
 from data.dataset import Dataset
+from data.draws import holdout_split
 from data.errors import DatasetError, one_line
 from data.eval_set import EvalSet
 from data.fingerprint import FINGERPRINT_KEYS, noise_fingerprint
 from data.loader import DeviceLoader
 from data.noise import NOISE_TYPES, check_noise, class_map, corrupt_labels, noise_matrix, noise_variant
-from data.root import ENV_ROOT, resolve_root
 from data.run_data import RunData, SharedImages, prepare_run_data, shared_images
-from data.sources import DATASETS, class_count, load_dataset, train_set_size
-from data.split import holdout_split
+from data.sources import DATASETS, ENV_ROOT, class_count, load_dataset, resolve_root, train_set_size
 
 __all__ = [
     "DATASETS",

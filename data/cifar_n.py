@@ -17,8 +17,8 @@ import torch
 from data.errors import DatasetError, one_line
 from data.files import write_atomic
 from data.label_files import integer_labels, mismatch
-from data.root import resolve_root
 from data.safe_pickle import load_torch_file
+from data.sources import resolve_root
 
 # The noise_set names of the config, per dataset, and the keys of the files they read.
 NOISE_SETS = {"cifar10": ("aggre", "random1", "random2", "random3", "worst"), "cifar100": ("noisy",)}

@@ -16,8 +16,7 @@ import sys
 
 from data.cifar_n import FILES, fetch_cifar_n
 from data.errors import DatasetError
-from data.root import DEFAULT_ROOT, resolve_root
-from data.sources import CACHE_DIR, DATASETS, load_dataset
+from data.sources import CACHE_DIR, DATASETS, DEFAULT_ROOT, load_dataset, resolve_root
 
 # The synthetic dataset is made in memory; the CIFAR-N files are named by their dataset, as Wei et al. name them.
 NAMES = {**{name: name for name in DATASETS if name != "synthetic"}, **{f"{name}n": name for name in FILES}}

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from data.normalize import ChannelNormalizer
+from data.dataset import ChannelNormalizer
 
 
 class EvalSet:

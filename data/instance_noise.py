@@ -14,7 +14,7 @@ The choices, where the reference leaves them to numpy, CUDA and float32:
   - features: the raw uint8 training images as float64 0-255, flattened C x H x W, no augmentation or
     normalization (as the reference). MNIST is at its padded 32 x 32: the padding is black, adds nothing to any
     score, and only makes W larger than the reference's 28 x 28 one;
-  - every draw comes from one generator seeded by the noise seed (data.seeds, purpose "label-noise"), in a fixed
+  - every draw comes from one generator seeded by the noise seed (data.draws, purpose "label-noise"), in a fixed
     order: N uniforms for the q_i, then C x S x C for W (class by class, each (S, C) in row-major order), then N
     for the labels. Normal and truncated-normal values are their inverse CDFs (torch.special.ndtri) of those
     uniforms, and the label is drawn by inverse CDF from the float64-renormalized P_i, so nothing depends on
@@ -30,7 +30,7 @@ import math
 
 import torch
 
-from data.seeds import generator as seeded
+from data.draws import generator as seeded
 
 DEFAULT_STD = 0.1  # the reference's norm_std
 _GRID = 2.0**-30  # W's resolution: see the module docstring

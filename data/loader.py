@@ -6,8 +6,8 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from data.normalize import ChannelNormalizer
-from data.seeds import generator
+from data.dataset import ChannelNormalizer
+from data.draws import generator
 
 
 def pad_images(images_uint8: torch.Tensor, shift: int) -> torch.Tensor:

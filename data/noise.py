@@ -12,11 +12,11 @@ import torch
 
 from data.cifar_n import NOISE_SETS, human_noisy_labels
 from data.dataset import Dataset
+from data.draws import first_per_class
+from data.draws import generator as seeded
 from data.instance_noise import DEFAULT_STD, instance_noisy_labels
 from data.label_files import LabelFileError, checked_label_file, file_noisy_labels
-from data.seeds import generator as seeded
 from data.sources import DATASETS, train_set_size
-from data.split import first_per_class
 
 # Noise drawn by corrupt_labels. The last three flip each sample of a source class to one fixed target class.
 MAPPED_NOISE_TYPES = ("asymmetric", "asymmetric_block", "pairflip")

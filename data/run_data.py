@@ -6,12 +6,11 @@ from dataclasses import dataclass
 import torch
 
 from data.dataset import Dataset
+from data.draws import generator, holdout_split, stratified_split
 from data.eval_set import EvalSet
 from data.fingerprint import noise_fingerprint
 from data.loader import DeviceLoader, pad_images
 from data.noise import noise_matrix, noisy_train_labels
-from data.seeds import generator
-from data.split import holdout_split, stratified_split
 
 # The paper's "shifting": translations of up to 4 pixels of 32, as the Torch ResNet recipe's pad-4 random crop;
 # smaller (synthetic) images shift by the same fraction of their size.

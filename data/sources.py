@@ -1,5 +1,6 @@
 """The four real datasets, read through torchvision and cached as decoded tensors; and the synthetic one."""
 
+import os
 import pathlib
 import pickle
 import warnings
@@ -14,8 +15,27 @@ from scipy.io.matlab import MatReadError
 from data.dataset import Dataset
 from data.errors import DatasetError, one_line
 from data.files import write_atomic
-from data.root import resolve_root
 from data.synthetic import make_synthetic
+
+ENV_ROOT = "TCE_DATA_ROOT"
+# Downloaded and decoded data lives here unless configured otherwise (dataset.root), never in the repository.
+DEFAULT_ROOT = "~/.cache/tce/datasets"
+
+# The code package is itself called `data`, so the natural-looking root "data" would fill the source tree
+# with hundreds of megabytes of downloads; refuse it.
+_CODE_DIR = pathlib.Path(__file__).resolve().parent
+
+
+def resolve_root(root: str) -> pathlib.Path:
+    """The dataset root: $TCE_DATA_ROOT when set, else `root`; absolute, with ~ expanded."""
+    path = pathlib.Path(os.environ.get(ENV_ROOT) or root).expanduser().resolve()
+    if path == _CODE_DIR or _CODE_DIR in path.parents:
+        raise DatasetError(
+            f"data root {str(path)!r} is inside the code package {str(_CODE_DIR)!r}; "
+            f"configure another root or set {ENV_ROOT}"
+        )
+    return path
+
 
 DATASETS = ("mnist", "cifar10", "cifar100", "svhn", "synthetic")
 

@@ -8,6 +8,7 @@ defaults) that a run records, and names the run.
 import functools
 import hashlib
 import json
+import logging
 import math
 import typing
 from collections.abc import Mapping
@@ -26,8 +27,7 @@ from data import DATASETS, check_noise, one_line, train_set_size
 from data.instance_noise import DEFAULT_STD
 from data.label_files import sha256_of
 from data.noise import noise_variant
-from data.root import DEFAULT_ROOT
-from data.sources import class_count
+from data.sources import DEFAULT_ROOT, class_count
 from data.synthetic import MIN_SIZE, SIZE
 from experiments import precision
 
@@ -494,6 +494,16 @@ def _composed_run_name(cfg: DictConfig) -> str:
         return "invalid-config"
 
 
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """A warning that a sweep, which resolves every one of its runs, gives once per process."""
+    if message not in _said:
+        _said.add(message)
+        logging.getLogger("tce").warning(message)
+
+
 def resolve(cfg: DictConfig, job_num: int = 0) -> DictConfig:
     """A validated copy with every derived value filled in: what the run records and what its name depends on."""
     validate(cfg)
@@ -504,6 +514,8 @@ def resolve(cfg: DictConfig, job_num: int = 0) -> DictConfig:
         key, message = " ".join(str(error).split()).split(" ", 1)
         raise ConfigError(f"loss.{key}: {message}") from None
     device = resolve_device(cfg.device, job_num)
+    if cfg.device == "auto" and device.type == "cpu" and cfg.dataset.name != "synthetic":
+        _say_once(f"device=auto: no usable GPU here, so {cfg.dataset.name} trains on the CPU (hours per run)")
     cfg.device = str(device)
     if cfg.precision not in precision.supported(device):
         raise ConfigError(

@@ -17,7 +17,7 @@ is written complete however it got there, a resume included.
 import math
 from pathlib import Path
 
-from experiments.files import read_json, write_json
+from data.files import read_json, write_json
 
 RUNNING, INTERRUPTED, COMPLETE, DIVERGED, FAILED = STATUSES = (
     "running", "interrupted", "complete", "diverged", "failed",

@@ -1,6 +1,7 @@
 """What a run records about where it ran: library versions, git commit, device."""
 
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -41,3 +42,9 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     capability = torch.backends.cpu.get_cpu_capability()
     return f"cpu ({platform.machine()} {capability}, {torch.get_num_threads()} threads)"
+
+
+def slug(name: str) -> str:
+    """A file name for a device: 'cpu (x86_64 AVX2, 2 threads)' -> 'cpu-x86_64-avx2-2-threads' (the bench's
+    records, results/bench/<slug>.json)."""
+    return re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-")

@@ -36,7 +36,7 @@ from data import (
     prepare_run_data,
     shared_images,
 )
-from experiments import interrupt, killpoints, records
+from experiments import cost, interrupt, killpoints, records
 from experiments.config import run_name
 from experiments.evaluation import METRIC_COLUMNS
 from experiments.lifecycle import DIVERGED, FAILED, INTERRUPTED, RUNNING, TERMINAL, after_epochs
@@ -206,6 +206,8 @@ def _train(todo: list[tuple[DictConfig, RunDir]]) -> dict[Path, str]:
                 _cannot_start(cfg, run_dir, one_line(e))
                 statuses[run_dir.path] = FAILED
                 log.exception(f"{run_name(cfg)}: failed to start: {one_line(e)}")
+        if runs:
+            cost.report([(run.member.cfg, run.start_epoch) for run in runs], device)
         # Members of one pack advance together, so runs resumed at different epochs train as separate packs.
         for _, group in groupby(sorted(runs, key=lambda r: r.start_epoch), key=lambda r: r.start_epoch):
             statuses.update(_train_pack(list(group), device, environment))

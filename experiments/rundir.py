@@ -14,10 +14,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from data.files import append, write_atomic
+from data.files import append, load_torch, save_torch, write_atomic, write_text
 from experiments.config import EXECUTION_KEYS, LOCATION_KEYS, covered, with_schema_defaults
 from experiments.evaluation import CALIBRATED, METRIC_COLUMNS
-from experiments.files import load_torch, save_torch, write_text
 from experiments.lifecycle import Lifecycle
 from experiments.lock import LockBusy, RunLock
 
@@ -100,7 +99,7 @@ class RunDir:
         save_torch(self.checkpoint, state)
 
     def load_checkpoint(self) -> dict:
-        """What save_checkpoint wrote, read safely (experiments.files.load_torch); raises whatever reading
+        """What save_checkpoint wrote, read safely (data.files.load_torch); raises whatever reading
         it raises."""
         return load_torch(self.checkpoint)
 

@@ -30,6 +30,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from data import DatasetError
+from data.files import read_json, write_json
 from experiments.config import (
     PER_RUN_KEYS,
     ConfigError,
@@ -40,7 +41,6 @@ from experiments.config import (
     run_name,
     with_defaults,
 )
-from experiments.files import read_json, write_json
 from experiments.lifecycle import TERMINAL
 from experiments.run import StartError, run_pack
 

@@ -130,8 +130,11 @@ INTEGER_COLUMNS = [
     "n_duplicate",
 ]
 
+
 @dataclass
-class Run:
+class RunRecord:
+    """A run directory as aggregation reads it from disk (experiments.run trains runs; this only reads them)."""
+
     run_dir: str
     status: str
     reason: str  # why the run is not complete; empty for complete runs
@@ -155,7 +158,7 @@ def find_run_dirs(runs_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-def read_run(run_dir: Path) -> Run:
+def read_run(run_dir: Path) -> RunRecord:
     """Reads one run directory; never raises on bad contents (the run is then "corrupt" with a reason)."""
     identity = values = None
     try:
@@ -172,8 +175,8 @@ def read_run(run_dir: Path) -> Run:
         metrics = _read_metrics(run_dir / "metrics.csv")
         status, reason, epochs_completed = _classify(summary, metrics, identity)
     except _Corrupt as problem:
-        return Run(str(run_dir), CORRUPT, str(problem), identity, None, None, _noise(None), values)
-    return Run(str(run_dir), status, reason, identity, metrics, epochs_completed, _noise(summary), values)
+        return RunRecord(str(run_dir), CORRUPT, str(problem), identity, None, None, _noise(None), values)
+    return RunRecord(str(run_dir), status, reason, identity, metrics, epochs_completed, _noise(summary), values)
 
 
 def _noise(summary: dict | None) -> dict:
@@ -320,7 +323,7 @@ def argmax_epoch(metrics: pd.DataFrame, column: str) -> tuple[int, float] | None
 @dataclass
 class Aggregation:
     runs_dir: Path
-    runs: list[Run]
+    runs: list[RunRecord]
     runs_table: pd.DataFrame
     curves: pd.DataFrame
     cells: pd.DataFrame
@@ -360,7 +363,7 @@ def recipe_differences(values: Mapping, reference: Mapping) -> list[str]:
             for key in sorted(values.keys() | reference.keys()) if values.get(key) != reference.get(key)]
 
 
-def runs_table(runs: list[Run]) -> pd.DataFrame:
+def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
     rows = []
     for run in runs:
         row = {"run_dir": run.run_dir, "status": run.status, "reason": run.reason, **(run.identity or {})}
@@ -375,7 +378,7 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
     return nullable_integers(pd.DataFrame(rows, columns=RUN_COLUMNS))
 
 
-def curves_table(runs: list[Run]) -> pd.DataFrame:
+def curves_table(runs: list[RunRecord]) -> pd.DataFrame:
     frames = [
         run.metrics.assign(run_dir=run.run_dir, status=run.status, **run.identity)
         for run in runs
@@ -386,7 +389,7 @@ def curves_table(runs: list[Run]) -> pd.DataFrame:
     return nullable_integers(pd.concat(frames, ignore_index=True)[CURVE_COLUMNS])
 
 
-def cells_table(runs: list[Run]) -> tuple[pd.DataFrame, dict[tuple, dict[tuple, float]], list[str]]:
+def cells_table(runs: list[RunRecord]) -> tuple[pd.DataFrame, dict[tuple, dict[tuple, float]], list[str]]:
     """The paper's protocol (Section 3.1): one row per cell (recipe, dataset, loss setting, noise, noise type and
     set), then the rows of selection on validation (scripts/selection.py); the protocol's accuracies per cell
     (Aggregation.protocol); and the problems found, one line each.
@@ -407,7 +410,7 @@ def cells_table(runs: list[Run]) -> tuple[pd.DataFrame, dict[tuple, dict[tuple, 
     diverges is not averaged over its lucky seeds. Running, interrupted, failed and corrupt full runs are counted in
     n_incomplete.
     """
-    members: dict[tuple, list[Run]] = {}
+    members: dict[tuple, list[RunRecord]] = {}
     for run in runs:
         if run.identity is not None:
             members.setdefault(tuple(run.identity[k] for k in CELL_KEYS), []).append(run)
@@ -426,12 +429,12 @@ def cells_table(runs: list[Run]) -> tuple[pd.DataFrame, dict[tuple, dict[tuple, 
     return nullable_integers(pd.DataFrame(rows, columns=CELL_COLUMNS)), protocol, problems
 
 
-def _cell(members: list[Run]) -> tuple[dict, dict[tuple, float], list[str]]:
+def _cell(members: list[RunRecord]) -> tuple[dict, dict[tuple, float], list[str]]:
     """A cell's row of cells.csv, its protocol accuracies by (seed, noise_seed), and its problems."""
     where = cell_name(members[0].identity)
     complete = [r for r in members if r.status == "complete"]
     validation = sorted((r for r in complete if r.identity["holdout"] > 0), key=lambda r: r.run_dir)
-    by_seeds: dict[tuple, list[Run]] = {}
+    by_seeds: dict[tuple, list[RunRecord]] = {}
     for run in sorted(complete, key=lambda r: r.run_dir):
         if run.identity["holdout"] == 0:
             by_seeds.setdefault((run.identity["seed"], run.identity["noise_seed"]), []).append(run)

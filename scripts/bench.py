@@ -52,7 +52,6 @@ import itertools
 import json
 import math
 import os
-import re
 import shlex
 import statistics
 import sys
@@ -70,7 +69,7 @@ from torch import nn
 import models
 from data import Dataset, shared_images, train_set_size
 from data.sources import test_set_size
-from experiments import precision, records
+from experiments import cost, precision, records
 from experiments.config import CONFIGS, compose, resolve, with_defaults
 from experiments.run import run_data_for
 from experiments.trainer import Member, PackTrainer, initial_model_state
@@ -201,10 +200,7 @@ def preset_runs(preset: str) -> tuple[tuple[int, int, int, int], ...]:
     for values in itertools.product(*(params[key] for key in data_keys)):
         cfg = with_defaults(compose(f"experiment={preset}", *(f"{k}={v}" for k, v in zip(data_keys, values,
                                                                                            strict=True))))
-        ds = cfg.dataset
-        train = train_set_size(ds.name, ds.train_size) - cfg.holdout
-        train_eval = train if cfg.eval_train_size is None else min(cfg.eval_train_size, train)
-        kinds.append((others, train, train_eval + cfg.holdout + test_set_size(ds.name, ds.test_size), cfg.epochs))
+        kinds.append((others, *cost.epoch_images(cfg), cfg.epochs))
     return tuple(kinds)
 
 
@@ -360,11 +356,6 @@ def rates(train_s: dict[str, list[float]], eval_s: dict[str, list[float]], *, st
     }
 
 
-def slug(name: str) -> str:
-    """A file name for a device: 'cpu (x86_64 AVX2, 2 threads)' -> 'cpu-x86_64-avx2-2-threads'."""
-    return re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-")
-
-
 def summary(r: dict) -> str:
     others = ", ".join(f"{p} {x:.1f}x" for p, x in r["ratio_by_precision"].items() if p != r["precision"])
     tf32 = f" (TF32 {r['naive_tf32_img_s']:,.0f})" if "naive_tf32_img_s" in r else ""
@@ -400,7 +391,7 @@ def write(result: dict, out: Path, command: str) -> Path:
     """Writes `result` with the command line and the date to out/<device name>.json."""
     result = {**result, "command": command, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{slug(result['device'])}.json"
+    path = out / f"{records.slug(result['device'])}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
 

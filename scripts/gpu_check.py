@@ -46,9 +46,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data import one_line, shared_images  # noqa: E402
+from data.files import write_json  # noqa: E402
 from experiments import precision, records, trainer  # noqa: E402
 from experiments.config import compose, resolve  # noqa: E402
-from experiments.files import write_json  # noqa: E402
 from experiments.killpoints import ENV as KILL_AT  # noqa: E402
 from experiments.run import run_data_for, run_pack  # noqa: E402
 from scripts import bench  # noqa: E402

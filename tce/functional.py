@@ -232,9 +232,7 @@ def _per_sample_loss(
             bound.apply_defaults()
             return checked(bound.arguments)
 
-        # A code object of its own, named after the loss: torch.compile caches compiled graphs (up to a limit)
-        # per code object, and these losses would otherwise all share the one of `loss`.
-        loss.__code__ = loss.__code__.replace(co_name=per_sample.__name__)
+        _give_own_code_object(loss, per_sample.__name__)
         loss.per_sample = per_sample
         loss.prepare = prepare
         loss.per_call = per_call
@@ -251,6 +249,13 @@ def _per_sample_loss(
         return loss
 
     return decorate
+
+
+def _give_own_code_object(function: Callable, name: str) -> None:
+    """Gives `function` a code object of its own, named `name`. torch.compile keeps its compiled graphs per code
+    object, up to a limit: every loss made by the decorator above would otherwise share the one code object of its
+    inner `loss`, and compiling several losses would fill that one cache."""
+    function.__code__ = function.__code__.replace(co_name=name)
 
 
 def _at(log_probs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

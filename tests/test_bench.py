@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from experiments import precision
+from experiments import precision, records
 from scripts import bench
 
 
@@ -14,7 +14,7 @@ def test_bench_runs_every_measurement_and_writes_its_json(tmp_path):
     # Sized for seconds: that every measurement runs and lands in the JSON, not the speeds.
     result = bench.measure("cpu", steps=1, repeats=1, pack=2, warmup=0, train_images=512, test_images=64)
     path = bench.write(result, tmp_path, "python -m scripts.bench --steps 1")
-    assert path == tmp_path / f"{bench.slug(result['device'])}.json"
+    assert path == tmp_path / f"{records.slug(result['device'])}.json"
     out = json.loads(path.read_text())
     # The default precision is strict fp32; every precision the CPU computes natively is measured too.
     assert out["precision"] == "fp32" and out["pack"] == 2
@@ -85,5 +85,5 @@ def test_grid_images_follow_the_presets():
 
 
 def test_slug():
-    assert bench.slug("cpu (x86_64 AVX2, 2 threads)") == "cpu-x86_64-avx2-2-threads"
-    assert bench.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+    assert records.slug("cpu (x86_64 AVX2, 2 threads)") == "cpu-x86_64-avx2-2-threads"
+    assert records.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from data import DeviceLoader, EvalSet
+from data.dataset import channel_stats
 from data.loader import crop_and_flip, pad_images
-from data.normalize import channel_stats
 
 RAW = {"mean": [0.0], "std": [1.0]}  # x = pixel / 255, so the raw pixels can be read back exactly
 

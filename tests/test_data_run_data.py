@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from data import Dataset
-from data.normalize import channel_stats
+from data.dataset import channel_stats
 from rundata import run_data
 
 NUM_TRAIN, NUM_TEST, NUM_CLASSES = 200, 30, 5

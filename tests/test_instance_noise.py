@@ -12,8 +12,8 @@ import torch
 
 from compose import compose_train, train_tiny
 from data import prepare_run_data
+from data.draws import generator
 from data.instance_noise import instance_noisy_labels
-from data.seeds import generator
 from data.synthetic import make_synthetic
 from experiments.config import ConfigError, resolve, run_name
 from rundata import run_data

@@ -12,7 +12,7 @@ import pandas as pd
 from processes import cli, wait_for_epochs
 
 from compose import compose_train, tiny
-from experiments.files import write_json
+from data.files import write_json
 from experiments.sweep import plan, split_evenly
 from scripts import tables
 

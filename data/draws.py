@@ -1,9 +1,22 @@
-"""Class-stratified subsets: the validation holdout (the paper's Section 3.1: 5000 training images held out to pick
-the epoch) and the fixed subset of the training portion that each epoch's evaluation pass reads."""
+"""Seeded draws: a random stream per purpose, and the class-stratified draws made from them: the validation holdout
+(the paper's Section 3.1: 5000 training images held out to pick the epoch), the fixed subset of the training portion
+that each epoch's evaluation pass reads, and the per-class choices of class-dependent noise.
+
+Each purpose has its own stream, so that equal seeds never give correlated draws. The label noise, the holdout split
+and the batch order are all seeded by small integers that are often equal (noise_seed defaults to the run seed;
+split_seed is 0). Seeding torch.Generator with them directly would give each the very same permutation: the
+holdout would then be drawn from exactly the samples the noise replaced.
+"""
+
+import hashlib
 
 import torch
 
-from data.seeds import generator
+
+def generator(purpose: str, seed: int) -> torch.Generator:
+    """A CPU torch.Generator whose stream depends on both `purpose` and `seed`."""
+    digest = hashlib.sha256(f"{purpose}:{seed}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
 
 def holdout_split(labels: torch.Tensor, holdout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

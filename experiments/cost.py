@@ -1,0 +1,69 @@
+"""What a run costs: the images it trains on and evaluates, and its time on the device, said in the first lines of
+its log (as a warning when it exceeds an hour).
+
+The time comes from the bench's record of this device (results/bench/<device>.json, `make bench`) when there is one,
+else from a rough rate per kind of device, which the log names. Both are ResNet-20 rates at batch 128.
+"""
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from data import train_set_size
+from data.sources import test_set_size
+from experiments import records
+
+log = logging.getLogger("tce")
+
+BENCH_RECORDS = records.REPO_ROOT / "results" / "bench"
+# (training, evaluated) images per second of ResNet-20 in fp32 where no bench record exists: a 2-core CPU's order
+# of magnitude, and a recent GPU's.
+ROUGH_RATES = {"cpu": (300.0, 1500.0), "cuda": (20_000.0, 60_000.0)}
+LONG = 3600.0  # seconds from which a run's estimate is logged
+
+
+def epoch_images(cfg: DictConfig) -> tuple[int, int]:
+    """(training, evaluated) images of one epoch of the run of resolved or composed config `cfg`, without reading
+    files: its training portion, and the evaluation pass over its training subset, holdout and test set."""
+    ds = cfg.dataset
+    train = train_set_size(ds.name, ds.train_size) - cfg.holdout
+    train_eval = train if cfg.eval_train_size is None else min(cfg.eval_train_size, train)
+    return train, train_eval + cfg.holdout + test_set_size(ds.name, ds.test_size)
+
+
+def rates(device: torch.device, precision: str, records_dir: Path = BENCH_RECORDS) -> tuple[float, float, str]:
+    """(training images/s, evaluated images/s, where they come from) on `device` in `precision`."""
+    name = records.device_name(device)
+    path = records_dir / f"{records.slug(name)}.json"
+    try:
+        record = json.loads(path.read_text())
+        return record["engine_img_s_by_precision"][precision], record["eval_img_s"], f"the bench record {path.name}"
+    except (OSError, ValueError, KeyError):
+        train, evaluate = ROUGH_RATES[device.type]
+        return train, evaluate, (f"a rough {device.type} rate of {train:,.0f} training and {evaluate:,.0f} evaluated "
+                                 f"images/s (no bench record of {name}: make bench writes one)")
+
+
+def seconds(runs: Iterable[tuple[DictConfig, int]], device: torch.device,
+            records_dir: Path = BENCH_RECORDS) -> tuple[float, str]:
+    """(seconds, the rates' source) to train the (config, epochs already done) runs one after the other."""
+    runs = list(runs)
+    train_rate, eval_rate, source = rates(device, runs[0][0].precision, records_dir)
+    total = 0.0
+    for cfg, done in runs:
+        train, evaluate = epoch_images(cfg)
+        total += (cfg.epochs - done) * (train / train_rate + evaluate / eval_rate)
+    return total, source
+
+
+def report(runs: list[tuple[DictConfig, int]], device: torch.device) -> None:
+    """Log the estimate of a pack of runs, at the rate of single runs (a pack on a GPU is faster); a warning from
+    an hour on."""
+    total, source = seconds(runs, device)
+    what = f"these {len(runs)} runs" if len(runs) > 1 else "this run"
+    took = f"{total / 3600:,.1f} h" if total >= LONG else f"{total / 60:,.1f} min"
+    (log.warning if total >= LONG else log.info)(f"{what} will take about {took} on {device} ({source})")

@@ -1,0 +1,52 @@
+"""What a run costs, said before it trains (experiments/cost.py)."""
+
+import json
+import logging
+
+import pytest
+import torch
+
+from compose import compose_train, train_tiny
+from experiments import config, cost, records
+from experiments.config import resolve
+
+
+def _cfg(*overrides: str):
+    return resolve(compose_train("dataset=synthetic", "device=cpu", *overrides))
+
+
+def test_the_estimate_comes_from_the_bench_record_of_the_device(tmp_path):
+    name = records.device_name(torch.device("cpu"))
+    record = {"engine_img_s_by_precision": {"fp32": 100.0}, "eval_img_s": 1000.0}
+    (tmp_path / f"{records.slug(name)}.json").write_text(json.dumps(record))
+    cfg = _cfg("dataset.train_size=1000", "dataset.test_size=500", "holdout=200", "eval_train_size=300", "epochs=10")
+    # 800 training images at 100/s and 300 + 200 + 500 evaluated at 1000/s, for 10 epochs, 4 of them done.
+    assert cost.seconds([(cfg, 4)], torch.device("cpu"), tmp_path) == (pytest.approx(6 * (8 + 1)),
+                                                                        f"the bench record {records.slug(name)}.json")
+
+
+def test_without_a_record_a_rough_rate_is_used_and_named(tmp_path):
+    cfg = _cfg("dataset.train_size=1000", "dataset.test_size=2000", "holdout=0", "epochs=1000")
+    total, source = cost.seconds([(cfg, 0)], torch.device("cpu"), tmp_path)
+    # 1000 / 300 s of training and (1000 + 2000) / 1500 s of evaluation per epoch.
+    assert total == pytest.approx(1000 * (1000 / 300 + 3000 / 1500))
+    assert source.startswith("a rough cpu rate of 300 training and 1,500 evaluated images/s (no bench record of cpu")
+
+
+def test_a_long_run_says_so_before_it_trains(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(cost, "LONG", 0.0)  # every run is long
+    with caplog.at_level(logging.INFO, logger="tce"):
+        status, _ = train_tiny(tmp_path, "epochs=1")
+    assert status == "complete"
+    said = [r for r in caplog.records if "will take about" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING and " h on cpu (" in said[0].getMessage()
+    first_epoch = next(i for i, r in enumerate(caplog.records) if "epoch 1/1" in r.getMessage())
+    assert caplog.records.index(said[0]) < first_epoch
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU")
+def test_device_auto_on_a_real_dataset_says_it_trains_on_the_cpu(caplog, monkeypatch):
+    monkeypatch.setattr(config, "_said", set())  # said once per process: this test's process may have said it
+    with caplog.at_level(logging.WARNING, logger="tce"):
+        resolve(compose_train("dataset=mnist", "device=auto"))
+    assert "device=auto: no usable GPU here, so mnist trains on the CPU" in caplog.text
