@@ -1,4 +1,4 @@
-"""Train one experiment: `python train.py loss=tce loss.alpha=1.5 noise=0.4` (see README, or --help).
+"""Train one experiment: `python train.py loss=tce loss.alpha=1.5 noise=0.4` (docs/configuration.md, or --help).
 
 A thin Hydra entry point: compose and validate the config, then hand it to experiments.run. Sweeps use Hydra's
 multirun (`-m`, or an experiment preset such as `experiment=table1`). A config that cannot run, whether Hydra

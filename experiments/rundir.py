@@ -1,4 +1,4 @@
-"""The run directory, a contract that aggregation, sweeps and people read (see README, "The run directory").
+"""The run directory, a contract that aggregation, sweeps and people read (docs/run-directory.md).
 
 config.yaml, metrics.csv, calibration.csv, summary.json, noisy_labels.npy, checkpoint.pt and tb/ live here; every
 file is written atomically, but metrics.csv and calibration.csv, which each epoch appends to and a resumed run

@@ -1,4 +1,4 @@
-"""Collects run directories (README, "The run directory") into tidy tables and applies the paper's protocol.
+"""Collects run directories (docs/run-directory.md) into tidy tables and applies the paper's protocol.
 
     python -m scripts.aggregate RUNS_DIR --out OUT_DIR
 

@@ -1,47 +1,19 @@
-"""Throughput of ResNet-20 training: the usual recipe vs our engine, per precision, TCE vs CE, packed vs single
-runs, and what the per-epoch evaluation costs; estimates of the paper's grid and the zoo's on this device.
+"""Throughput of ResNet-20 training on this device, and the hours of every preset of configs/experiment/ on it
+(docs/performance.md, "The bench", says what each measurement is and how the hours are counted).
 
     python -m scripts.bench [--device auto|cpu|cuda[:N]] [--steps N] [--repeats R] [--pack K] [--out DIR]
 
 On synthetic CIFAR-shaped data (45,000 random 3x32x32 uint8 training images, 10 classes, batch 128) it times N
-SGD steps, R times, and reports medians of:
+SGD steps, R times in a rotating order (so that drifts in machine load hit each alike), and reports medians of:
+naive (the usual recipe written plainly: PIL transforms, a DataLoader, an eager NCHW model, loss.item() every step,
+in strict fp32 and, where the device has it, TF32); engine (PackTrainer.step fed by its DeviceLoader, in every
+precision the device computes natively); TCE against CE; packed against single runs; and the evaluation pass.
 
-- naive: the usual recipe, written plainly. A torch Dataset that makes a PIL image per sample and applies
-  torchvision's RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor and Normalize; a DataLoader (shuffle,
-  num_workers = min(4, cpus), pin_memory on CUDA); models.ResNet(20) in its defaults (NCHW, eager);
-  nn.CrossEntropyLoss; torch SGD (lr 0.1, momentum 0.9, nesterov, wd 1e-4); loss.item() every step. In strict
-  fp32, the engine's default, so that `ratio` compares the same arithmetic; where the device computes TF32 (PyTorch
-  runs CUDA convolutions in TF32 unless told otherwise) also in TF32 (`naive_tf32`), beside it.
-- engine: our training step (PackTrainer.step) fed by its DeviceLoader, with the config's defaults as
-  experiments.config.resolve sets them for the device (strict fp32, channels_last, torch.compile on CUDA), and
-  the same in every other precision the device computes natively (experiments/precision.py): `ratio` is the
-  default's speed-up over naive, `ratio_by_precision` each precision's.
-- TCE (alpha 1.5) against CE in the engine, as the ratio of their median step times.
-- packed: K runs trained at once in one grouped model, aggregate images/s over the single run's.
-- eval: forward-only images/s of PackTrainer.evaluate over 2,000 test images (eval mode, the engine's default eval
-  batch size), single and packed.
-
-Every repetition runs all of them, in a rotating order, so that drifts in machine load hit each alike. The naive
-recipe gets a fresh DataLoader iterator and warm-up steps in each repetition: its workers would otherwise work
-ahead while the others are being timed.
-
-eval_overhead: how much the per-epoch evaluation adds to an epoch of the paper's recipe, i.e. (evaluation images /
-eval images/s) / (training images / engine images/s), for each dataset of the grid and each kind of run: the
-validation run (training on N - 5,000; evaluating the fixed `eval_train_size` subset of its training images, the
-5,000 held out and the test set) and the full runs (training on N; evaluating the subset and the test set).
-`eval_overhead["cifar10"]` is the paper's recipe on CIFAR-10; the target is at most 0.15.
-
-`grids` holds the hours of every preset of configs/experiment/ on this device, read from the presets themselves
-(grid_images: each preset's sweep composed one dataset and protocol role at a time, its other swept keys only
-multiplying the runs; the dataset sizes from data.sources, the epochs, holdout and evaluation subset from the
-composed config); `grids["paper"]` is Tables 1 and 2 together (experiment=table1 and table2: CIFAR-100, MNIST,
-CIFAR-10 and SVHN, 7 loss settings x 5 noise levels x 6 runs each, 840 runs of 256 epochs), whose hours are
-grid_hours_estimate; zoo_grid_hours_estimate is experiment=zoo's. Training images are counted at the engine's
-images/s and evaluation images at its eval images/s, single or packed, whichever makes the grid shorter
-(`mode`); packed assumes full packs of K. MNIST is timed as 3-channel images: the first convolution is all that
-differs; the demo's 12 x 12 synthetic images are counted at the cost of 32 x 32 ones, an upper bound. Every loss
-costs what CE does (`tce_over_ce_step`). Compile time, host I/O and the partial last batches are not counted
-(scripts/gpu_check.py measures the host's share on a GPU).
+From those: eval_overhead, what the per-epoch evaluation adds to an epoch of each dataset's recipe (target at most
+0.15 on CIFAR-10), and `grids`, each preset's hours (grid_images reads every preset's sweep one dataset and
+protocol role at a time; training images at the engine's images/s, evaluated ones at its eval images/s, single or
+packed, whichever is shorter; compile time, host I/O and partial batches not counted). `grids["paper"]` is
+Tables 1 and 2 together (grid_hours_estimate); zoo_grid_hours_estimate is experiment=zoo's.
 
 Writes DIR/<device name>.json (default results/bench/) and prints a one-line summary.
 """

@@ -1,4 +1,4 @@
-"""Writes fake run directories that follow the run-directory contract (README, "The run directory") exactly: the
+"""Writes fake run directories that follow the run-directory contract (docs/run-directory.md) exactly: the
 engine's config, summary and metrics schemas (tests/test_rundirs.py checks them against a directory train.py wrote),
 with made-up numbers."""
 

@@ -77,7 +77,7 @@ def test_realized_rate_is_the_truncated_normal_mean(rate, std):
     realized = (instance_noisy_labels(images, labels, 5, rate, std, seed=0) != labels).double().mean().item()
     mean = scipy.stats.truncnorm(-rate / std, (1 - rate) / std, loc=rate, scale=std).mean()
     assert realized == pytest.approx(mean, abs=4 * math.sqrt(mean * (1 - mean) / n))
-    # The figures the README quotes.
+    # The figures data/instance_noise.py's docstring quotes.
     quoted = {0.0: 0.0798, 0.1: 0.1288, 0.2: 0.2055, 0.4: 0.4000, 0.6: 0.6000, 1.0: 0.9202}
     if std == 0.1:
         assert mean == pytest.approx(quoted[rate], abs=5e-5)
