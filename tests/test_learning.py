@@ -39,7 +39,11 @@ def test_clean_digits_reach_high_accuracy_in_a_few_epochs(mnist_t10k_root, tmp_p
 def test_bf16_autocast_learns_as_well_as_fp32(mnist_t10k_root, tmp_path):
     fp32 = train_mnist(mnist_t10k_root, tmp_path / "fp32", "epochs=2", "precision=fp32")
     bf16 = train_mnist(mnist_t10k_root, tmp_path / "bf16", "epochs=2", "precision=bf16")
-    assert abs(bf16[-1]["test_acc"] - fp32[-1]["test_acc"]) < 1.0 and fp32[-1]["test_acc"] > 95.0
+    # Two runs of one seed after 2 epochs differ by seed-like noise: on 2,000 test digits near 97 % the standard
+    # error of a difference of accuracies is about 0.55 points, so 2 points is some 3.6 of it (1 point failed once:
+    # fp32 97.1, bf16 98.1).
+    assert abs(bf16[-1]["test_acc"] - fp32[-1]["test_acc"]) < 2.0
+    assert fp32[-1]["test_acc"] > 95.0 and bf16[-1]["test_acc"] > 95.0
 
 
 DEMO_MNIST = ("experiment=demo_mnist", "noise=0.6", "protocol=full0")
