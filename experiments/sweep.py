@@ -126,16 +126,19 @@ class PackSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        composed, overrides_of = [], {}
+        composed, overrides_of, sweep_dir_of = [], {}, {}
         for job in jobs:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
             run_dir = Path(cfg.hydra.sweep.dir) / cfg.hydra.sweep.subdir
             composed.append((OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), run_dir))
             overrides_of.setdefault(run_dir, list(job))
+            sweep_dir_of.setdefault(run_dir, Path(cfg.hydra.sweep.dir))
         packs = plan(composed)
         batch = []
         for members in packs:
-            folder = sweep_dir / PACKS / pack_id([run_dir for _, run_dir in members])
+            # Below the job's own sweep folder, where Hydra puts its output: a recipe may set its runs_dir (which
+            # the runs of a pack share, as every key but the per-run ones).
+            folder = sweep_dir_of[members[0][1]] / PACKS / pack_id([run_dir for _, run_dir in members])
             folder.mkdir(parents=True, exist_ok=True)
             write_json(folder / MANIFEST, {"members": [
                 {"run_dir": str(run_dir), "config": OmegaConf.to_container(cfg)} for cfg, run_dir in members]})
