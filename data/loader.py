@@ -208,10 +208,8 @@ class PackLoader:
             crops, inside = crop_and_flip(first.padded, index, offsets[part], flips[part], first.size, first.shift,
                                           angles[part] if self.rotates else None)
             x = first.normalize(crops)
-            if first.fill == "mean":
-                x = x.masked_fill_(~inside, 0.0)
-            else:  # black: pixel 0 normalized, which the padding shows already; a rotation's corners are set to it
-                x = torch.where(inside, x, first.normalize.shift)
+            # Black is pixel 0 normalized, which the padding shows already; a rotation's corners are set to it.
+            x = x.masked_fill_(~inside, 0.0) if first.fill == "mean" else torch.where(inside, x, first.normalize.shift)
             b, k, c, h, w = x.shape
             x = x.reshape(b, k * c, h, w)  # a view: channels-last, as crop_and_flip lays the crops out
             x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
