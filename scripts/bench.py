@@ -38,7 +38,10 @@ composed config); `grids["paper"]` is Tables 1 and 2 together (experiment=table1
 CIFAR-10 and SVHN, 7 loss settings x 5 noise levels x 6 runs each, 840 runs of 256 epochs), whose hours are
 grid_hours_estimate; zoo_grid_hours_estimate is experiment=zoo's. Training images are counted at the engine's
 images/s and evaluation images at its eval images/s, single or packed, whichever makes the grid shorter
-(`mode`); packed assumes full packs of K. MNIST is timed as 3-channel images: the first convolution is all that
+(`mode`); packed assumes full packs of K, and only a grid whose networks all pack (models.MODELS) may pack. The
+images of a network other than ResNet-20 (a recipe's: experiment=apl_zoo) count as ResNet-20 images times the
+ratio of their forward FLOPs (experiments.cost.relative_cost, which says what that assumes): `train_images` and
+`eval_images` are such ResNet-20 images. MNIST is timed as 3-channel images: the first convolution is all that
 differs; the demo's 12 x 12 synthetic images are counted at the cost of 32 x 32 ones, an upper bound. Every loss
 costs what CE does (`tce_over_ce_step`). Compile time, host I/O and the partial last batches are not counted
 (scripts/gpu_check.py measures the host's share on a GPU).
@@ -92,8 +95,9 @@ HOLDOUT = 5_000
 PRESETS = tuple(sorted(path.stem for path in (CONFIGS / "experiment").glob("*.yaml")))
 # Grids that are several presets: the paper's Tables 1 and 2.
 GRIDS = {"paper": ("table1", "table2")}
-# The keys of a preset's sweep that decide a run's images per epoch; the others (loss, noise) only multiply runs.
-_DATA_KEYS = ("dataset", "cifar_n", "protocol")
+# The keys of a preset's sweep that decide a run's images per epoch, epochs or network; the others (loss, noise)
+# only multiply runs.
+_DATA_KEYS = ("dataset", "cifar_n", "protocol", "recipe")
 
 
 def synthetic_dataset(train_images: int, test_images: int) -> Dataset:
@@ -189,8 +193,8 @@ def epoch_images(n_train: int, n_test: int, validation: bool, eval_train_size: i
 
 
 @functools.cache
-def preset_runs(preset: str) -> tuple[tuple[int, int, int, int], ...]:
-    """(runs, training images, evaluated images, epochs) of each kind of run of experiment=`preset`: its sweep
+def preset_runs(preset: str) -> tuple[tuple[int, int, int, int, DictConfig], ...]:
+    """(runs, training images, evaluated images, epochs, config) of each kind of run of experiment=`preset`: its sweep
     composed one value of each key of _DATA_KEYS at a time, the other swept keys multiplying the runs."""
     params = {key: str(value).split(",")
               for key, value in compose(f"experiment={preset}", hydra=True).hydra.sweeper.params.items()}
@@ -200,17 +204,25 @@ def preset_runs(preset: str) -> tuple[tuple[int, int, int, int], ...]:
     for values in itertools.product(*(params[key] for key in data_keys)):
         cfg = with_defaults(compose(f"experiment={preset}", *(f"{k}={v}" for k, v in zip(data_keys, values,
                                                                                            strict=True))))
-        kinds.append((others, *cost.epoch_images(cfg), cfg.epochs))
+        kinds.append((others, *cost.epoch_images(cfg), cfg.epochs, cfg))
     return tuple(kinds)
 
 
-def grid_images(grid: str) -> tuple[int, int, int]:
-    """(runs, training images, evaluated images) of a preset's grid, or of one of GRIDS, over all its epochs."""
-    runs = train = evaluate = 0
+def grid_images(grid: str) -> tuple[int, float, float]:
+    """(runs, training images, evaluated images) of a preset's grid, or of one of GRIDS, over all its epochs; in
+    ResNet-20 images (experiments.cost.relative_cost), which are the images themselves for ResNet-20's grids."""
+    runs, train, evaluate = 0, 0.0, 0.0
     for preset in GRIDS.get(grid, (grid,)):
-        for count, n_train, n_eval, epochs in preset_runs(preset):
-            runs, train, evaluate = runs + count, train + count * n_train * epochs, evaluate + count * n_eval * epochs
+        for count, n_train, n_eval, epochs, cfg in preset_runs(preset):
+            weight = count * epochs * cost.relative_cost(cfg)
+            runs, train, evaluate = runs + count, train + weight * n_train, evaluate + weight * n_eval
     return runs, train, evaluate
+
+
+def grid_packs(grid: str) -> bool:
+    """Whether every network of the grid packs (models.MODELS): only then may its runs train in packs."""
+    return all(models.MODELS[cfg.model.name].packs
+               for preset in GRIDS.get(grid, (grid,)) for *_, cfg in preset_runs(preset))
 
 
 def engine_trainers(dataset: Dataset, cfgs: dict[str, list[DictConfig]], device: torch.device) -> dict:
@@ -329,7 +341,7 @@ def rates(train_s: dict[str, list[float]], eval_s: dict[str, list[float]], *, st
         runs, train, evaluate = grid_images(grid)
         hours = {mode: (train / img_s[precision if mode == "single" else "packed"] + evaluate / eval_img_s[mode])
                  / 3600 for mode in ("single", "packed")}
-        mode = min(hours, key=hours.get)
+        mode = min(hours, key=hours.get) if grid_packs(grid) else "single"
         grids[grid] = {"mode": mode, "hours": hours, "estimate": hours[mode], "runs": runs, "train_images": train,
                        "eval_images": evaluate}
     return {
