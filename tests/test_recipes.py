@@ -16,6 +16,7 @@ from test_packing import FLOAT64_STEP, assert_pack_equals_alone, configs
 
 from compose import compose_train, train_run
 from experiments.config import ConfigError, recipe, recipe_tag, resolve
+from experiments.sweep import plan
 from experiments.trainer import clip_grad_norms, lr_at
 from models import ResNet, pack_state_dicts, unpack_state_dict
 
@@ -225,3 +226,19 @@ def test_a_recipe_run_killed_and_relaunched_equals_an_uninterrupted_one(tmp_path
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][n], weights[1][n]) for n in weights[0])
     assert json.loads((run_dir / "summary.json").read_text())["config"]["augment"]["rotate"] == 20.0
+
+
+def test_a_sweep_with_pack_trains_the_networks_that_do_not_pack_one_per_model(tmp_path, caplog):
+    """pack=3 over 3 losses: the ResNet-20 runs are one pack of 3; the 8-layer CNN's are 3 packs of one, their
+    configs saying pack=1 (which they validate with), and the sweep says why."""
+    def jobs(*overrides):
+        return [(compose_train(*overrides, f"loss={loss}", "pack=3"), tmp_path / "/".join(overrides) / loss)
+                for loss in ("ce", "gce", "sce")]
+
+    caplog.set_level("INFO", logger="tce")
+    packs = plan([*jobs("recipe=apl_cifar10"), *jobs("dataset=cifar10")])
+    assert [len(p) for p in packs] == [1, 1, 1, 3]
+    assert [cfg.pack for p in packs for cfg, _ in p] == [1, 1, 1, 3, 3, 3]
+    assert all(cfg.model.name == "cnn8" for p in packs[:3] for cfg, _ in p)
+    resolve(packs[0][0][0])  # valid as it stands
+    assert "model cnn8 does not pack: its runs train one per model (pack=1)" in caplog.text
