@@ -92,6 +92,9 @@ def prepare_run_data(
     device: torch.device | str,
     eval_train_size: int | None = None,
     images: SharedImages | None = None,
+    crop: bool = True,
+    rotate: float = 0.0,
+    fill: str = "mean",
 ) -> RunData:
     """The run's data on `device`.
 
@@ -106,6 +109,7 @@ def prepare_run_data(
     The "train" evaluation set reads `eval_train_size` images of the training portion, a class-stratified subset
     fixed by `split_seed` like the holdout (all of them when None or at least the portion's size): a full pass
     over the training set every epoch would cost more than the test and validation passes together.
+    `crop`, `rotate` and `fill` are the augmentation's (DeviceLoader; the flip is the dataset's).
     """
     if images is None:
         images = shared_images(dataset, holdout=holdout, split_seed=split_seed, eval_train_size=eval_train_size,
@@ -130,6 +134,9 @@ def prepare_run_data(
         shift=images.shift,
         flip=dataset.flip,
         seed=seed,
+        crop=crop,
+        rotate=rotate,
+        fill=fill,
     )
     eval_clean, eval_noisy = clean[train_idx], noisy[train_idx]
     if images.eval_subset is not None:

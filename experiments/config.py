@@ -26,6 +26,7 @@ import tce
 from data import DATASETS, check_noise, one_line, train_set_size
 from data.instance_noise import DEFAULT_STD
 from data.label_files import sha256_of
+from data.loader import FILLS
 from data.noise import noise_variant
 from data.sources import DEFAULT_ROOT, class_count
 from data.synthetic import MIN_SIZE, SIZE
@@ -33,6 +34,7 @@ from experiments import precision
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 COMPILE_MODES = ("default", "reduce-overhead")
+SCHEDULES = ("step", "cosine")  # optim.schedule: experiments.trainer.lr_at computes each
 
 
 class ConfigError(ValueError):
@@ -158,6 +160,24 @@ class OptimConfig:
     # Fractions of `epochs` at which the lr is multiplied by lr_gamma: 128 and 192 of 256, as in the paper.
     lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
     lr_gamma: float = 0.1
+    # The lr of each epoch (SCHEDULES): "step" at lr_milestones and lr_gamma, the paper's; "cosine" from lr to 0 over
+    # `epochs`, once per epoch, as torch's CosineAnnealingLR(T_max=epochs, eta_min=0) (lr_milestones unused).
+    schedule: str = "step"
+    # Scale each run's gradient down to this 2-norm over all its parameters before every step, as torch's
+    # clip_grad_norm_ (each member of a pack by its own norm); null: no clipping, the paper's.
+    clip_grad_norm: float | None = None
+
+
+@dataclass
+class AugmentConfig:
+    """The training images' augmentation, batch-wise on the device (data/loader.py); the defaults are the paper's.
+    Mirroring is the dataset's (natural images yes, digits no: data.sources)."""
+
+    crop: bool = True  # translations of up to 1/8 of the image (4 of 32 pixels): a random crop of the padded image
+    rotate: float = 0.0  # rotation by an angle uniform in [-rotate, rotate] degrees after crop and flip; 0: none
+    # What the padding and the rotation's corners show (FILLS): "mean", the channel mean (0 after normalization, as
+    # fb.resnet.torch pads, the paper's), or "black" (torchvision pads and rotates with 0 before its Normalize).
+    fill: str = "mean"
 
 
 @dataclass
@@ -166,6 +186,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     noise: float = 0.0
     noise_type: str = "uniform"  # data.noise.NOISE_TYPES
     noise_set: str | None = None  # noise_type=human: which CIFAR-N label set (data.cifar_n.NOISE_SETS)
@@ -392,6 +413,12 @@ def validate(cfg: DictConfig) -> None:
         (all(0 < m <= 1 for m in optim.lr_milestones),
          f"optim.lr_milestones: fractions of epochs in (0, 1], got {list(optim.lr_milestones)}"),
         (0 < optim.lr_gamma <= 1, f"optim.lr_gamma: must be in (0, 1], got {optim.lr_gamma}"),
+        (optim.schedule in SCHEDULES, f"optim.schedule: must be one of {', '.join(SCHEDULES)}, got {optim.schedule!r}"),
+        (optim.clip_grad_norm is None or (math.isfinite(optim.clip_grad_norm) and optim.clip_grad_norm > 0),
+         f"optim.clip_grad_norm: must be a finite number > 0 or null, got {optim.clip_grad_norm}"),
+        (math.isfinite(cfg.augment.rotate) and 0 <= cfg.augment.rotate <= 180,
+         f"augment.rotate: must be degrees in [0, 180], got {cfg.augment.rotate}"),
+        (cfg.augment.fill in FILLS, f"augment.fill: must be one of {', '.join(FILLS)}, got {cfg.augment.fill!r}"),
         (cfg.noise_seed is None or cfg.noise_seed >= 0, f"noise_seed: must be >= 0 or null, got {cfg.noise_seed}"),
         (cfg.seed >= 0, f"seed: must be >= 0, got {cfg.seed}"),
         (cfg.holdout >= 0, f"holdout: must be >= 0, got {cfg.holdout}"),

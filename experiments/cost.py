@@ -2,17 +2,21 @@
 its log (as a warning when it exceeds an hour).
 
 The time comes from the bench's record of this device (results/bench/<device>.json, `make bench`) when there is one,
-else from a rough rate per kind of device, which the log names. Both are ResNet-20 rates at batch 128.
+else from a rough rate per kind of device, which the log names. Both are ResNet-20 rates at batch 128; another
+network's images cost what ResNet-20's do times the ratio of their forward FLOPs (relative_cost).
 """
 
+import functools
 import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
 
+import models
 from data import train_set_size
 from data.sources import test_set_size
 from experiments import records
@@ -33,6 +37,27 @@ def epoch_images(cfg: DictConfig) -> tuple[int, int]:
     train = train_set_size(ds.name, ds.train_size) - cfg.holdout
     train_eval = train if cfg.eval_train_size is None else min(cfg.eval_train_size, train)
     return train, train_eval + cfg.holdout + test_set_size(ds.name, ds.test_size)
+
+
+@functools.cache
+def forward_flops(name: str, depth: int | None) -> int:
+    """FLOPs of one forward pass of model `name` (and `depth`) on one 3 x 32 x 32 image at 10 classes: those of its
+    convolutions and linear layers, counted by torch's FlopCounterMode on the meta device (no memory, no arithmetic)."""
+    with torch.device("meta"):
+        model = models.build(OmegaConf.create({"model": {"name": name, "depth": depth}}), 3, 10).eval()
+        image = torch.empty(1, 3, 32, 32)
+    with FlopCounterMode(display=False) as counter:
+        model(image)
+    return counter.get_total_flops()
+
+
+def relative_cost(cfg: DictConfig) -> float:
+    """What an image costs the run's network, trained or evaluated, in images of ResNet-20 (the bench's network): the
+    ratio of their forward FLOPs at 32 x 32 (cnn8 3.3, resnet34 28.6, preact_resnet18 13.7, cnn4 0.15). An estimate
+    that assumes the device works at ResNet-20's FLOP rate: a GPU that ResNet-20 leaves half idle runs a wider
+    network at a higher rate (the estimate then overstates its time), and a tiny one such as cnn4 costs launches
+    and the data path more than FLOPs (it understates)."""
+    return forward_flops(cfg.model.name, cfg.model.depth) / forward_flops("resnet", 20)
 
 
 def rates(device: torch.device, precision: str, records_dir: Path = BENCH_RECORDS) -> tuple[float, float, str]:
@@ -56,7 +81,10 @@ def seconds(runs: Iterable[tuple[DictConfig, int]], device: torch.device,
     total = 0.0
     for cfg, done in runs:
         train, evaluate = epoch_images(cfg)
-        total += (cfg.epochs - done) * (train / train_rate + evaluate / eval_rate)
+        total += (cfg.epochs - done) * relative_cost(cfg) * (train / train_rate + evaluate / eval_rate)
+    scaled = {cfg.model.name for cfg, _ in runs if relative_cost(cfg) != 1}
+    if scaled:
+        source += f", scaled by forward FLOPs from ResNet-20 to {', '.join(sorted(scaled))}"
     return total, source
 
 

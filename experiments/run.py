@@ -247,7 +247,8 @@ def run_data_for(cfg: DictConfig, dataset: Dataset, device: torch.device,
         root=cfg.dataset.root, instance_std=cfg.instance_std, noise_file=cfg.noise_file, noise_sha256=cfg.noise_sha256,
         holdout=cfg.holdout, clean_val=cfg.clean_val, split_seed=cfg.dataset.split_seed,
         batch_size=cfg.batch_size, drop_last=cfg.drop_last, seed=cfg.seed, device=device,
-        eval_train_size=cfg.eval_train_size, images=images,
+        eval_train_size=cfg.eval_train_size, images=images, crop=cfg.augment.crop, rotate=cfg.augment.rotate,
+        fill=cfg.augment.fill,
     )
 
 

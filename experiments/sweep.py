@@ -4,11 +4,12 @@ Packs: the sweeper (PackSweeper, Hydra's basic sweeper otherwise) composes every
 already complete or diverged (unless force), and groups the rest before anything is launched: runs that may train
 together (they differ only in experiments.config.PER_RUN_KEYS: loss, noise, seeds) and stand at the same epoch,
 in packs of at most `pack` runs, leftovers spread evenly (35 runs at pack=16 are packs of 12, 12 and 11, never
-16, 16 and 3). Each pack is one Hydra job, whatever the launcher (basic, joblib, submitit/Slurm): its job trains
-its runs at once in one model on its device. The pack's members are written to `<sweep dir>/.packs/<id>/pack.json`,
-which is also the job's Hydra output folder (its .hydra/ and log); each run keeps its own run directory. The job's
-overrides are its first run's, so that the launcher shows them and composes its Hydra settings (the job's own
-config is not trained: the manifest's are).
+16, 16 and 3). A network that does not pack (models.MODELS: a recipe's) trains one run per model whatever `pack`
+says: its runs are packs of one, with pack=1 in their configs. Each pack is one Hydra job, whatever the launcher
+(basic, joblib, submitit/Slurm): its job trains its runs at once in one model on its device. The pack's members
+are written to `<sweep dir>/.packs/<id>/pack.json`, which is also the job's Hydra output folder (its .hydra/ and
+log); each run keeps its own run directory. The job's overrides are its first run's, so that the launcher shows them
+and composes its Hydra settings (the job's own config is not trained: the manifest's are).
 
 Verdict: a failed run or a bad config never stops the sweep; each job returns what failed, and at the end
 SweepEnd lists them and exits non-zero, for every launcher.
@@ -29,6 +30,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+import models
 from data import DatasetError
 from data.files import read_json, write_json
 from experiments.config import (
@@ -76,6 +78,7 @@ def plan(jobs: Sequence[tuple[DictConfig, Path]]) -> list[list[tuple[DictConfig,
     job then reports why in one line."""
     groups: dict[str, list[tuple[DictConfig, Path]]] = {}
     seen: set[Path] = set()
+    alone: set[str] = set()  # the networks that do not pack
     for cfg, run_dir in jobs:
         where = run_dir.resolve()
         if where in seen:  # `loss=ce,tce loss.alpha=1,2` lists CE twice (its alpha is null)
@@ -88,10 +91,15 @@ def plan(jobs: Sequence[tuple[DictConfig, Path]]) -> list[list[tuple[DictConfig,
             log.info(f"{run_dir}: {status}, skipped (force=true reruns it)")
             continue
         try:
+            if cfg.pack > 1 and not models.MODELS[cfg.model.name].packs:
+                cfg.pack = 1
+                alone.add(cfg.model.name)
             key = json.dumps([pack_key(cfg), cfg.pack, summary.get("epochs_completed", 0)])
         except Exception:  # noqa: BLE001 - whatever is wrong, the job says it in one line
             key = str(where)
         groups.setdefault(key, []).append((cfg, run_dir))
+    for name in sorted(alone):
+        log.info(f"model {name} does not pack: its runs train one per model (pack=1)")
     return [pack for group in groups.values() for pack in split_evenly(group, max(1, int(group[0][0].pack)))]
 
 
@@ -126,16 +134,19 @@ class PackSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        composed, overrides_of = [], {}
+        composed, overrides_of, sweep_dir_of = [], {}, {}
         for job in jobs:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
             run_dir = Path(cfg.hydra.sweep.dir) / cfg.hydra.sweep.subdir
             composed.append((OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), run_dir))
             overrides_of.setdefault(run_dir, list(job))
+            sweep_dir_of.setdefault(run_dir, Path(cfg.hydra.sweep.dir))
         packs = plan(composed)
         batch = []
         for members in packs:
-            folder = sweep_dir / PACKS / pack_id([run_dir for _, run_dir in members])
+            # Below the job's own sweep folder, where Hydra puts its output: a recipe may set its runs_dir (which
+            # the runs of a pack share, as every key but the per-run ones).
+            folder = sweep_dir_of[members[0][1]] / PACKS / pack_id([run_dir for _, run_dir in members])
             folder.mkdir(parents=True, exist_ok=True)
             write_json(folder / MANIFEST, {"members": [
                 {"run_dir": str(run_dir), "config": OmegaConf.to_container(cfg)} for cfg, run_dir in members]})

@@ -10,6 +10,7 @@ device; the host reads them once per epoch, never inside a step.
 """
 
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -61,9 +62,25 @@ def initial_model_state(cfg: DictConfig, in_channels: int, num_classes: int) -> 
 
 
 def lr_at(epoch: int, cfg: DictConfig) -> float:
-    """The lr of 1-based `epoch`: divided by 1/lr_gamma after each milestone (128 and 192 of 256 epochs)."""
-    passed = sum(epoch > round(m * cfg.epochs) for m in cfg.optim.lr_milestones)
-    return float(f"{cfg.optim.lr * cfg.optim.lr_gamma**passed:.12g}")  # 0.001, not 0.0010000000000000002
+    """The lr of 1-based `epoch`. Step schedule: divided by 1/lr_gamma after each milestone (128 and 192 of 256
+    epochs). Cosine: lr (1 + cos(pi (epoch - 1) / epochs)) / 2, what torch's CosineAnnealingLR(T_max=epochs,
+    eta_min=0) gives when stepped after each epoch: the first epoch at lr, the last one just above 0."""
+    if cfg.optim.schedule == "cosine":
+        lr = cfg.optim.lr * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs)) / 2
+    else:
+        lr = cfg.optim.lr * cfg.optim.lr_gamma ** sum(epoch > round(m * cfg.epochs) for m in cfg.optim.lr_milestones)
+    return float(f"{lr:.12g}")  # 0.001, not 0.0010000000000000002
+
+
+@torch.no_grad()
+def clip_grad_norms(parameters: list[torch.nn.Parameter], members: int, max_norm: float) -> None:
+    """torch.nn.utils.clip_grad_norm_ for each member of a pack on its own: member k's gradient (slice k of dim 0
+    of every parameter, as models.pack_state_dicts stacks them) times min(1, max_norm / (||g_k|| + 1e-6)), its
+    2-norm taken over all of its parameters. One norm per parameter for all members at once, no host sync."""
+    grads = [p.grad.unflatten(0, (members, -1)) for p in parameters if p.grad is not None]  # views (K, ...)
+    norms = torch.stack([torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim()))) for g in grads])  # (params, K)
+    scale = (max_norm / (torch.linalg.vector_norm(norms, dim=0) + 1e-6)).clamp(max=1.0)
+    torch._foreach_mul_(grads, [scale.view(-1, *[1] * (g.dim() - 1)) for g in grads])
 
 
 class PackLoss:
@@ -269,6 +286,7 @@ class PackTrainer:
         self.device = device
         self.model, self.forward = _model_for(cfg, self.k, data.in_channels, data.num_classes, device)
         self.model.load_state_dict(pack_state_dicts([m.model_state for m in members]))
+        self.params = list(self.model.parameters())
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
             lr=cfg.optim.lr,
@@ -324,6 +342,8 @@ class PackTrainer:
         losses = self.loss(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
+        if self.cfg.optim.clip_grad_norm is not None:
+            clip_grad_norms(self.params, self.k, self.cfg.optim.clip_grad_norm)
         self.optimizer.step()
         return losses.detach(), (logits.detach().argmax(-1) == y).sum(0)
 

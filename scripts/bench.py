@@ -12,7 +12,9 @@ precision the device computes natively); TCE against CE; packed against single r
 From those: eval_overhead, what the per-epoch evaluation adds to an epoch of each dataset's recipe (target at most
 0.15 on CIFAR-10), and `grids`, each preset's hours (grid_images reads every preset's sweep one dataset and
 protocol role at a time; training images at the engine's images/s, evaluated ones at its eval images/s, single or
-packed, whichever is shorter; compile time, host I/O and partial batches not counted). `grids["paper"]` is
+packed, whichever is shorter, packed only where every network of the grid packs (models.MODELS); a network other
+than ResNet-20 counts as ResNet-20 images times the ratio of their forward FLOPs (experiments.cost.relative_cost);
+compile time, host I/O and partial batches not counted). `grids["paper"]` is
 Tables 1 and 2 together (grid_hours_estimate); zoo_grid_hours_estimate is experiment=zoo's.
 
 Writes DIR/<device name>.json (default results/bench/) and prints a one-line summary.
@@ -64,8 +66,9 @@ HOLDOUT = 5_000
 PRESETS = tuple(sorted(path.stem for path in (CONFIGS / "experiment").glob("*.yaml")))
 # Grids that are several presets: the paper's Tables 1 and 2.
 GRIDS = {"paper": ("table1", "table2")}
-# The keys of a preset's sweep that decide a run's images per epoch; the others (loss, noise) only multiply runs.
-_DATA_KEYS = ("dataset", "cifar_n", "protocol")
+# The keys of a preset's sweep that decide a run's images per epoch, epochs or network; the others (loss, noise)
+# only multiply runs.
+_DATA_KEYS = ("dataset", "cifar_n", "protocol", "recipe")
 
 
 def synthetic_dataset(train_images: int, test_images: int) -> Dataset:
@@ -161,8 +164,8 @@ def epoch_images(n_train: int, n_test: int, validation: bool, eval_train_size: i
 
 
 @functools.cache
-def preset_runs(preset: str) -> tuple[tuple[int, int, int, int], ...]:
-    """(runs, training images, evaluated images, epochs) of each kind of run of experiment=`preset`: its sweep
+def preset_runs(preset: str) -> tuple[tuple[int, int, int, int, DictConfig], ...]:
+    """(runs, training images, evaluated images, epochs, config) of each kind of run of experiment=`preset`: its sweep
     composed one value of each key of _DATA_KEYS at a time, the other swept keys multiplying the runs."""
     params = {key: str(value).split(",")
               for key, value in compose(f"experiment={preset}", hydra=True).hydra.sweeper.params.items()}
@@ -172,17 +175,25 @@ def preset_runs(preset: str) -> tuple[tuple[int, int, int, int], ...]:
     for values in itertools.product(*(params[key] for key in data_keys)):
         cfg = with_defaults(compose(f"experiment={preset}", *(f"{k}={v}" for k, v in zip(data_keys, values,
                                                                                            strict=True))))
-        kinds.append((others, *cost.epoch_images(cfg), cfg.epochs))
+        kinds.append((others, *cost.epoch_images(cfg), cfg.epochs, cfg))
     return tuple(kinds)
 
 
-def grid_images(grid: str) -> tuple[int, int, int]:
-    """(runs, training images, evaluated images) of a preset's grid, or of one of GRIDS, over all its epochs."""
-    runs = train = evaluate = 0
+def grid_images(grid: str) -> tuple[int, float, float]:
+    """(runs, training images, evaluated images) of a preset's grid, or of one of GRIDS, over all its epochs; in
+    ResNet-20 images (experiments.cost.relative_cost), which are the images themselves for ResNet-20's grids."""
+    runs, train, evaluate = 0, 0.0, 0.0
     for preset in GRIDS.get(grid, (grid,)):
-        for count, n_train, n_eval, epochs in preset_runs(preset):
-            runs, train, evaluate = runs + count, train + count * n_train * epochs, evaluate + count * n_eval * epochs
+        for count, n_train, n_eval, epochs, cfg in preset_runs(preset):
+            weight = count * epochs * cost.relative_cost(cfg)
+            runs, train, evaluate = runs + count, train + weight * n_train, evaluate + weight * n_eval
     return runs, train, evaluate
+
+
+def grid_packs(grid: str) -> bool:
+    """Whether every network of the grid packs (models.MODELS): only then may its runs train in packs."""
+    return all(models.MODELS[cfg.model.name].packs
+               for preset in GRIDS.get(grid, (grid,)) for *_, cfg in preset_runs(preset))
 
 
 def engine_trainers(dataset: Dataset, cfgs: dict[str, list[DictConfig]], device: torch.device) -> dict:
@@ -301,7 +312,7 @@ def rates(train_s: dict[str, list[float]], eval_s: dict[str, list[float]], *, st
         runs, train, evaluate = grid_images(grid)
         hours = {mode: (train / img_s[precision if mode == "single" else "packed"] + evaluate / eval_img_s[mode])
                  / 3600 for mode in ("single", "packed")}
-        mode = min(hours, key=hours.get)
+        mode = min(hours, key=hours.get) if grid_packs(grid) else "single"
         grids[grid] = {"mode": mode, "hours": hours, "estimate": hours[mode], "runs": runs, "train_images": train,
                        "eval_images": evaluate}
     return {

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from experiments import precision, records
+from experiments import cost, precision, records
 from scripts import bench
 
 
@@ -87,3 +87,32 @@ def test_grid_images_follow_the_presets():
 def test_slug():
     assert records.slug("cpu (x86_64 AVX2, 2 threads)") == "cpu-x86_64-avx2-2-threads"
     assert records.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+
+
+def test_a_recipes_network_costs_its_forward_flops_in_resnet20_images():
+    """Forward FLOPs at 3 x 32 x 32 and 10 classes, by hand from the layer lists (2 per multiply-add). ResNet-20:
+    conv 3->16 at 32 x 32 (442,368), 6 convs 16->16 at 32 x 32 (14,155,776), 16->32 and 5 x 32->32 at 16 x 16
+    (12,976,128), 32->64 and 5 x 64->64 at 8 x 8 (12,976,128), fc 640: 40,551,040 multiply-adds. The 8-layer CNN:
+    convs 3->64 and 64->64 at 32 x 32 (39,518,208), 64->128 and 128->128 at 16 x 16 (56,623,104), 128->196 and
+    196->196 at 8 x 8 (36,578,304), Linear 3136->256 and 256->10 (805,376): 133,524,992."""
+    assert cost.forward_flops("resnet", 20) == 2 * 40_551_040
+    assert cost.forward_flops("cnn8", None) == 2 * 133_524_992
+
+
+def test_apl_zoo_counts_each_recipes_images_at_its_networks_cost_and_never_packs():
+    """experiment=apl_zoo: 15 losses x 4 noise levels x 6 runs under each of 2 recipes. Per cell and epoch, as the
+    zoo's CIFAR cells: 295,000 training and 95,000 evaluated images; 120 epochs of the 8-layer CNN on CIFAR-10 and 200
+    of ResNet-34 on CIFAR-100, each at its forward FLOPs over ResNet-20's."""
+    cnn8 = cost.forward_flops("cnn8", None) / cost.forward_flops("resnet", 20)
+    resnet34 = cost.forward_flops("resnet34", None) / cost.forward_flops("resnet", 20)
+    weight = 60 * (120 * cnn8 + 200 * resnet34)
+    runs, train, evaluate = bench.grid_images("apl_zoo")
+    assert runs == 720
+    assert (train, evaluate) == (pytest.approx(295_000 * weight), pytest.approx(95_000 * weight))
+    assert not bench.grid_packs("apl_zoo") and bench.grid_packs("zoo")
+    out = bench.rates({"naive": [4.0], "fp32": [1.28], "tce": [1.408], "packed": [0.64]}, {"single": [0.5],
+                      "packed": [0.5]}, steps=10, batch_size=128, pack=2, test_images=2000, precision="fp32",
+                      precisions=("fp32",), eval_train_size=5000)
+    # 1000 training and 4000 evaluated images/s one run at a time; packs would be faster, but these networks do not.
+    assert out["grids"]["apl_zoo"]["mode"] == "single"
+    assert out["grids"]["apl_zoo"]["estimate"] == pytest.approx((295_000 / 1000 + 95_000 / 4000) * weight / 3600)

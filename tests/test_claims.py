@@ -40,7 +40,7 @@ def configs(tmp_path, monkeypatch):
     """configs/ with the preset recipe=r34_test, the config tree that train.py and the claims compose."""
     root = tmp_path / "configs"
     shutil.copytree("configs", root)
-    (root / "recipe").mkdir()
+    (root / "recipe").mkdir(exist_ok=True)
     (root / "recipe" / "r34_test.yaml").write_text(PRESET)
     monkeypatch.setattr("experiments.config.CONFIGS", root)
     monkeypatch.setattr("scripts.claims.CONFIGS", root)
@@ -170,3 +170,47 @@ def test_tables_cli_refuses_a_bad_registry_in_one_line(tmp_path, capsys):
         main(["--runs", str(tmp_path), "--out", str(tmp_path / "out"), "--claims", str(claims)])
     assert exited.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# The recipe=apl_cifar10 preset as write_run's overrides of the engine's defaults (configs/recipe/apl_cifar10.yaml).
+APL_CIFAR10 = {"model": {"name": "cnn8", "depth": None}, "runs_dir": "runs/apl_cifar10",
+               "optim": {"lr": 0.01, "nesterov": False, "schedule": "cosine", "clip_grad_norm": 5.0},
+               "augment": {"fill": "black"}}
+
+
+def test_runs_of_the_apl_cifar10_preset_meet_a_last_epoch_claim(tmp_path):
+    """The real preset (no copy of configs/): runs with its keys form the cell of a claim of recipe=apl_cifar10,
+    whose table sets the claim beside our numbers with its rule, the last epoch, in the caption. The number is made
+    up for the test (the registry holds no APL number yet)."""
+    claim = {**CLAIM, "source": "a test claim", "repository": "HanxunH/Active-Passive-Losses",
+             "read_in": "nowhere: a test", "model": "cnn8", "recipe": "apl_cifar10", "noise_type": "symmetric",
+             "noise": "0.4", "noise_set": "", "loss": "nce+rce", "top1": "85.00", "selection": "last_epoch"}
+    claims = load_claims(write_claims(tmp_path / "claims.csv", claim))
+    root = tmp_path / "runs"
+    cell = {"loss": "nce+rce", "noise": 0.4, "noise_type": "symmetric", "epochs": 120, "recipe": APL_CIFAR10}
+    write_run(root, subdir="val", holdout=5000, test_acc=[1, 1, 1], val_acc=[50, 60, 55], **cell)
+    write_run(root, subdir="0", seed=0, test_acc=[70, 84, 83], **cell)
+    write_run(root, subdir="1", seed=1, test_acc=[72, 86, 85], **cell)
+    tables = {t.name: t for t in build_tables(aggregate(root), load_reference(DEFAULT_REFERENCE), claims=claims)}
+    (tag,) = claims["recipe_tag"]
+    markdown = render(tables[f"cifar10_symmetric-{tag}"], MARKDOWN)
+    # Protocol: epoch 2, (84 + 86) / 2 = 85.00; last (83 + 85) / 2 = 84.00; oracle 85.00: Δ 0.00, −1.00, 0.00.
+    assert ("| NCE+RCE α=1 β=1 | **85.00** ± 1.41 (n=2); last 84.00, oracle 85.00; claimed 85.00 (Δ protocol "
+            "+0.00, last −1.00, oracle +0.00) |") in markdown, markdown
+    assert "Claimed by a test claim for recipe=apl_cifar10 at the last epoch" in markdown
+
+
+def test_the_registrys_cifar_n_claim_meets_runs_of_the_cifarn_resnet34_preset(tmp_path):
+    """results/claims.csv's CIFAR-10N worst CE number against runs with the keys of configs/recipe/cifarn_resnet34:
+    its table shows it, compared with our oracle (the best test epoch)."""
+    recipe = {"model": {"name": "resnet34", "depth": None}, "runs_dir": "runs/cifarn_resnet34",
+              "optim": {"nesterov": False, "weight_decay": 5e-4, "lr_milestones": [0.6]}, "augment": {"fill": "black"}}
+    root = tmp_path / "runs"
+    cell = {"noise_type": "human", "noise_set": "worst", "epochs": 100, "recipe": recipe}
+    write_run(root, subdir="val", holdout=5000, test_acc=[1, 1, 1], val_acc=[50, 60, 55], **cell)
+    write_run(root, subdir="0", seed=0, test_acc=[70, 76, 78], **cell)
+    claims = load_claims(CLAIMS)
+    tables = {t.name: t for t in build_tables(aggregate(root), load_reference(DEFAULT_REFERENCE), claims=claims)}
+    (tag,) = claims.loc[claims["recipe"] == "cifarn_resnet34", "recipe_tag"]
+    markdown = render(tables[f"cifar10_human-{tag}"], MARKDOWN)
+    assert "last 78.00, oracle 78.00; claimed 77.69 (Δ protocol −1.69, last +0.31, oracle +0.31)" in markdown

@@ -50,3 +50,16 @@ def test_device_auto_on_a_real_dataset_says_it_trains_on_the_cpu(caplog, monkeyp
     with caplog.at_level(logging.WARNING, logger="tce"):
         resolve(compose_train("dataset=mnist", "device=auto"))
     assert "device=auto: no usable GPU here, so mnist trains on the CPU" in caplog.text
+
+
+def test_another_network_costs_its_forward_flops_and_the_source_says_so(tmp_path):
+    name = records.device_name(torch.device("cpu"))
+    (tmp_path / f"{records.slug(name)}.json").write_text(json.dumps({"engine_img_s_by_precision": {"fp32": 100.0},
+                                                                     "eval_img_s": 1000.0}))
+    cfg = _cfg("model=cnn8", "dataset.train_size=1000", "dataset.test_size=500", "holdout=200", "eval_train_size=300",
+               "epochs=10")
+    # As the ResNet-20 run of test_the_estimate_comes_from_the_bench_record_of_the_device, times the 8-layer CNN's
+    # 267,049,984 forward FLOPs over ResNet-20's 81,102,080 (tests/test_bench.py counts both by hand).
+    total, source = cost.seconds([(cfg, 4)], torch.device("cpu"), tmp_path)
+    assert total == pytest.approx(6 * 9 * 267_049_984 / 81_102_080)
+    assert source.endswith("scaled by forward FLOPs from ResNet-20 to cnn8")
