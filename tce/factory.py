@@ -74,7 +74,8 @@ def build_loss(name: str, **kwargs) -> nn.Module:
     Every loss takes `reduction`; the other parameters each loss takes, and their defaults, are in
     LOSS_PARAMS. Passing a parameter the loss does not take, or leaving out a required one, raises
     TypeError like any Python call; a bad value raises ValueError. What a loss needs (LOSS_NEEDS) is passed at
-    each call, by name: `build_loss("anl_ce", alpha=5, beta=5, delta=5e-5)(logits, labels, parameters=model.parameters())`.
+    each call, by name: `build_loss("anl_ce", alpha=5, beta=5, delta=5e-5)(logits, labels,
+    parameters=model.parameters())`.
     """
     if name in _LOSS_CLASSES:
         return _LOSS_CLASSES[name](**kwargs)

@@ -257,6 +257,8 @@ def _per_sample_loss(
 
         @functools.wraps(per_sample)
         def loss(logits: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", **params) -> torch.Tensor:
+            if isinstance(params.get("transition"), torch.Tensor) and params["transition"].dim() == 2:
+                check_transition(params["transition"])  # one T for all: checked (per sample: the caller's)
             add_penalty, params = penalty(checked(params))
             inputs = prepare(_checked_logits(logits, target, reduction))
             return add_penalty(_reduce(per_sample(inputs, target.long(), **params), reduction))
