@@ -287,7 +287,7 @@ def _start(cfg: DictConfig, run_dir: RunDir, dataset: Dataset, images: SharedIma
 
 
 CHECKPOINT_KEYS = ("epoch", "model", "momentum", "loader", "metrics")
-#: The checkpoint's key of the loss's state (ELR's memory), for a loss that keeps one: {} for the others.
+#: The checkpoint's key of the loss's state (ELR's memory), for a loss that keeps one (absent for the others).
 LOSS_STATE = "loss_state"
 
 
@@ -442,7 +442,7 @@ def _record(run: Run, epoch: int, new: list[dict], rows: list[dict], state: tupl
     if status != DIVERGED:
         run.dir.save_checkpoint({
             "epoch": epoch, "model": model_state, "momentum": momentum, "loader": loader, "metrics": rows,
-            LOSS_STATE: loss_state,
+            **({LOSS_STATE: loss_state} if loss_state else {}),
         })
         killpoints.reached("checkpoint", epoch)
     run.dir.append_metrics(new)

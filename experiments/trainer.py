@@ -349,11 +349,9 @@ class PackTrainer:
             for name, p in self.model.named_parameters():
                 self.optimizer.state[p]["momentum_buffer"] = buffers[name].to(device)
         self.autocast = precision.autocast(cfg.precision, device)
-        # What a member's loss needs: made before training (experiments/needs.py; a fresh memory where none is kept
-        # yet), each sample's index from the loader, the model's parameters here.
-        needs = [{"memory": torch.zeros(len(m.data.loader.labels), self.num_classes), **m.needs}
-                 if "memory" in tce.LOSS_NEEDS[m.loss[0]] else m.needs for m in members]
-        self.loss = PackLoss([m.loss for m in members], needs, device)
+        # What a member's loss needs: made before training (Member.needs, experiments/needs.py), each sample's index
+        # from the loader, the model's parameters here.
+        self.loss = PackLoss([m.loss for m in members], [m.needs for m in members], device)
         self.wants_parameters = self.loss.delta is not None
         self.batches = PackLoader([m.data.loader for m in members], cfg.channels_last,
                                   with_index=any("index" in tce.LOSS_NEEDS[m.loss[0]] for m in members))

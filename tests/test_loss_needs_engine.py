@@ -18,8 +18,9 @@ from test_packing import members_of
 
 from compose import compose_train, tiny, train_tiny
 from data import load_dataset, shared_images
-from experiments.config import resolve
+from experiments.config import ConfigError, resolve, run_name
 from experiments.needs import make_needs
+from experiments.sweep import pack_key
 from experiments.trainer import PackTrainer
 
 # A pack of every kind of need next to CE: ANL (parameters), ELR (index, memory), forward and backward (T, T^-1),
@@ -30,24 +31,25 @@ MEMBERS = [("loss=anl_ce", "seed=0", "noise=0.4"), ("loss=ce", "seed=1", "noise=
 STEPS = 3
 
 
+def training_positions(cfg) -> torch.Tensor:
+    """The training portion's positions in the training set (the images a run trains on), as its pack's are."""
+    ds = cfg.dataset
+    dataset = load_dataset(ds.name, ds.root, train_size=ds.train_size, test_size=ds.test_size,
+                           num_classes=ds.num_classes, seed=ds.seed, image_size=ds.image_size)
+    return shared_images(dataset, holdout=cfg.holdout, split_seed=ds.split_seed, eval_train_size=cfg.eval_train_size,
+                         device="cpu").train_idx
+
+
 def steps_in_float64(cfgs: list, groups: list[list[int]]) -> list[dict[str, torch.Tensor]]:
     """Each member's weights, momentum buffers and loss state after STEPS float64 SGD steps, trained in `groups`."""
     members = members_of(cfgs, "cpu")
-    images_train_idx = None
-    for member in members:  # the training portion's positions in the training set: the images it trains on
-        if images_train_idx is None:
-            ds = member.cfg.dataset
-            dataset = load_dataset(ds.name, ds.root, train_size=ds.train_size, test_size=ds.test_size,
-                                   num_classes=ds.num_classes, seed=ds.seed, image_size=ds.image_size)
-            images_train_idx = shared_images(dataset, holdout=member.cfg.holdout, split_seed=ds.split_seed,
-                                             eval_train_size=member.cfg.eval_train_size, device="cpu").train_idx
-        member.needs = make_needs(member.cfg, member.data, images_train_idx)
+    for member in members:
+        member.needs = make_needs(member.cfg, member.data, training_positions(member.cfg))
     found: list[dict | None] = [None] * len(members)
     for group in groups:
         packed = PackTrainer([members[k] for k in group], torch.device("cpu"))
         packed.model.double()
-        for batch in islice(packed.batches, STEPS):
-            x, y, *index = batch
+        for x, y, *index in islice(packed.batches, STEPS):
             packed.step(x.double(), y, *index)
         states = packed.host_states()
         for k, (model, momentum), loss_state in zip(group, states.members(), states.loss_states(), strict=True):
@@ -148,3 +150,106 @@ def test_train_py_runs_forward_with_a_transition_file_named_by_its_hash(tmp_path
     assert run_dir.name == f"forward-T{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
     config = yaml.safe_load(next(run_dir.rglob("config.yaml")).read_text())
     assert config["loss"]["transition"] == str(path.resolve())
+
+
+# --- What needs.py makes, and the config of the needing losses ------------------------------------------------------
+
+
+def test_the_oracle_is_the_training_portions_realized_noise_normalized_by_rows_counted_by_hand():
+    cfg = resolve(compose_train(*tiny(Path("runs"), "loss=backward", "noise=0.4", "seed=3")))
+    (member,) = members_of([cfg], "cpu")
+    positions = training_positions(cfg)
+    needs = make_needs(cfg, member.data, positions)
+    counts = [[0] * 10 for _ in range(10)]
+    for i in positions.tolist():  # the 128 images it trains on, not the 32 held out
+        counts[int(member.data.clean_labels[i])][int(member.data.noisy_labels[i])] += 1
+    expected = torch.tensor([[n / sum(row) for n in row] for row in counts], dtype=torch.float64)
+    assert sum(map(sum, counts)) == 128 and len(positions) == 128
+    torch.testing.assert_close(needs["transition_inverse"], torch.linalg.inv(expected), rtol=1e-12, atol=1e-12)
+    assert set(needs) == {"transition_inverse"}
+    assert set(make_needs(resolve(compose_train(*tiny(Path("runs"), "loss=forward"))), member.data, positions)) == {
+        "transition"}
+    elr = make_needs(resolve(compose_train(*tiny(Path("runs"), "loss=elr"))), member.data, positions)
+    assert set(elr) == {"memory"} and torch.equal(elr["memory"], torch.zeros(128, 10))
+    assert make_needs(resolve(compose_train(*tiny(Path("runs"), "loss=anl_ce"))), member.data, positions) == {}
+
+
+AUTHORS = {  # MNIST / CIFAR-10 / CIFAR-100, from the issue; synthetic takes CIFAR-10's
+    "anl_ce": ({"alpha": 1.0, "beta": 1.0, "delta": 1e-6}, {"alpha": 5.0, "beta": 5.0, "delta": 5e-5},
+               {"alpha": 10.0, "beta": 1.0, "delta": 5e-7}),
+    "jal_ce": ({"alpha": 1.0, "beta": 1.0, "a": 30.0, "delta": 5e-5}, {"alpha": 1.0, "beta": 1.0, "a": 30.0,
+                                                                      "delta": 5e-5},
+               {"alpha": 5.0, "beta": 1.0, "a": 20.0, "delta": 5e-6}),
+    "elr": ({"beta": 0.7, "lambda_": 3.0}, {"beta": 0.7, "lambda_": 3.0}, {"beta": 0.9, "lambda_": 7.0}),
+    "forward": ({}, {}, {}),
+    "backward": ({}, {}, {}),
+}
+
+
+@pytest.mark.parametrize("name", AUTHORS)
+def test_config_takes_the_authors_values_per_dataset_and_forces_weight_decay_0_with_a_penalty(name):
+    mnist, cifar10, cifar100 = AUTHORS[name]
+    for dataset, expected in (("mnist", mnist), ("cifar10", cifar10), ("cifar100", cifar100), ("synthetic", cifar10)):
+        cfg = resolve(compose_train(f"loss={name}", f"dataset={dataset}"))
+        assert {k: v for k, v in cfg.loss.items() if k != "name" and v is not None} == expected, dataset
+        assert cfg.optim.weight_decay == (0.0 if "delta" in expected else 1e-4)
+
+
+def write_matrix(path: Path, matrix: torch.Tensor) -> Path:
+    path.write_text("\n".join(",".join(f"{v:.17g}" for v in row) for row in matrix.tolist()) + "\n")
+    return path
+
+
+def test_a_transition_file_is_made_absolute_with_its_sha256_and_named_by_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_matrix(tmp_path / "T.csv", 0.6 * torch.eye(10, dtype=torch.float64) + 0.04)
+    cfg = resolve(compose_train(*tiny(tmp_path, "loss=backward", "loss.transition=T.csv")))
+    sha = hashlib.sha256((tmp_path / "T.csv").read_bytes()).hexdigest()
+    assert (cfg.loss.transition, cfg.loss.transition_sha256) == (str(tmp_path / "T.csv"), sha)
+    same = resolve(compose_train(*tiny(tmp_path, "loss=backward", f"loss.transition={tmp_path}/T.csv",
+                                       f"loss.transition_sha256={sha.upper()}")))
+    assert same.loss.transition_sha256 == sha
+    assert run_name(cfg).startswith(f"synthetic/backward-T{sha[:12]}/noise0-")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"0.5,0.5\n0.5,0.5\n", r"holds a 2x2 matrix, not 10x10"),
+    (b"clean,0,1\n0,1,0\n", r"cannot read .* as comma-separated numbers"),
+    (b"\x80\x04\x95pickle", r"cannot read .* as comma-separated numbers"),
+])
+def test_a_bad_transition_file_is_refused_in_one_line(tmp_path, content, message):
+    (tmp_path / "T.csv").write_bytes(content)
+    with pytest.raises(ConfigError, match=f"^loss.transition: .*{message}") as error:
+        resolve(compose_train(*tiny(tmp_path, "loss=forward", f"loss.transition={tmp_path}/T.csv")))
+    assert "\n" not in str(error.value)
+
+
+def test_a_transition_files_sha256_must_match_and_a_singular_file_is_refused(tmp_path):
+    path = write_matrix(tmp_path / "T.csv", torch.full((10, 10), 0.1, dtype=torch.float64))
+    with pytest.raises(ConfigError, match=r"^loss.transition: transition is singular"):
+        resolve(compose_train(*tiny(tmp_path, "loss=backward", f"loss.transition={path}")))
+    write_matrix(path, 0.6 * torch.eye(10, dtype=torch.float64) + 0.04)
+    with pytest.raises(ConfigError, match=r"^loss.transition: .* has SHA-256 [0-9a-f]{64}, not the "
+                                          r"loss.transition_sha256 given \(abc\)"):
+        resolve(compose_train(*tiny(tmp_path, "loss=forward", f"loss.transition={path}", "loss.transition_sha256=abc")))
+    with pytest.raises(ConfigError, match=r"^loss.transition_sha256: given without loss.transition"):
+        resolve(compose_train(*tiny(tmp_path, "loss=forward", "loss.transition_sha256=abc")))
+
+
+def test_weight_decay_is_refused_only_where_set_by_hand_to_other_than_0():
+    def resolved(*overrides):
+        return resolve(compose_train(*overrides, hydra=True))
+
+    with pytest.raises(ConfigError, match=r"^optim.weight_decay: anl_ce's L1 penalty \(loss.delta\) replaces weight "
+                                          r"decay, so it trains with weight decay 0; remove optim.weight_decay=1e-4"):
+        resolved("loss=anl_ce", "optim.weight_decay=1e-4")
+    assert resolved("loss=anl_ce", "optim.weight_decay=0").optim.weight_decay == 0.0
+    assert resolved("loss=anl_ce", "optim=sgd").optim.weight_decay == 0.0  # a group's 1e-4 is not by hand
+    assert resolved("loss=ce", "optim.weight_decay=1e-3").optim.weight_decay == 1e-3
+    assert resolve(compose_train("loss=jal_ce", "optim.weight_decay=1e-4")).optim.weight_decay == 0.0  # no record
+
+
+def test_a_penalized_run_never_shares_a_pack_with_one_that_keeps_weight_decay():
+    anl, ce = (compose_train(*tiny(Path("runs"), f"loss={name}")) for name in ("anl_ce", "ce"))
+    assert pack_key(anl) != pack_key(ce)
+    assert pack_key(anl) == pack_key(compose_train(*tiny(Path("runs"), "loss=ce", "optim.weight_decay=0")))
