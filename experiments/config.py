@@ -86,6 +86,9 @@ class LossConfig:
     # null: the oracle, the run's realized noise matrix of its training portion normalized by rows.
     transition: str | None = None
     transition_sha256: str | None = None
+    # Derived, for a loss whose L1 penalty replaces weight decay (it trains with optim.weight_decay 0): the recipe's
+    # weight decay it replaced, so that the run stays in its recipe (`recipe`) next to the other losses.
+    replaced_weight_decay: float | None = None
 
 
 #: The keys of LossConfig that hold a loss's transition matrix rather than a parameter (tce.LOSS_PARAMS).
@@ -97,7 +100,10 @@ TRANSITION_NEEDS = ("transition", "transition_inverse")
 PARAMETERS_NEED = "parameters"
 
 
-LOSS_KEYS = tuple(f.name for f in fields(LossConfig) if f.name not in ("name", *TRANSITION_KEYS))
+#: The key of LossConfig that records the weight decay a penalty replaced (derived, not a parameter).
+REPLACED_WEIGHT_DECAY = "replaced_weight_decay"
+LOSS_KEYS = tuple(f.name for f in fields(LossConfig)
+                  if f.name not in ("name", *TRANSITION_KEYS, REPLACED_WEIGHT_DECAY))
 # Each parameter's type, from its annotation ("float | None" -> float): how a value read back from a file is cast.
 LOSS_KEY_TYPES = {f.name: next(t for t in typing.get_args(f.type) if t is not type(None))
                   for f in fields(LossConfig) if f.name in LOSS_KEYS}
@@ -291,6 +297,9 @@ def recipe(config: Mapping) -> dict:
     say where and how fast it runs, flattened and sorted; an older config's missing keys take the schema's
     default (with_schema_defaults)."""
     flat = with_schema_defaults(config)
+    replaced = flat.get(f"loss.{REPLACED_WEIGHT_DECAY}")
+    if replaced is not None:  # the loss's penalty took weight decay's place: the recipe is what it replaced
+        flat["optim.weight_decay"] = replaced
     ignored = (*CELL_KEYS, *RUN_KEYS, *EXECUTION_KEYS, *LOCATION_KEYS)
     # Numbers compare as floats: YAML may give 1 where the schema's float is 1.0.
     return {key: float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
@@ -611,7 +620,11 @@ def with_defaults(cfg: DictConfig) -> DictConfig:
         cfg.loss.transition = _absolute(cfg.loss.transition)
         cfg.loss.transition_sha256 = (cfg.loss.transition_sha256 or sha256_of(cfg.loss.transition)).lower()
     if PARAMETERS_NEED in tce.LOSS_NEEDS[cfg.loss.name]:  # its L1 penalty replaces weight decay
+        if cfg.loss.replaced_weight_decay is None:
+            cfg.loss.replaced_weight_decay = cfg.optim.weight_decay
         cfg.optim.weight_decay = 0.0
+    else:
+        cfg.loss.replaced_weight_decay = None
     defaults = _loss_defaults(cfg.loss.name, cfg.dataset.name)
     for key in LOSS_KEYS:
         given = cfg.loss[key]

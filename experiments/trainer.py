@@ -82,7 +82,7 @@ class PackLoss:
     Needs: a member whose loss needs the model's parameters adds its penalty delta_k sum |theta_k| over its own
     weights (the packed parameters are stacked member-major on dim 0); a family's memories are one (K_f N, C) tensor
     on the device, member j's rows at j N + its sample's index; its transition matrices are one per row where its
-    members' differ, made once per batch size.
+    members' differ (B·K_f·C² numbers), made once per batch size.
     """
 
     def __init__(self, losses: list[tuple[str, dict]], needs: list[dict[str, torch.Tensor]] | None = None,
@@ -278,8 +278,9 @@ def _model_for(cfg: DictConfig, members: int, in_channels: int, num_classes: int
 
 
 class HostStates:
-    """The members' weights and momentum buffers, brought to the host in one flat copy per dtype (into pinned memory,
-    without blocking, on CUDA); `members()` waits for the copy and splits it, on whichever thread needs it."""
+    """The members' weights and momentum buffers, and their losses' states (PackLoss.loss_states), brought to the host
+    in one flat copy per dtype (into pinned memory, without blocking, on CUDA); `members()` and `loss_states()` wait
+    for the copy and split it, on whichever thread needs it."""
 
     def __init__(self, model: dict[str, torch.Tensor], momentum: dict[str, torch.Tensor], k: int,
                  loss_states: list[dict[str, torch.Tensor]] | None = None):

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from omegaconf import OmegaConf
 from processes import REPO, cli, finish
 from test_packing import members_of
 
 from compose import compose_train, tiny, train_tiny
 from data import load_dataset, shared_images
-from experiments.config import ConfigError, resolve, run_name
+from experiments.config import ConfigError, recipe, recipe_tag, resolve, run_name
 from experiments.needs import make_needs
 from experiments.sweep import pack_key
 from experiments.trainer import PackTrainer
@@ -76,6 +77,14 @@ def test_a_mixed_pack_of_needing_losses_equals_each_run_alone_in_float64(fresh_m
                                               "loss.delta=0", *MEMBERS[0])))
     without = steps_in_float64([unpenalized], [[0]])[0]
     assert not torch.allclose(without["conv1.weight"], packed[0]["conv1.weight"], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["jal_ce", "forward", "backward"])
+def test_each_needing_loss_trains_a_run_at_noise_0_4(tmp_path, name):
+    """(ANL and ELR train below.) Complete, its epochs recorded, the checkpoint holding no loss state of theirs."""
+    status, run_dir = train_tiny(tmp_path, f"loss={name}", "noise=0.4", "epochs=2")
+    assert status == "complete" and [r["epoch"] for r in rows(run_dir)] == ["1", "2"]
+    assert "loss_state" not in torch.load(run_dir / "checkpoint.pt", weights_only=True)
 
 
 def test_an_anl_run_records_weight_decay_0_and_its_delta(tmp_path):
@@ -191,8 +200,10 @@ def test_config_takes_the_authors_values_per_dataset_and_forces_weight_decay_0_w
     mnist, cifar10, cifar100 = AUTHORS[name]
     for dataset, expected in (("mnist", mnist), ("cifar10", cifar10), ("cifar100", cifar100), ("synthetic", cifar10)):
         cfg = resolve(compose_train(f"loss={name}", f"dataset={dataset}"))
-        assert {k: v for k, v in cfg.loss.items() if k != "name" and v is not None} == expected, dataset
-        assert cfg.optim.weight_decay == (0.0 if "delta" in expected else 1e-4)
+        params = {k: v for k, v in cfg.loss.items() if k not in ("name", "replaced_weight_decay") and v is not None}
+        assert params == expected, dataset
+        assert (cfg.optim.weight_decay, cfg.loss.replaced_weight_decay) == ((0.0, 1e-4) if "delta" in expected
+                                                                            else (1e-4, None))
 
 
 def write_matrix(path: Path, matrix: torch.Tensor) -> Path:
@@ -247,6 +258,18 @@ def test_weight_decay_is_refused_only_where_set_by_hand_to_other_than_0():
     assert resolved("loss=anl_ce", "optim=sgd").optim.weight_decay == 0.0  # a group's 1e-4 is not by hand
     assert resolved("loss=ce", "optim.weight_decay=1e-3").optim.weight_decay == 1e-3
     assert resolve(compose_train("loss=jal_ce", "optim.weight_decay=1e-4")).optim.weight_decay == 0.0  # no record
+
+
+def test_a_penalized_run_keeps_its_recipe_though_it_trains_without_weight_decay():
+    def tag(*overrides):
+        return recipe_tag(recipe(OmegaConf.to_container(resolve(compose_train(*tiny(Path("runs"), *overrides))))))
+
+    anl = resolve(compose_train(*tiny(Path("runs"), "loss=anl_ce")))
+    assert (anl.optim.weight_decay, anl.loss.replaced_weight_decay) == (0.0, 1e-4)
+    assert tag("loss=anl_ce") == tag("loss=ce") == tag("loss=jal_ce")
+    assert tag("loss=anl_ce", "optim.lr=0.05") == tag("loss=ce", "optim.lr=0.05") != tag("loss=ce")
+    assert tag("loss=ce", "optim.weight_decay=0") != tag("loss=ce")
+    assert resolve(compose_train(*tiny(Path("runs"), "loss=ce"))).loss.replaced_weight_decay is None
 
 
 def test_a_penalized_run_never_shares_a_pack_with_one_that_keeps_weight_decay():
