@@ -171,10 +171,13 @@ class PackLoader:
     """The epochs of K DeviceLoaders that share their padded images, batch by batch together: x is the K members'
     batches side by side, float32 (B, K·C, H, W) (member k's channels k·C to (k+1)·C), channels-last or
     contiguous; y is int64 (B, K). Each member's batches are exactly what its own loader would give: its order,
-    offsets, flips and angles come from its own generator, and only the gather is shared.
+    offsets, flips and angles come from its own generator, and only the gather is shared. `with_index`: each batch
+    also has the samples' positions in each member's training set, int64 (B, K) (a loss that keeps a state per
+    sample).
     """
 
-    def __init__(self, loaders: list[DeviceLoader], channels_last: bool):
+    def __init__(self, loaders: list[DeviceLoader], channels_last: bool, with_index: bool = False):
+        self.with_index = with_index
         first = loaders[0]
         for loader in loaders[1:]:
             if loader.padded is not first.padded or not (
@@ -213,4 +216,4 @@ class PackLoader:
             b, k, c, h, w = x.shape
             x = x.reshape(b, k * c, h, w)  # a view: channels-last, as crop_and_flip lays the crops out
             x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-            yield x, self.labels.gather(0, index)
+            yield (x, self.labels.gather(0, index), index) if self.with_index else (x, self.labels.gather(0, index))

@@ -81,12 +81,34 @@ class LossConfig:
     tau: float | None = None  # logit_clip: the norm above which logits are clipped
     p_norm: float | None = None  # logit_clip: the order of that norm
     semantics: str | None = None  # logit_clip: "code" (rescale to norm 1/tau, the authors' code) or "paper" (to tau)
+    delta: float | None = None  # anl_ce, jal_ce: the weight of the L1 penalty on every parameter of the model
+    lambda_: float | None = None  # elr: the weight of its regularizer
+    # forward, backward: the transition matrix T, a CSV file of C x C numbers (row = true class, column = noisy
+    # label, rows summing to 1), and its SHA-256: checked when given, else computed from the file, like noise_file's;
+    # null: the oracle, the run's realized noise matrix of its training portion normalized by rows.
+    transition: str | None = None
+    transition_sha256: str | None = None
+    # Derived, for a loss whose L1 penalty replaces weight decay (it trains with optim.weight_decay 0): the recipe's
+    # weight decay it replaced, so that the run stays in its recipe (`recipe`) next to the other losses.
+    replaced_weight_decay: float | None = None
 
 
-LOSS_KEYS = tuple(f.name for f in fields(LossConfig) if f.name != "name")
+#: The keys of LossConfig that hold a loss's transition matrix rather than a parameter (tce.LOSS_PARAMS).
+TRANSITION_KEYS = ("transition", "transition_sha256")
+#: What a loss needs (tce.LOSS_NEEDS) that is a transition matrix, T or its inverse: the engine provides it from
+#: loss.transition, else from the run's noise.
+TRANSITION_NEEDS = ("transition", "transition_inverse")
+#: What a loss needs that is the model's parameters: the run trains with weight decay 0, its L1 penalty replacing it.
+PARAMETERS_NEED = "parameters"
+
+
+#: The key of LossConfig that records the weight decay a penalty replaced (derived, not a parameter).
+REPLACED_WEIGHT_DECAY = "replaced_weight_decay"
+LOSS_KEYS = tuple(f.name for f in fields(LossConfig)
+                  if f.name not in ("name", *TRANSITION_KEYS, REPLACED_WEIGHT_DECAY))
 # Each parameter's type, from its annotation ("float | None" -> float): how a value read back from a file is cast.
 LOSS_KEY_TYPES = {f.name: next(t for t in typing.get_args(f.type) if t is not type(None))
-                  for f in fields(LossConfig) if f.name != "name"}
+                  for f in fields(LossConfig) if f.name in LOSS_KEYS}
 
 # The authors' values per dataset, from their code, for the parameters that depend on it; a dataset a loss does
 # not list (SVHN and the synthetic dataset always) takes its CIFAR-10 values. They never depend on the noise
@@ -142,6 +164,21 @@ DATASET_LOSS_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
     # cswjl/eps-softmax config.py @1b9efb5 (CEandLC, delta = 1/tau): CIFAR-10 symmetric below 50 % delta 1,
     # CIFAR-100 symmetric delta 0.5; hongxin001/LogitClip's own default --temp is 1 too. No MNIST setting.
     "logit_clip": {"cifar10": {"tau": 1.0}, "cifar100": {"tau": 2.0}},
+    # Virusdoll/Active-Negative-Loss config/{mnist,cifar10,cifar100}_anl_ce.json (alpha, beta, delta; weight decay 0).
+    "anl_ce": {
+        "mnist": {"alpha": 1.0, "beta": 1.0, "delta": 1e-6},
+        "cifar10": {"alpha": 5.0, "beta": 5.0, "delta": 5e-5},
+        "cifar100": {"alpha": 10.0, "beta": 1.0, "delta": 5e-7},
+    },
+    # cswjl/joint-asymmetric-loss config.py @0f9eb7b (NCEandAMSE; get_weight_decay_config: the L1 delta, no L2). No
+    # MNIST setting: CIFAR-10's, the other 10-class one.
+    "jal_ce": {
+        "cifar10": {"alpha": 1.0, "beta": 1.0, "a": 30.0, "delta": 5e-5},
+        "cifar100": {"alpha": 5.0, "beta": 1.0, "a": 20.0, "delta": 5e-6},
+    },
+    # shengliu66/ELR ELR/config_cifar10.json, config_cifar100.json. No MNIST setting: CIFAR-10's, the other
+    # 10-class one.
+    "elr": {"cifar10": {"beta": 0.7, "lambda_": 3.0}, "cifar100": {"beta": 0.9, "lambda_": 7.0}},
 }
 
 
@@ -243,7 +280,7 @@ EXECUTION_KEYS = (
     "device", "force", "progress", "pack", "threads", "runs_dir", "compile", "compile_mode", "channels_last",
     "eval_batch_size", "lock_timeout", "checkpoint_every",
 )
-LOCATION_KEYS = ("dataset.root", "dataset.download", "noise_file")
+LOCATION_KEYS = ("dataset.root", "dataset.download", "noise_file", "loss.transition")
 PER_RUN_KEYS = (
     "loss", "noise", "noise_type", "noise_set", "instance_std", "noise_file", "noise_sha256", "noise_seed", "seed",
     "clean_val", "force",
@@ -281,6 +318,9 @@ def recipe(config: Mapping) -> dict:
     say where and how fast it runs, flattened and sorted; an older config's missing keys take the schema's
     default (with_schema_defaults)."""
     flat = with_schema_defaults(config)
+    replaced = flat.get(f"loss.{REPLACED_WEIGHT_DECAY}")
+    if replaced is not None:  # the loss's penalty took weight decay's place: the recipe is what it replaced
+        flat["optim.weight_decay"] = replaced
     ignored = (*CELL_KEYS, *RUN_KEYS, *EXECUTION_KEYS, *LOCATION_KEYS)
     # Numbers compare as floats: YAML may give 1 where the schema's float is 1.0.
     return {key: float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
@@ -312,15 +352,24 @@ def loss_params(loss: Mapping) -> dict:
     return {key: loss[key] for key in tce.LOSS_PARAMS[loss["name"]]}
 
 
+def needs_transition(name: str) -> bool:
+    """Whether the loss `name` needs a transition matrix (T or its inverse)."""
+    return any(need in TRANSITION_NEEDS for need in tce.LOSS_NEEDS[name])
+
+
 def loss_tag(loss: Mapping) -> str:
     """A loss setting as a short key, e.g. "ce", "tce-a1.5", "gce-q0.7", "sce-alpha0.1-beta1-A-9.21034",
-    "logit_clip-tau1-p_norm2-code": the loss and the value of each of its parameters (a word as itself), so that
-    two settings never share a run directory or a table row."""
+    "logit_clip-tau1-p_norm2-code", "forward-oracleT", "backward-T1a2b3c4d5e6f": the loss and the value of each of
+    its parameters (a word as itself), and the transition matrix of those that need one (the oracle, or a file's
+    first 12 hex digits of SHA-256), so that two settings never share a run directory or a table row."""
     params = loss_params(loss)
     if loss["name"] == "tce":  # the paper's rows keep their short spelling
         return f"tce-a{params['alpha']:g}"
-    return "-".join([loss["name"], *(value if isinstance(value, str) else f"{key}{value:g}"
-                                     for key, value in params.items())])
+    parts = [value if isinstance(value, str) else f"{key}{value:g}" for key, value in params.items()]
+    if needs_transition(loss["name"]):
+        sha256 = loss.get("transition_sha256")
+        parts.append(f"T{sha256.lower()[:12]}" if sha256 else "oracleT")
+    return "-".join([loss["name"], *parts])
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -390,7 +439,7 @@ _SYNTHETIC_KEYS = {
 
 def validate(cfg: DictConfig) -> None:
     """Check every value a run depends on, before any data is touched."""
-    unknown = _unknown_keys(cfg, TrainConfig)
+    unknown = [key for key in _unknown_keys(cfg, TrainConfig) if key != "hydra"]  # Hydra's node, when composed with it
     if unknown:
         raise ConfigError(f"{unknown[0]}: not a key of the config (experiments/config.py lists them)")
     ds, optim = cfg.dataset, cfg.optim
@@ -455,6 +504,7 @@ def validate(cfg: DictConfig) -> None:
                     num_classes=class_count(ds.name, ds.num_classes))
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    _check_loss_needs(cfg)
     n_train = train_set_size(ds.name, ds.train_size)
     if cfg.holdout >= n_train:
         raise ConfigError(f"holdout: {cfg.holdout} must be smaller than the {n_train}-image training set of {ds.name}")
@@ -462,6 +512,91 @@ def validate(cfg: DictConfig) -> None:
         portion = n_train - cfg.holdout
         raise ConfigError(f"batch_size: {cfg.batch_size} with drop_last leaves no batch of {portion} training images")
     resolve_device(cfg.device)
+
+
+def _check_loss_needs(cfg: DictConfig) -> None:
+    """What the loss needs, as far as the config says it: a transition matrix only for a loss that needs one, read
+    from its file and checked, or an oracle that cannot be singular by the noise's own rate; and weight decay not
+    set by hand where the loss's L1 penalty replaces it."""
+    name, loss = cfg.loss.name, cfg.loss
+    if not needs_transition(name):
+        for key in TRANSITION_KEYS:
+            if loss[key] is not None:
+                raise ConfigError(f"loss.{key}: only a loss that needs a transition matrix takes it "
+                                  f"({', '.join(n for n in tce.LOSSES if needs_transition(n))}), not {name}")
+    elif loss.transition is not None:
+        num_classes = class_count(cfg.dataset.name, cfg.dataset.num_classes)
+        try:
+            read_transition(_absolute(loss.transition), num_classes, loss.transition_sha256)
+        except ValueError as error:
+            raise ConfigError(f"loss.transition: {error}") from None
+    elif loss.transition_sha256 is not None:
+        raise ConfigError("loss.transition_sha256: given without loss.transition (the file it is the SHA-256 of)")
+    else:
+        nominal = nominal_transition(cfg.noise_type, cfg.noise, class_count(cfg.dataset.name, cfg.dataset.num_classes))
+        if nominal is not None:
+            try:
+                tce.inverse_transition(nominal)
+            except ValueError as error:
+                raise ConfigError(f"loss: {name}'s oracle transition matrix at {cfg.noise_type} noise {cfg.noise:g}: "
+                                  f"{error}") from None
+    if PARAMETERS_NEED in tce.LOSS_NEEDS[name]:
+        set_by_hand = hand_set_value(cfg, "optim.weight_decay")
+        if set_by_hand is not None and float(set_by_hand) != 0:
+            raise ConfigError(f"optim.weight_decay: {name}'s L1 penalty (loss.delta) replaces weight decay, so it "
+                              f"trains with weight decay 0; remove optim.weight_decay={set_by_hand} or set it to 0")
+
+
+def nominal_transition(noise_type: str, rate: float, num_classes: int) -> torch.Tensor | None:
+    """The transition matrix (float64) that uniform or symmetric noise draws its labels by (data.noise.corrupt_labels):
+    uniform (1 - rate) I + rate / C J, symmetric (1 - rate) I + rate / (C - 1) (J - I); None for the other noises."""
+    eye, ones = torch.eye(num_classes, dtype=torch.float64), torch.ones(num_classes, num_classes, dtype=torch.float64)
+    if noise_type == "uniform":
+        return (1 - rate) * eye + rate / num_classes * ones
+    if noise_type == "symmetric":
+        return (1 - rate) * eye + rate / (num_classes - 1) * (ones - eye)
+    return None
+
+
+def read_transition(path: str, num_classes: int, sha256: str | None = None) -> torch.Tensor:
+    """A transition matrix file: C x C comma-separated numbers, read as a plain float64 array (never unpickled) and
+    checked by tce.inverse_transition; `sha256`, when given, must be the file's. One-line ValueError otherwise."""
+    import numpy as np
+
+    if not Path(path).is_file():
+        raise ValueError(f"no such file {path}")
+    if sha256 is not None and sha256_of(path).lower() != sha256.lower():
+        raise ValueError(f"{path} has SHA-256 {sha256_of(path)}, not the loss.transition_sha256 given ({sha256})")
+    try:
+        matrix = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    except ValueError as error:
+        raise ValueError(f"cannot read {path} as comma-separated numbers ({one_line(error)})") from None
+    if matrix.shape != (num_classes, num_classes):
+        raise ValueError(f"{path} holds a {'x'.join(map(str, matrix.shape))} matrix, not {num_classes}x{num_classes} "
+                         f"(one row and column per class)")
+    transition = torch.from_numpy(matrix)
+    tce.inverse_transition(transition)
+    return transition
+
+
+def hand_set_value(cfg: DictConfig, key: str) -> str | None:
+    """The value `key` was given on the command line (a Hydra override, such as optim.weight_decay=1e-4), or None:
+    what a config group (a recipe or a preset) sets is not set by hand. Read from Hydra's own record of the run's
+    overrides: HydraConfig when Hydra runs, else the hydra node of a config composed with it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if "hydra" in cfg:
+        overrides = list(cfg.hydra.overrides.task)
+    elif HydraConfig.initialized():
+        overrides = list(HydraConfig.get().overrides.task)
+    else:
+        return None
+    found = None
+    for override in overrides:
+        name, _, value = override.lstrip("+~").partition("=")
+        if name == key:
+            found = value
+    return found
 
 
 def _check_model(cfg: DictConfig) -> None:
@@ -494,7 +629,11 @@ def _loss_defaults(loss: str, dataset: str) -> dict:
 def with_defaults(cfg: DictConfig) -> DictConfig:
     """A copy of a composed config with the derived values a run's identity depends on filled in, without
     checking them: noise_seed, instance noise's instance_std, a noise file's absolute path and SHA-256 (read
-    from the file when not given), and the loss's parameters (given, else their default) with the others null."""
+    from the file when not given), and the loss's: its parameters (given, else their default) with the others null,
+    a transition file's absolute path and SHA-256, and weight decay 0 for a loss whose L1 penalty replaces it
+    (tce.LOSS_NEEDS "parameters")."""
+    if "hydra" in cfg:  # composed with Hydra's node, which says how the run was launched, not what it is
+        cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     OmegaConf.set_struct(cfg, True)
     if cfg.noise_seed is None:
@@ -504,6 +643,15 @@ def with_defaults(cfg: DictConfig) -> DictConfig:
     if cfg.noise_type == "file" and cfg.noise_file is not None:
         cfg.noise_file = _absolute(cfg.noise_file)
         cfg.noise_sha256 = (cfg.noise_sha256 or sha256_of(cfg.noise_file)).lower()
+    if cfg.loss.transition is not None:
+        cfg.loss.transition = _absolute(cfg.loss.transition)
+        cfg.loss.transition_sha256 = (cfg.loss.transition_sha256 or sha256_of(cfg.loss.transition)).lower()
+    if PARAMETERS_NEED in tce.LOSS_NEEDS[cfg.loss.name]:  # its L1 penalty replaces weight decay
+        if cfg.loss.replaced_weight_decay is None:
+            cfg.loss.replaced_weight_decay = cfg.optim.weight_decay
+        cfg.optim.weight_decay = 0.0
+    else:
+        cfg.loss.replaced_weight_decay = None
     defaults = _loss_defaults(cfg.loss.name, cfg.dataset.name)
     for key in LOSS_KEYS:
         given = cfg.loss[key]

@@ -40,6 +40,7 @@ from experiments import cost, interrupt, killpoints, records
 from experiments.config import run_name
 from experiments.evaluation import METRIC_COLUMNS
 from experiments.lifecycle import DIVERGED, FAILED, INTERRUPTED, RUNNING, TERMINAL, after_epochs
+from experiments.needs import STATEFUL, make_needs
 from experiments.rundir import RunDir, RunDirError
 from experiments.trainer import HostStates, Member, PackTrainer, initial_model_state
 from experiments.writer import Writer
@@ -261,15 +262,20 @@ def _start(cfg: DictConfig, run_dir: RunDir, dataset: Dataset, images: SharedIma
     fork_rng, its data has generators of its own), so they are neither seeded nor checkpointed.
     """
     data = run_data_for(cfg, dataset, device, images)
+    try:  # before any epoch: a transition matrix that cannot train is the config's fault, said in one line
+        needs = make_needs(cfg, data, images.train_idx)
+    except ValueError as error:
+        raise StartError(str(error)) from None
     rows: list[dict] = []
     if run_dir.checkpoint.exists():
         state = _load_checkpoint(run_dir)
-        member = Member(cfg, data, state["model"], state["momentum"])
+        needs.update(_loss_state(state, needs, run_dir))
+        member = Member(cfg, data, state["model"], state["momentum"], needs)
         data.loader.load_state_dict(state["loader"])
         rows = state["metrics"]
         log.info(f"{run_name(cfg)}: resuming after epoch {len(rows)} from {run_dir.checkpoint}")
     else:
-        member = Member(cfg, data, initial_model_state(cfg, data.in_channels, data.num_classes))
+        member = Member(cfg, data, initial_model_state(cfg, data.in_channels, data.num_classes), needs=needs)
     params = sum(p.numel() for p in models.build(cfg, data.in_channels, data.num_classes).parameters())
     run = Run(member, run_dir, rows, params)
     run_dir.write_config(cfg)
@@ -282,6 +288,22 @@ def _start(cfg: DictConfig, run_dir: RunDir, dataset: Dataset, images: SharedIma
 
 
 CHECKPOINT_KEYS = ("epoch", "model", "momentum", "loader", "metrics")
+#: The checkpoint's key of the loss's state (ELR's memory), for a loss that keeps one (absent for the others).
+LOSS_STATE = "loss_state"
+
+
+def _loss_state(state: dict, needs: dict[str, torch.Tensor], run_dir: RunDir) -> dict[str, torch.Tensor]:
+    """The loss's state a checkpoint holds, each tensor as the fresh one in `needs` is (its shape and dtype)."""
+    saved = state.get(LOSS_STATE, {})
+    found = {}
+    for name, fresh in needs.items():
+        if name in STATEFUL:
+            value = saved.get(name) if isinstance(saved, dict) else None
+            if not (isinstance(value, torch.Tensor) and value.shape == fresh.shape and value.dtype == fresh.dtype):
+                raise StartError(f"cannot resume from {run_dir.checkpoint}: it holds no {LOSS_STATE}.{name} of shape "
+                                 f"{tuple(fresh.shape)} {fresh.dtype}; rerun the run from scratch with force=true")
+            found[name] = value
+    return found
 
 
 def _load_checkpoint(run_dir: RunDir) -> dict:
@@ -403,9 +425,10 @@ def _records(epoch: _Epoch, runs: list[Run], due: list[Run], environment: dict) 
     def write() -> None:
         if not work:
             return
-        states = epoch.states.members()
+        states, loss_states = epoch.states.members(), epoch.states.loss_states()
         for k, run, new, rows, execution in work:
-            _record(run, epoch.epoch, new, rows, states[k], epoch.loaders[k], execution, environment)
+            _record(run, epoch.epoch, new, rows, (*states[k], loss_states[k]), epoch.loaders[k], execution,
+                    environment)
 
     return write
 
@@ -416,10 +439,11 @@ def _record(run: Run, epoch: int, new: list[dict], rows: list[dict], state: tupl
     the files never run ahead of what can be resumed. A diverged epoch is not checkpointed: a diverged run is
     terminal."""
     status = after_epochs(rows, run.member.cfg.epochs)
-    model_state, momentum = state
+    model_state, momentum, loss_state = state
     if status != DIVERGED:
         run.dir.save_checkpoint({
             "epoch": epoch, "model": model_state, "momentum": momentum, "loader": loader, "metrics": rows,
+            **({LOSS_STATE: loss_state} if loss_state else {}),
         })
         killpoints.reached("checkpoint", epoch)
     run.dir.append_metrics(new)

@@ -22,11 +22,12 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 import models
+import tce
 from data import RunData, one_line
 from data.eval_set import PackEvalSet
 from data.loader import PackLoader
 from experiments import evaluation, interrupt, precision
-from experiments.config import loss_params
+from experiments.config import TRANSITION_NEEDS, loss_params
 from models import pack_state_dicts, unpack_state_dict
 from tce import batched
 
@@ -47,6 +48,8 @@ class Member:
     data: RunData
     model_state: dict[str, torch.Tensor]
     momentum: dict[str, torch.Tensor] | None = None  # SGD momentum buffers by parameter name, once it has stepped
+    # What its loss needs that experiments/needs.py makes (a transition matrix, the memory as it stands), on the CPU.
+    needs: dict[str, torch.Tensor] = field(default_factory=dict)
     loss: tuple[str, dict] = field(init=False)  # the loss's name and its checked parameters
 
     def __post_init__(self):
@@ -84,16 +87,31 @@ def clip_grad_norms(parameters: list[torch.nn.Parameter], members: int, max_norm
 
 
 class PackLoss:
-    """The members' losses, each loss computed once for all members that use it (tce.batched).
+    """The members' losses, each loss computed once for all members that use it (tce.batched), with what they need
+    (tce.LOSS_NEEDS), each member its own.
 
     Members whose settings share a family (the loss, and its per-call parameters) are one call on their logits
     reshaped to (B·K_f, C), their parameters as tensors of one value per row (a Python number where all of them
     agree). The columns of the pack's logits are put in family order by one index_select (skipped when they are
     in it already), then split by family: the backward of both writes the (B, K, C) gradient once, where taking
     each member's column would zero-fill a (B, K, C) buffer per member.
+
+    Needs: a member whose loss needs the model's parameters adds its penalty delta_k sum |theta_k| over its own
+    weights (the packed parameters are stacked member-major on dim 0); a family's memories are one (K_f N, C) tensor
+    on the device, member j's rows at j N + its sample's index; its transition matrices are one per row where its
+    members' differ (B·K_f·C² numbers), made once per batch size.
     """
 
-    def __init__(self, losses: list[tuple[str, dict]]):
+    def __init__(self, losses: list[tuple[str, dict]], needs: list[dict[str, torch.Tensor]] | None = None,
+                 device: torch.device | str = "cpu"):
+        needs = needs or [{} for _ in losses]
+        # The L1 penalty's weight is the trainer's to apply, per member: not a parameter of the batched call.
+        self.delta = None
+        if any(batched.PENALTY[name] for name, _ in losses):
+            self.delta = torch.tensor([params.get(batched.PENALTY[name], 0.0) if batched.PENALTY[name] else 0.0
+                                       for name, params in losses], dtype=torch.float64, device=device)
+        losses = [(name, {key: value for key, value in params.items() if key != batched.PENALTY[name]})
+                  for name, params in losses]
         families: dict[tuple, list[int]] = {}
         for k, (name, params) in enumerate(losses):
             families.setdefault(batched.family(name, params), []).append(k)
@@ -106,24 +124,59 @@ class PackLoss:
                       if all(losses[k][1][key] == value for k in members)}
             varying = {key: [losses[k][1][key] for k in members] for key in params if key not in shared}
             self.families.append((name, shared, varying))
+        self.members = list(families.values())
+        self.memories: list[torch.Tensor | None] = []  # per family: its members' memories, (K_f N, C), or None
+        self.offsets: list[torch.Tensor | None] = []  # per family: where each member's rows start in it
+        self.matrices: list[dict[str, torch.Tensor]] = []  # per family: each member's matrix by need, (K_f, C, C)
+        for members in self.members:
+            name = losses[members[0]][0]
+            if "memory" in tce.LOSS_NEEDS[name]:
+                memory = torch.cat([needs[k]["memory"] for k in members]).to(device)
+                rows = len(needs[members[0]]["memory"])
+                self.memories.append(memory)
+                self.offsets.append(torch.arange(len(members), device=device) * rows)
+            else:
+                self.memories.append(None)
+                self.offsets.append(None)
+            self.matrices.append({need: torch.stack([needs[k][need] for k in members]).to(device)
+                                  for need in tce.LOSS_NEEDS[name] if need in TRANSITION_NEEDS})
         self._index: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self._rows: dict[tuple, dict[str, torch.Tensor]] = {}
 
-    def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Each member's mean loss over the batch, (K,), from logits (B, K, C) and labels (B, K)."""
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None,
+                 parameters: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Each member's mean loss over the batch, (K,), from logits (B, K, C) and labels (B, K); with, where a
+        member needs them, each sample's index in its training portion (B, K) and the model's packed parameters."""
         reorder = self.order != sorted(self.order)
         if reorder:
             order, inverse = self._indices(logits.device)
             logits, labels = logits.index_select(1, order), labels.index_select(1, order)
+            index = None if index is None else index.index_select(1, order)
+        parts = index.split(self.sizes, 1) if index is not None else [None] * len(self.sizes)
         means = []
-        for f, ((name, shared, varying), x, y) in enumerate(zip(
-                self.families, logits.split(self.sizes, 1), labels.split(self.sizes, 1), strict=True)):
+        for f, ((name, shared, varying), x, y, i) in enumerate(zip(
+                self.families, logits.split(self.sizes, 1), labels.split(self.sizes, 1), parts, strict=True)):
             b, k, c = x.shape
             rows = self._per_row(f, varying, b, x.dtype, x.device)
+            if self.memories[f] is not None:  # member j's rows of the family's memory start at offsets[j]
+                rows = {**rows, "index": (i + self.offsets[f]).reshape(b * k), "memory": self.memories[f]}
             losses = batched.per_sample_loss(name, x.reshape(b * k, c), y.reshape(b * k), **shared, **rows)
             means.append(losses.view(b, k).mean(0))
         losses = torch.cat(means)
-        return losses.index_select(0, inverse) if reorder else losses
+        losses = losses.index_select(0, inverse) if reorder else losses
+        if self.delta is not None:  # member k's L1 penalty over its own weights, k's slice of each packed tensor
+            k = len(self.delta)
+            losses = losses + self.delta.to(losses.dtype) * sum(p.abs().reshape(k, -1).sum(1) for p in parameters)
+        return losses
+
+    def loss_states(self) -> list[dict[str, torch.Tensor]]:
+        """Each member's loss state as it stands on the device: its memory (N, C) for those that keep one."""
+        states: list[dict[str, torch.Tensor]] = [{} for _ in self.order]
+        for members, memory in zip(self.members, self.memories, strict=True):
+            if memory is not None:
+                for j, part in enumerate(memory.chunk(len(members))):
+                    states[members[j]]["memory"] = part
+        return states
 
     def _indices(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if device not in self._index:
@@ -139,6 +192,9 @@ class PackLoss:
         if key not in self._rows:
             self._rows[key] = {name: torch.tensor(values, dtype=dtype, device=device).repeat(batch)
                                for name, values in varying.items()}
+            for need, matrices in self.matrices[family].items():  # one matrix where all agree, else one per row
+                same = all(torch.equal(m, matrices[0]) for m in matrices[1:])
+                self._rows[key][need] = matrices[0].to(dtype) if same else matrices.to(dtype).repeat(batch, 1, 1)
         return self._rows[key]
 
 
@@ -239,12 +295,15 @@ def _model_for(cfg: DictConfig, members: int, in_channels: int, num_classes: int
 
 
 class HostStates:
-    """The members' weights and momentum buffers, brought to the host in one flat copy per dtype (into pinned memory,
-    without blocking, on CUDA); `members()` waits for the copy and splits it, on whichever thread needs it."""
+    """The members' weights and momentum buffers, and their losses' states (PackLoss.loss_states), brought to the host
+    in one flat copy per dtype (into pinned memory, without blocking, on CUDA); `members()` and `loss_states()` wait
+    for the copy and split it, on whichever thread needs it."""
 
-    def __init__(self, model: dict[str, torch.Tensor], momentum: dict[str, torch.Tensor], k: int):
+    def __init__(self, model: dict[str, torch.Tensor], momentum: dict[str, torch.Tensor], k: int,
+                 loss_states: list[dict[str, torch.Tensor]] | None = None):
         self.k = k
-        named = {**{("model", n): t for n, t in model.items()}, **{("momentum", n): t for n, t in momentum.items()}}
+        named = {**{("model", n): t for n, t in model.items()}, **{("momentum", n): t for n, t in momentum.items()},
+                 **{(f"loss{j}", n): t for j, state in enumerate(loss_states or []) for n, t in state.items()}}
         by_dtype: dict[torch.dtype, list[tuple[tuple[str, str], torch.Tensor]]] = {}
         for name, t in named.items():
             by_dtype.setdefault(t.dtype, []).append((name, t))
@@ -265,12 +324,21 @@ class HostStates:
         if self.event is not None:
             self.event.record()
 
-    def members(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
-        """Each member's (weights, momentum buffers), on the CPU, as the run trained alone would hold them."""
+    def _views(self) -> dict[tuple[str, str], torch.Tensor]:
         if self.event is not None:
             self.event.synchronize()
-        views = {name: self.flat[dtype][offset : offset + shape.numel()].view(shape)
-                 for name, dtype, offset, shape in self.layout}
+        return {name: self.flat[dtype][offset : offset + shape.numel()].view(shape)
+                for name, dtype, offset, shape in self.layout}
+
+    def loss_states(self) -> list[dict[str, torch.Tensor]]:
+        """Each member's loss state (its ELR memory, say), on the CPU; {} for a member whose loss keeps none."""
+        views = self._views()
+        # Copies: a view would save the whole flat buffer in each member's checkpoint.
+        return [{name: t.clone() for (part, name), t in views.items() if part == f"loss{j}"} for j in range(self.k)]
+
+    def members(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+        """Each member's (weights, momentum buffers), on the CPU, as the run trained alone would hold them."""
+        views = self._views()
         model = {name: t for (part, name), t in views.items() if part == "model"}
         momentum = {name: t for (part, name), t in views.items() if part == "momentum"}
         return list(zip(unpack_state_dict(model, self.k), unpack_state_dict(momentum, self.k), strict=True))
@@ -300,8 +368,12 @@ class PackTrainer:
             for name, p in self.model.named_parameters():
                 self.optimizer.state[p]["momentum_buffer"] = buffers[name].to(device)
         self.autocast = precision.autocast(cfg.precision, device)
-        self.loss = PackLoss([m.loss for m in members])
-        self.batches = PackLoader([m.data.loader for m in members], cfg.channels_last)
+        # What a member's loss needs: made before training (Member.needs, experiments/needs.py), each sample's index
+        # from the loader, the model's parameters here.
+        self.loss = PackLoss([m.loss for m in members], [m.needs for m in members], device)
+        self.wants_parameters = self.loss.delta is not None
+        self.batches = PackLoader([m.data.loader for m in members], cfg.channels_last,
+                                  with_index=any("index" in tce.LOSS_NEEDS[m.loss[0]] for m in members))
         self.eval_sets = {name: PackEvalSet([m.data.eval_sets[name] for m in members], cfg.channels_last)
                           for name in members[0].data.eval_sets}
         self.eager_steps = 0  # training steps this trainer ran without torch.compile
@@ -330,16 +402,20 @@ class PackTrainer:
                     raise
                 return work()
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SGD step on the members' batches side by side, x (B, K·C, H, W) and y (B, K), as PackLoader gives
-        them; returns per-member loss and correct count."""
-        return self._guarded(lambda: self._step(x, y))
+    def step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step on the members' batches side by side, x (B, K·C, H, W) and y (B, K), and the samples'
+        indices (B, K) where a member's loss needs them, as PackLoader gives them; returns per-member loss and
+        correct count."""
+        return self._guarded(lambda: self._step(x, y, index))
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
         eager = x.shape[0] != self.cfg.batch_size  # the partial last batch
         self.eager_steps += eager or not self.compiled
         logits = self._logits(x, eager)
-        losses = self.loss(logits, y)
+        parameters = self.params if self.wants_parameters else None
+        losses = self.loss(logits, y, index, parameters)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         if self.cfg.optim.clip_grad_norm is not None:
@@ -358,9 +434,9 @@ class PackTrainer:
         seen = 0
         batches = tqdm(self.batches, desc=f"epoch {epoch}", leave=False, disable=not self.cfg.progress,
                        dynamic_ncols=True)
-        for x, y in batches:
+        for x, y, *index in batches:
             interrupt.check()
-            losses, hits = self.step(x, y)
+            losses, hits = self.step(x, y, *index)
             loss_sum += losses * len(y)
             correct += hits
             seen += len(y)
@@ -405,7 +481,7 @@ class PackTrainer:
     def host_states(self) -> HostStates:
         """The members' weights and momentum buffers as they stand, on their way to the host (HostStates)."""
         momentum = {n: self.optimizer.state[p]["momentum_buffer"] for n, p in self.model.named_parameters()}
-        return HostStates(self.model.state_dict(), momentum, self.k)
+        return HostStates(self.model.state_dict(), momentum, self.k, self.loss.loss_states())
 
     def member_states(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
         """Each member's weights and momentum buffers, on the CPU, as the run trained alone would hold them."""

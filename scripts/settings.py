@@ -20,9 +20,10 @@ LOSS_LABELS = {
     "label_smoothing": "LS", "bootstrap_soft": "Bootstrap-soft", "bootstrap_hard": "Bootstrap-hard",
     "agce": "AGCE", "aul": "AUL", "ael": "AEL", "nce+agce": "NCE+AGCE", "nce+aul": "NCE+AUL", "nce+ael": "NCE+AEL",
     "nnce": "NNCE", "eps_softmax": "CE_ε+MAE", "js": "JS", "logit_clip": "LogitClip",
+    "anl_ce": "ANL-CE", "jal_ce": "JAL-CE", "forward": "Forward", "backward": "Backward", "elr": "ELR",
 }
 PARAM_SYMBOLS = {"alpha": "α", "beta": "β", "q": "q", "A": "A", "gamma": "γ", "t": "t", "epsilon": "ε",
-                 "a": "a", "m": "m", "pi": "π", "tau": "τ", "p_norm": "p"}
+                 "a": "a", "m": "m", "pi": "π", "tau": "τ", "p_norm": "p", "delta": "δ", "lambda_": "λ"}
 
 
 # The rules of selection on validation (scripts/selection.py), in row order: a row `<loss>@<rule>` reports the

@@ -7,8 +7,11 @@ alpha, beta), focal ("focal", gamma), Taylor-CE ("taylor", t), Poly-1 ("poly1", 
 ("label_smoothing", epsilon) and soft and hard bootstrapping ("bootstrap_soft", "bootstrap_hard", beta). Those
 of 2021-2025: AGCE, AUL and AEL ("agce", "aul", a, q; "ael", a) and their sums with NCE ("nce+agce",
 "nce+aul", "nce+ael", alpha, beta and theirs), NNCE ("nnce"), CE with epsilon-softmax plus MAE
-("eps_softmax", alpha, beta, m), the Jensen-Shannon loss ("js", pi) and LogitClip ("logit_clip", tau,
-p_norm, semantics).
+("eps_softmax", alpha, beta, m), the Jensen-Shannon loss ("js", pi), LogitClip ("logit_clip", tau,
+p_norm, semantics), ANL-CE and JAL-CE ("anl_ce", alpha, beta, delta; "jal_ce", alpha, beta, a, delta), forward and
+backward loss correction ("forward", "backward") and ELR ("elr", beta, lambda_). The last five need more than
+logits and labels (LOSS_NEEDS: the model's parameters, a transition matrix, each sample's index and a memory),
+which their caller passes by name.
 
 Each is a function of logits (N, C) and class indices (N,) in `tce.functional` (also exported here) and an
 nn.Module: `build_loss(name, reduction=..., **params)` builds one by name, LOSSES lists the names and
@@ -17,17 +20,23 @@ one call (a pack of runs trained side by side). The package needs torch only.
 """
 
 from tce import batched
-from tce.factory import LOSS_PARAMS, LOSSES, build_loss
+from tce.factory import LOSS_NEEDS, LOSS_PARAMS, LOSSES, build_loss
 from tce.functional import (
+    active_negative_loss,
     asymmetric_exponential_loss,
     asymmetric_generalized_cross_entropy,
     asymmetric_unhinged_loss,
+    backward_correction,
     cross_entropy,
+    early_learning_regularization,
     epsilon_softmax_and_mae,
     focal_loss,
+    forward_correction,
     generalized_cross_entropy,
     hard_bootstrapping,
+    inverse_transition,
     jensen_shannon_loss,
+    joint_asymmetric_loss,
     label_smoothing_cross_entropy,
     logit_clipping,
     mae_loss,
@@ -51,23 +60,30 @@ from tce.modules import CrossEntropy, FunctionalLoss, MAELoss, MSELoss, TamedCro
 
 __all__ = [
     "LOSSES",
+    "LOSS_NEEDS",
     "LOSS_PARAMS",
     "CrossEntropy",
     "FunctionalLoss",
     "MAELoss",
     "MSELoss",
     "TamedCrossEntropy",
+    "active_negative_loss",
     "asymmetric_exponential_loss",
     "batched",
     "asymmetric_generalized_cross_entropy",
     "asymmetric_unhinged_loss",
+    "backward_correction",
     "build_loss",
     "cross_entropy",
+    "early_learning_regularization",
     "epsilon_softmax_and_mae",
     "focal_loss",
+    "forward_correction",
     "generalized_cross_entropy",
     "hard_bootstrapping",
+    "inverse_transition",
     "jensen_shannon_loss",
+    "joint_asymmetric_loss",
     "label_smoothing_cross_entropy",
     "logit_clipping",
     "mae_loss",

@@ -109,6 +109,34 @@ def check_logits_and_target(logits: torch.Tensor, target: torch.Tensor) -> None:
             )
 
 
+#: Above this condition number a transition matrix counts as singular: 1 / float32's machine epsilon, beyond which its
+#: inverse, applied in float32, keeps no correct digit.
+SINGULAR_CONDITION = 1 / torch.finfo(torch.float32).eps
+#: How far from 1 the rows of a transition matrix may sum.
+ROW_SUM_TOLERANCE = 1e-6
+
+
+def check_transition(transition: torch.Tensor) -> torch.Tensor:
+    """A label transition matrix T (C, C), T_ij = P(noisy label j | true class i), as float64: finite entries >= 0,
+    each row summing to 1 (within ROW_SUM_TOLERANCE), and not singular (condition number up to SINGULAR_CONDITION).
+    Raises a one-line ValueError naming what is wrong."""
+    t = torch.as_tensor(transition, dtype=torch.float64)
+    if t.dim() != 2 or t.shape[0] != t.shape[1] or t.shape[0] < 2:
+        raise ValueError(f"transition must be a C x C matrix with C >= 2, got shape {tuple(t.shape)}")
+    if not (torch.isfinite(t).all() and (t >= 0).all()):
+        bad = torch.nonzero(~(torch.isfinite(t) & (t >= 0)))[0].tolist()
+        raise ValueError(f"transition must have finite entries >= 0, got {t[bad[0], bad[1]].item()} at {tuple(bad)}")
+    off = (t.sum(dim=1) - 1).abs()
+    if (off > ROW_SUM_TOLERANCE).any():
+        row = int(off.argmax())
+        raise ValueError(f"transition must be row-stochastic (each row sums to 1), got row {row} summing to "
+                         f"{t[row].sum().item():.9g}")
+    condition = torch.linalg.cond(t).item()
+    if not condition <= SINGULAR_CONDITION:  # also NaN, inf
+        raise ValueError(f"transition is singular (condition number {condition:.3g}, above {SINGULAR_CONDITION:.3g})")
+    return t
+
+
 def _one_line(value: object) -> str:
     # A tensor's repr can span several lines; an error message should not.
     return " ".join(repr(value).split())

@@ -9,6 +9,10 @@ returns the (N,) losses, row i's equal, up to float rounding, to `build_loss(nam
 of that row alone. The parameters in PER_CALL[name] (Taylor's number of terms, LogitClip's norm and semantics)
 shape the computation itself and take one value per call: a caller groups its settings by them (`family`).
 
+What a loss needs (tce.LOSS_NEEDS) is passed by name as to the loss itself, a transition matrix one for all rows or
+one per row (N, C, C), except the model's parameters: per_sample_loss leaves out the L1 penalty of the losses that
+need them, whose weight (PENALTY[name]) the caller takes out of the parameters and applies to each model's own.
+
 Values are checked by `check_params` for each setting, not here: a tensor's values are the caller's.
 """
 
@@ -34,6 +38,9 @@ _FORMS: dict[str, tuple[Callable, Callable]] = {
 #: For each loss, the parameters that take one value per call.
 PER_CALL: dict[str, tuple[str, ...]] = {name: (*_LOSS_FUNCTIONS[name].per_call,) if name in _LOSS_FUNCTIONS else ()
                                         for name in LOSSES}
+#: For each loss that needs the model's parameters, the parameter that weighs its L1 penalty; None for the others.
+PENALTY: dict[str, str | None] = {name: _LOSS_FUNCTIONS[name].penalty if name in _LOSS_FUNCTIONS else None
+                                  for name in LOSSES}
 
 
 def check_params(name: str, params: dict) -> dict:
@@ -59,7 +66,8 @@ def family(name: str, params: dict) -> tuple:
 
 
 def per_sample_loss(name: str, logits: torch.Tensor, target: torch.Tensor, **params) -> torch.Tensor:
-    """The (N,) losses of rows that each may have their own parameters (see the module docstring)."""
+    """The (N,) losses of rows that each may have their own parameters and needs, without a penalty (see the module
+    docstring)."""
     check_logits_and_target(logits, target)
     logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     prepare, per_sample = _FORMS[name]

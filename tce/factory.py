@@ -34,17 +34,30 @@ _LOSS_FUNCTIONS = {
     "eps_softmax": functional.epsilon_softmax_and_mae,
     "js": functional.jensen_shannon_loss,
     "logit_clip": functional.logit_clipping,
+    # Those that need more from their caller (tce.functional.NEEDS): the model's parameters, a transition matrix, the
+    # sample's index and a memory.
+    "anl_ce": functional.active_negative_loss,
+    "jal_ce": functional.joint_asymmetric_loss,
+    "forward": functional.forward_correction,
+    "backward": functional.backward_correction,
+    "elr": functional.early_learning_regularization,
 }
 LOSSES = (*_LOSS_CLASSES, *_LOSS_FUNCTIONS)
 
+#: For each name in LOSSES, what the loss needs beyond logits and targets (names of tce.functional.NEEDS), which its
+#: caller passes by name: e.g. LOSS_NEEDS["elr"] == ("index", "memory"), LOSS_NEEDS["ce"] == ().
+LOSS_NEEDS: dict[str, tuple[str, ...]] = {
+    name: _LOSS_FUNCTIONS[name].needs if name in _LOSS_FUNCTIONS else () for name in LOSSES
+}
+
 
 def _parameters(loss) -> dict[str, float | int | str | None]:
-    """The parameters a loss takes besides logits, target and reduction, with their defaults (None if
+    """The parameters a loss takes besides logits, target, reduction and what it needs, with their defaults (None if
     required), read from its signature so that each default is stated once, where the loss is defined."""
     return {
         name: None if param.default is param.empty else param.default
         for name, param in inspect.signature(loss).parameters.items()
-        if name not in ("logits", "target", "reduction")
+        if name not in ("logits", "target", "reduction", *functional.NEEDS)
     }
 
 
@@ -60,7 +73,9 @@ def build_loss(name: str, **kwargs) -> nn.Module:
 
     Every loss takes `reduction`; the other parameters each loss takes, and their defaults, are in
     LOSS_PARAMS. Passing a parameter the loss does not take, or leaving out a required one, raises
-    TypeError like any Python call; a bad value raises ValueError.
+    TypeError like any Python call; a bad value raises ValueError. What a loss needs (LOSS_NEEDS) is passed at
+    each call, by name: `build_loss("anl_ce", alpha=5, beta=5, delta=5e-5)(logits, labels,
+    parameters=model.parameters())`.
     """
     if name in _LOSS_CLASSES:
         return _LOSS_CLASSES[name](**kwargs)

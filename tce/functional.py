@@ -31,6 +31,7 @@ from tce._checks import (
     check_alpha,
     check_logits_and_target,
     check_reduction,
+    check_transition,
 )
 
 # The closed form expm1(s) / (1 - alpha), with s = (1 - alpha) log(1 - log q_y), is 0 / 0 at alpha = 1.
@@ -164,23 +165,41 @@ LN_1E_MINUS_4 = math.log(1e-4)
 
 _Check = Interval | Count | Choice
 
+#: What a loss may need beyond logits and targets: keyword arguments its caller provides, by these names (the training
+#: engine provides each: experiments/needs.py). `tce.LOSS_NEEDS` lists each loss's.
+#: - parameters: the model's parameters, an iterable of tensors; the loss adds delta * sum |theta| over all of them.
+#: - transition: the label transition matrix T (C, C), T_ij = P(noisy label j | true class i), checked by
+#:   `check_transition`; or one per sample, (N, C, C).
+#: - transition_inverse: T^-1 (C, C) (`inverse_transition(T)` checks T and inverts it), or one per sample.
+#: - index: int64 (N,), each sample's row of `memory`, no two alike.
+#: - memory: a float (M, C) tensor of zeros before training, one row per training sample, that the loss updates in
+#:   place (its state; a resumed training run restores it).
+NEEDS = ("parameters", "transition", "transition_inverse", "index", "memory")
+#: The parameter that weighs the L1 penalty of a loss that needs the model's parameters.
+PENALTY_WEIGHT = "delta"
+
 
 def _loss_of_log_probs(
-    per_call: tuple[str, ...] = (), **checks: _Check
+    per_call: tuple[str, ...] = (), penalized: bool = False, **checks: _Check
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
-    """Decorator: makes a loss of logits out of `per_sample(log_probs, target, *, **params)`, which returns
-    the loss of each sample from log_softmax(logits) (N, C) and int64 targets (N,).
+    """Decorator: makes a loss of logits out of `per_sample(log_probs, target, *, **needs, **params)`, which
+    returns the loss of each sample from log_softmax(logits) (N, C) and int64 targets (N,).
 
-    The loss made takes (logits, target, *, **params, reduction="mean"): it checks its inputs like the other
-    losses, computes in float32 for 16-bit logits, checks each parameter with `checks[name]` and reduces
+    The loss made takes (logits, target, *, **needs, **params, reduction="mean"): it checks its inputs like the
+    other losses, computes in float32 for 16-bit logits, checks each parameter with `checks[name]` and reduces
     over the batch. The defaults of the parameters are those in the signature of `per_sample`, the one
     place they are stated. The loss keeps `per_sample` (for composing losses) and `check_params` (for
-    modules, which check their parameters when built).
+    modules, which check their parameters when built). Keyword arguments of per_sample named in NEEDS are what
+    the loss needs from its caller (`needs`); they have no check.
+
+    With `penalized`, the loss also needs the model's `parameters` and takes a parameter `delta` >= 0: its value is
+    the reduced per-sample loss plus delta * sum |theta| over every parameter (with reduction "none", each sample's
+    loss carries the whole penalty, so that their mean is the "mean" loss). per_sample is the loss without it.
 
     per_sample may also be called with a tensor of one value per sample for each parameter (tce.batched),
     except those named in `per_call` (a count, a string, a norm's order): one value for all samples.
     """
-    return _per_sample_loss(log_probs_of, per_call, checks)
+    return _per_sample_loss(log_probs_of, per_call, checks, penalized)
 
 
 def _loss_of_logits(
@@ -200,14 +219,23 @@ def _identity(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _per_sample_loss(
-    prepare: Callable[[torch.Tensor], torch.Tensor], per_call: tuple[str, ...], checks: dict[str, _Check]
+    prepare: Callable[[torch.Tensor], torch.Tensor], per_call: tuple[str, ...], checks: dict[str, _Check],
+    penalized: bool = False,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """The decorator of `_loss_of_log_probs`, with `prepare` the map from logits to per_sample's input."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    if penalized:
+        checks = {**checks, PENALTY_WEIGHT: NONNEGATIVE}
 
     def decorate(per_sample: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        params = list(inspect.signature(per_sample).parameters.values())[2:]
+        arguments = list(inspect.signature(per_sample).parameters.values())[2:]
+        needs = [p for p in arguments if p.name in NEEDS]
+        params = [p for p in arguments if p.name not in NEEDS]
+        if penalized:
+            needs.insert(0, inspect.Parameter("parameters", keyword))
+            params.append(inspect.Parameter(PENALTY_WEIGHT, keyword, annotation=float))
         params_signature = inspect.Signature(params)
-        if set(checks) != set(params_signature.parameters) or any(p.kind != p.KEYWORD_ONLY for p in params):
+        if set(checks) != set(params_signature.parameters) or any(p.kind != keyword for p in arguments):
             raise TypeError(f"{per_sample.__name__}: each parameter must be keyword-only and have a check")
 
         def checked(params: dict) -> dict:
@@ -216,11 +244,24 @@ def _per_sample_loss(
                 name: checks[name].check(name, value) if name in checks else value for name, value in params.items()
             }
 
+        def penalty(params: dict) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict]:
+            """The map from the reduced loss to the loss with its penalty, and the arguments of per_sample."""
+            if not penalized:
+                return _identity, params
+            missing = [name for name in ("parameters", PENALTY_WEIGHT) if name not in params]
+            if missing:
+                raise TypeError(f"{per_sample.__name__}() missing required keyword argument {missing[0]!r}")
+            params = dict(params)
+            parameters, delta = params.pop("parameters"), params.pop(PENALTY_WEIGHT)
+            return lambda reduced: reduced + delta * l1_norm(parameters), params
+
         @functools.wraps(per_sample)
         def loss(logits: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", **params) -> torch.Tensor:
-            params = checked(params)
+            if isinstance(params.get("transition"), torch.Tensor) and params["transition"].dim() == 2:
+                check_transition(params["transition"])  # one T for all: checked (per sample: the caller's)
+            add_penalty, params = penalty(checked(params))
             inputs = prepare(_checked_logits(logits, target, reduction))
-            return _reduce(per_sample(inputs, target.long(), **params), reduction)
+            return add_penalty(_reduce(per_sample(inputs, target.long(), **params), reduction))
 
         def check_params(params: dict) -> dict:
             """Returns every parameter, defaults filled in and values checked: a TypeError for an unknown or
@@ -237,10 +278,13 @@ def _per_sample_loss(
         loss.prepare = prepare
         loss.per_call = per_call
         loss.check_params = check_params
+        loss.needs = tuple(p.name for p in needs)
+        loss.penalty = PENALTY_WEIGHT if penalized else None  # the parameter per_sample does not take
         loss.__signature__ = inspect.Signature(
             [
                 inspect.Parameter("logits", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=torch.Tensor),
                 inspect.Parameter("target", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=torch.Tensor),
+                *needs,
                 *params,
                 inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="mean", annotation=str),
             ],
@@ -585,3 +629,121 @@ def logit_clipping(
     # A stand-in norm 1 where the logits are kept: a zero row would otherwise divide by 0 in the unused branch.
     clipped = torch.where(clip[:, None], logits * (radius / torch.where(clip, norms, 1.0))[:, None], logits)
     return -_at(F.log_softmax(clipped, dim=1), target)
+
+
+# --- The losses that need more than logits and targets (NEEDS) --------------------------------------------------------
+
+#: Forward and backward correction clip p to [1e-7, 1 - 1e-7] (Keras' epsilon in the authors' code); done on log p.
+LN_1E_MINUS_7_COMPLEMENT = math.log1p(-1e-7)
+#: ELR clamps p to [1e-4, 1 - 1e-4] in its regularizer.
+ELR_CLAMP = 1e-4
+
+
+def l1_norm(parameters) -> torch.Tensor:
+    """sum |theta| over every element of every tensor in `parameters` (BatchNorm's weights and biases included): the
+    penalty ANL and JAL add, weighted by delta, as their authors' code computes it over model.parameters()."""
+    return sum(p.abs().sum() for p in parameters)
+
+
+def inverse_transition(transition: torch.Tensor) -> torch.Tensor:
+    """T^-1 in float64 of a transition matrix T that `check_transition` accepts (one-line ValueError otherwise)."""
+    return torch.linalg.inv(check_transition(transition))
+
+
+def _column(x: float | torch.Tensor) -> float | torch.Tensor:
+    """A parameter as a column: a tensor of one value per sample (tce.batched) broadcasts over the classes."""
+    return x[:, None] if isinstance(x, torch.Tensor) else x
+
+
+def _per_sample_rows(matrix: torch.Tensor, index: torch.Tensor, by_column: bool, dtype: torch.dtype) -> torch.Tensor:
+    """For each sample i, row index[i] of its (C, C) matrix (or its column, `by_column`), (N, C), in `dtype`;
+    `matrix` is one matrix for every sample, or (N, C, C), one per sample."""
+    matrix = matrix.to(dtype)
+    if matrix.dim() == 2:
+        return (matrix.t() if by_column else matrix)[index]
+    samples = torch.arange(len(index), device=index.device)
+    return matrix[samples, :, index] if by_column else matrix[samples, index]
+
+
+@_loss_of_log_probs(alpha=NONNEGATIVE, beta=NONNEGATIVE, penalized=True)
+def active_negative_loss(log_probs: torch.Tensor, target: torch.Tensor, *, alpha: float, beta: float) -> torch.Tensor:
+    """Active negative loss ANL-CE (Ye et al., NeurIPS 2023), alpha, beta, delta >= 0: alpha NCE + beta NNCE, plus
+    delta * sum |theta| over every parameter of the model (Virusdoll/Active-Negative-Loss loss.py ActiveNegativeLoss
+    @0c50009, which takes the model and sums p.abs() over model.parameters()).
+
+    The L1 penalty replaces weight decay: the authors train ANL with weight decay 0, and a baseline that keeps weight
+    decay and drops the penalty is not ANL.
+    """
+    nce = normalized_cross_entropy.per_sample(log_probs, target)
+    return alpha * nce + beta * normalized_negative_cross_entropy.per_sample(log_probs, target)
+
+
+@_loss_of_log_probs(alpha=NONNEGATIVE, beta=NONNEGATIVE, a=Interval(low=1), penalized=True)
+def joint_asymmetric_loss(
+    log_probs: torch.Tensor, target: torch.Tensor, *, alpha: float, beta: float, a: float
+) -> torch.Tensor:
+    """Joint asymmetric loss JAL-CE (NCE+AMSE, ICCV 2025), alpha, beta, delta >= 0, a >= 1: alpha NCE + beta AMSE,
+    AMSE = (1/C) sum_k (p_k - a e_{y,k})^2, plus delta * sum |theta| over every parameter (cswjl/joint-asymmetric-loss
+    losses.py AMSELoss, NCEandAMSE, main.py's L1 term @0f9eb7b).
+
+    AMSE is the authors' `((p - a e_y)**2).mean()` over the batch and the classes, so per sample the mean over the C
+    classes: a port with `.sum(1).mean()` weighs it C times as much. The authors train it with weight decay 0.
+    """
+    nce = normalized_cross_entropy.per_sample(log_probs, target)
+    scaled_label = torch.zeros_like(log_probs).scatter(1, target[:, None], 1.0) * _column(a)
+    return alpha * nce + beta * (log_probs.exp() - scaled_label).square().mean(dim=1)
+
+
+def _clipped_log_probs(log_probs: torch.Tensor) -> torch.Tensor:
+    """log p with p clipped to [1e-7, 1 - 1e-7], as forward and backward correction clip it."""
+    return log_probs.clamp(LN_1E_MINUS_7, LN_1E_MINUS_7_COMPLEMENT)
+
+
+@_loss_of_log_probs()
+def forward_correction(log_probs: torch.Tensor, target: torch.Tensor, *, transition: torch.Tensor) -> torch.Tensor:
+    """Forward loss correction (Patrini et al., CVPR 2017): -log((p^T T)_y) with p clipped to [1e-7, 1 - 1e-7], for
+    labels y drawn from the true class through T, T_ij = P(label j | class i) (giorgiop/loss-correction loss.py
+    robust('forward') @15a79de). The model's p estimates the true class; p^T T the label's distribution.
+
+    `transition` is T (C, C), or one per sample (N, C, C); `check_transition` is what checks it (row-stochastic, not
+    singular). Bounded: at most -log(1e-7 sum_c T_cy).
+    """
+    column = _per_sample_rows(transition, target, by_column=True, dtype=log_probs.dtype)  # T[:, y]
+    return -torch.log((_clipped_log_probs(log_probs).exp() * column).sum(dim=1))
+
+
+@_loss_of_log_probs()
+def backward_correction(
+    log_probs: torch.Tensor, target: torch.Tensor, *, transition_inverse: torch.Tensor
+) -> torch.Tensor:
+    """Backward loss correction (Patrini et al., CVPR 2017): sum_k (T^-1)_{y,k} (-log p_k), p clipped to [1e-7,
+    1 - 1e-7] (giorgiop/loss-correction loss.py robust('backward') @15a79de, which inverts T once).
+
+    `transition_inverse` is T^-1 (C, C) (`inverse_transition(T)`), or one per sample (N, C, C). Unbiased for the
+    clean loss, but unbounded below but for the clip: T^-1 has negative entries off its diagonal, so pushing some
+    p_k to the 1e-7 floor lowers the loss (it is often negative), and T^-1 grows without bound as T nears a singular
+    matrix (uniform noise at rate (C - 1) / C).
+    """
+    row = _per_sample_rows(transition_inverse, target, by_column=False, dtype=log_probs.dtype)  # (T^-1)[y]
+    return -(row * _clipped_log_probs(log_probs)).sum(dim=1)
+
+
+@_loss_of_log_probs(beta=FRACTION, lambda_=NONNEGATIVE)
+def early_learning_regularization(
+    log_probs: torch.Tensor, target: torch.Tensor, *, index: torch.Tensor, memory: torch.Tensor, beta: float,
+    lambda_: float,
+) -> torch.Tensor:
+    """Early-learning regularization ELR (Liu et al., NeurIPS 2020), beta in [0, 1], lambda_ >= 0: CE + lambda_ log(1 -
+    <t_i, p^_i>), p^ = clamp(p, 1e-4, 1 - 1e-4), where each sample's target t_i = memory[index[i]] is first moved to
+    beta t_i + (1 - beta) p^_i / sum_k p^_ik, p^ detached there (shengliu66/ELR ELR/model/loss.py elr_loss @934af53).
+
+    `memory` (M, C) holds the targets t, zero before training: the loss updates its rows `index` in place, so it is
+    the loss's state, which a resumed run must restore (the engine keeps it in the checkpoint). The log is finite:
+    <t, p^> <= (1 - 1e-4) sum_k t_k <= 1 - 1e-4.
+    """
+    p_hat = log_probs.exp().clamp(ELR_CLAMP, 1 - ELR_CLAMP)
+    observed = p_hat.detach()
+    beta = _column(beta)
+    t = beta * memory[index].to(p_hat.dtype) + (1 - beta) * observed / observed.sum(dim=1, keepdim=True)
+    memory[index] = t.to(memory.dtype)
+    return -_at(log_probs, target) + lambda_ * torch.log1p(-(t * p_hat).sum(dim=1))

@@ -62,7 +62,8 @@ class FunctionalLoss(_ClassificationLoss):
     that have a `check_params`), with its parameters, which are checked and given their defaults when built.
 
     E.g. FunctionalLoss(tce.functional.symmetric_cross_entropy, alpha=0.1, beta=1.0); `tce.build_loss`
-    builds these by name.
+    builds these by name. What the function needs beyond logits and targets (its `needs`: the model's parameters, a
+    transition matrix, ...) is passed at each call, by name.
     """
 
     def __init__(self, function: Callable[..., torch.Tensor], *, reduction: str = "mean", **params) -> None:
@@ -70,8 +71,8 @@ class FunctionalLoss(_ClassificationLoss):
         self.function = function
         self.params = function.check_params(params)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.function(logits, target, reduction=self.reduction, **self.params)
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, **needs) -> torch.Tensor:
+        return self.function(logits, target, reduction=self.reduction, **needs, **self.params)
 
     def extra_repr(self) -> str:
         params = "".join(f"{name}={value!r}, " for name, value in self.params.items())

@@ -58,10 +58,10 @@ def test_rates_from_timings_against_hand_computed_numbers():
     paper = out["grids"]["paper"]
     assert paper["hours"] == {"single": pytest.approx(3729.824), "packed": pytest.approx(2382.9920178)}
     assert paper["mode"] == "packed" and out["grid_hours_estimate"] == pytest.approx(2382.9920178)
-    # The zoo's: 15,104,000,000 and 4,864,000,000 images, 4,533.3 h or 2,892.4 h.
+    # The zoo's: 18,124,800,000 and 5,836,800,000 images, 5,440 h or 3,470.9 h.
     zoo = out["grids"]["zoo"]
-    assert zoo["hours"] == {"single": pytest.approx(4533.3333333), "packed": pytest.approx(2892.4444444)}
-    assert out["zoo_grid_hours_estimate"] == pytest.approx(2892.4444444)
+    assert zoo["hours"] == {"single": pytest.approx(5440.0), "packed": pytest.approx(3470.9333333)}
+    assert out["zoo_grid_hours_estimate"] == pytest.approx(3470.9333333)
 
 
 def test_grid_images_follow_the_presets():
@@ -72,9 +72,9 @@ def test_grid_images_follow_the_presets():
     # 95,000, 95,000, 95,000 and 36,032 + 155,160 (476,192 in all).
     assert bench.grid_images("paper") == (840, 1_379_542 * 35 * 256, 476_192 * 35 * 256)
     assert bench.grid_images("table1") == (210, 295_000 * 35 * 256, 95_000 * 35 * 256)
-    # experiment=zoo: 25 losses x 4 noise levels on CIFAR-10 and CIFAR-100; zoo_tuned: 62 settings; idn: 7 x 3.
-    assert bench.grid_images("zoo") == (1200, 2 * 295_000 * 100 * 256, 2 * 95_000 * 100 * 256)
-    assert bench.grid_images("zoo_tuned") == (2976, 2 * 295_000 * 248 * 256, 2 * 95_000 * 248 * 256)
+    # experiment=zoo: 30 losses x 4 noise levels on CIFAR-10 and CIFAR-100; zoo_tuned: 71 settings; idn: 7 x 3.
+    assert bench.grid_images("zoo") == (1440, 2 * 295_000 * 120 * 256, 2 * 95_000 * 120 * 256)
+    assert bench.grid_images("zoo_tuned") == (3408, 2 * 295_000 * 284 * 256, 2 * 95_000 * 284 * 256)
     assert bench.grid_images("idn") == (252, 2 * 295_000 * 21 * 256, 2 * 95_000 * 21 * 256)
     # cifarn: 5 CIFAR-10N sets and CIFAR-100N, 19 losses each; demo: 1,000 synthetic images of which 200 are held
     # out, 1,000 test images, a 500-image evaluation subset, 60 epochs, 2 losses x 2 noise levels x 3 runs.

@@ -14,7 +14,7 @@ from processes import cli
 
 from compose import compose_train, tiny, train_tiny
 from data import holdout_split, load_dataset
-from experiments.config import LOSS_KEYS, ConfigError, resolve
+from experiments.config import LOSS_KEYS, REPLACED_WEIGHT_DECAY, TRANSITION_KEYS, ConfigError, resolve
 from experiments.rundir import METRIC_COLUMNS
 from models import ResNet
 
@@ -38,7 +38,9 @@ def test_cli_run_writes_the_whole_run_directory(tmp_path):
     assert "epoch 3/3" in out and out.count("device cpu: cpu (") == 1  # the device it trains on, once
 
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["loss"] == {"name": "tce", "alpha": 1.5, **{key: None for key in LOSS_KEYS if key != "alpha"}}
+    assert config["loss"] == {"name": "tce", "alpha": 1.5,
+                              **{key: None for key in (*LOSS_KEYS, *TRANSITION_KEYS, REPLACED_WEIGHT_DECAY)
+                                 if key != "alpha"}}
     assert config["noise"] == 0.5 and config["noise_seed"] == 0 and config["precision"] == "fp32"
 
     rows = metrics(run_dir)

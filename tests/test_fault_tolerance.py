@@ -382,10 +382,13 @@ def test_no_run_depends_on_the_global_generators(tmp_path):
     assert found[0] == found[1]
     g = torch.Generator().manual_seed(0)
     logits, labels = torch.randn(16, 10, generator=g, requires_grad=True), torch.randint(0, 10, (16,), generator=g)
+    transition = 0.6 * torch.eye(10) + 0.04
+    needs = {"parameters": [logits], "transition": transition, "transition_inverse": tce.inverse_transition(transition),
+             "index": torch.arange(16), "memory": torch.zeros(16, 10)}
     for name in tce.LOSSES:
         loss = tce.build_loss(name, **loss_params(resolve(compose_train("dataset=synthetic", f"loss={name}")).loss))
         before = torch.get_rng_state()
-        loss(logits, labels).backward()
+        loss(logits, labels, **{need: needs[need] for need in tce.LOSS_NEEDS[name]}).backward()
         assert torch.equal(torch.get_rng_state(), before), name
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_loss_zoo import random_batch, value_and_grad
+from test_loss_zoo import NEEDING, random_batch, value_and_grad
 
 import tce
 from compose import compose_train
@@ -16,8 +16,8 @@ from experiments.config import LOSS_KEYS, ConfigError, resolve, run_name
 NEW_LOSSES = ("agce", "aul", "ael", "nce+agce", "nce+aul", "nce+ael", "nnce", "eps_softmax", "js", "logit_clip")
 
 
-def test_the_new_losses_follow_the_zoo():
-    assert tce.LOSSES[-len(NEW_LOSSES):] == NEW_LOSSES
+def test_the_new_losses_follow_the_zoo_before_those_that_need_more():
+    assert tce.LOSSES[-len(NEW_LOSSES) - len(NEEDING):-len(NEEDING)] == NEW_LOSSES
 
 
 # --- epsilon-softmax -------------------------------------------------------------------------------------------

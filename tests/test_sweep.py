@@ -155,7 +155,7 @@ def test_joblib_launcher_completes_a_parallel_sweep(tmp_path):
 
 
 def test_zoo_miniature_from_sweep_to_table(tmp_path):
-    """experiment=zoo as committed (its 25 loss settings), shrunk to a synthetic dataset, one noise level, the
+    """experiment=zoo as committed (its 30 loss settings), shrunk to a synthetic dataset, one noise level, the
     validation run and one full run, 2 epochs: every loss trains on the same noisy labels, and `make tables`
     gives them one table (of the synthetic recipe, not the paper's zoo table) with a value in every cell, TCE's
     rows of selection on validation, and the paired comparison with CE."""
@@ -164,7 +164,7 @@ def test_zoo_miniature_from_sweep_to_table(tmp_path):
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out
     found = summaries(runs)
-    assert len(found) == 25 * 2 and all(s["status"] == "complete" for s in found.values())
+    assert len(found) == 30 * 2 and all(s["status"] == "complete" for s in found.values())
     labels = {json.dumps(s["noise"], sort_keys=True) for s in found.values() if s["config"]["holdout"] == 0}
     assert len(labels) == 1  # the same noise record for every loss: the same noisy labels
     assert "sce-alpha0.1-beta1-A-9.21034" in {Path(name).parts[1] for name in found}  # CIFAR-10's SCE values
@@ -174,13 +174,13 @@ def test_zoo_miniature_from_sweep_to_table(tmp_path):
     (recipe,) = set(pd.read_csv(out_dir / "cells.csv")["recipe"])
     zoo = (out_dir / f"synthetic-{recipe}.md").read_text()
     rows = [line for line in zoo.splitlines() if line.startswith("| ") and not line.startswith("| noise")]
-    # 25 settings, then TCE's rows of selection (after its alphas), 27 rows in all.
-    assert len(rows) == 27 and "Missing cells (no protocol value): 0 of 27" in zoo
+    # 30 settings, then TCE's rows of selection (after its alphas), 32 rows in all.
+    assert len(rows) == 32 and "Missing cells (no protocol value): 0 of 32" in zoo
     assert [r.split("|")[1].strip() for r in rows[:5]] == ["CE", "TCE α=1.0", "TCE α=2.0", "TCE @val",
                                                           "TCE @val-dataset"]
     assert not (out_dir / "zoo.md").exists()  # the paper's zoo table shows the paper's recipe only
     paired = (out_dir / "paired.csv").read_text().splitlines()
-    assert len(paired) == 1 + 26  # every setting but CE, one pair each (too few for statistics)
+    assert len(paired) == 1 + 31  # every setting but CE, one pair each (too few for statistics)
 
 
 def test_a_submitit_sweep_trains_one_pack_per_job_equal_to_the_runs_trained_alone(tmp_path):

@@ -1,0 +1,45 @@
+"""What a run's loss needs beyond logits and labels (tce.LOSS_NEEDS) that comes from its config and data, made once
+before training: its transition matrix (T, or T^-1 in float64) and its memory. The trainer provides the others (the
+model's parameters, each sample's index) at each step, and keeps the memory on the device (experiments/trainer.py
+PackLoss); the checkpoint holds it between epochs (experiments/run.py)."""
+
+import torch
+from omegaconf import DictConfig
+
+import tce
+from data import RunData, noise_matrix
+from experiments.config import TRANSITION_NEEDS, read_transition
+
+#: What needs.py makes for a run, of the names in tce.LOSS_NEEDS.
+MADE = (*TRANSITION_NEEDS, "memory")
+#: Those of them that the loss changes as it trains: its state, which the checkpoint holds.
+STATEFUL = ("memory",)
+
+
+def oracle_transition(data: RunData, train_idx: torch.Tensor) -> torch.Tensor:
+    """The run's realized noise matrix of its training portion (the counts of noise_matrix.csv, row = clean class,
+    column = noisy label, over the images it trains on), normalized by rows, float64."""
+    counts = noise_matrix(data.clean_labels[train_idx], data.noisy_labels[train_idx], data.num_classes).double()
+    return counts / counts.sum(dim=1, keepdim=True)
+
+
+def make_needs(cfg: DictConfig, data: RunData, train_idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The needs of the run's loss that needs.py makes (MADE), on the CPU: the transition matrix, checked (ValueError,
+    one line, where it is singular or not row-stochastic), and a zero memory of one float32 row per training sample."""
+    wanted = tce.LOSS_NEEDS[cfg.loss.name]
+    made: dict[str, torch.Tensor] = {}
+    if any(need in TRANSITION_NEEDS for need in wanted):
+        if cfg.loss.transition is not None:
+            transition = read_transition(cfg.loss.transition, data.num_classes, cfg.loss.transition_sha256)
+            where = f"the transition matrix of {cfg.loss.transition}"
+        else:
+            transition = oracle_transition(data, train_idx)
+            where = "the oracle transition matrix (the realized noise of the training portion)"
+        try:
+            inverse = tce.inverse_transition(transition)
+        except ValueError as error:
+            raise ValueError(f"loss: {cfg.loss.name} cannot train on {where}: {error}") from None
+        made.update({"transition": transition, "transition_inverse": inverse})
+    if "memory" in wanted:
+        made["memory"] = torch.zeros(len(data.loader.labels), data.num_classes)
+    return {need: value for need, value in made.items() if need in wanted}
