@@ -49,8 +49,9 @@ from tce import batched
 log = logging.getLogger("tce")
 
 
-class Run:
-    """A member of the pack together with its directory and its history so far."""
+class TrainingRun:
+    """A run being trained: a member of the pack with its directory and its history so far (a run read back from
+    disk is scripts.aggregate.RunRecord)."""
 
     def __init__(self, member: Member, run_dir: RunDir, rows: list[dict], params: int):
         self.member, self.dir, self.rows, self.params = member, run_dir, rows, params
@@ -254,7 +255,7 @@ def run_data_for(cfg: DictConfig, dataset: Dataset, device: torch.device,
 
 
 def _start(cfg: DictConfig, run_dir: RunDir, dataset: Dataset, images: SharedImages, device: torch.device,
-           environment: dict) -> Run:
+           environment: dict) -> TrainingRun:
     """Prepare a run's data and state, from its checkpoint when there is one, else freshly seeded; record it
     running.
 
@@ -277,7 +278,7 @@ def _start(cfg: DictConfig, run_dir: RunDir, dataset: Dataset, images: SharedIma
     else:
         member = Member(cfg, data, initial_model_state(cfg, data.in_channels, data.num_classes), needs=needs)
     params = sum(p.numel() for p in models.build(cfg, data.in_channels, data.num_classes).parameters())
-    run = Run(member, run_dir, rows, params)
+    run = TrainingRun(member, run_dir, rows, params)
     run_dir.write_config(cfg)
     run_dir.write_noisy_labels(data.noisy_labels.numpy())
     run_dir.write_noise_matrix(noise_matrix(data.clean_labels, data.noisy_labels, data.num_classes))
@@ -328,7 +329,7 @@ def _load_checkpoint(run_dir: RunDir) -> dict:
     return state
 
 
-def _train_pack(runs: list[Run], device: torch.device, environment: dict) -> dict[Path, str]:
+def _train_pack(runs: list[TrainingRun], device: torch.device, environment: dict) -> dict[Path, str]:
     cfg = runs[0].member.cfg
     if runs[0].start_epoch >= cfg.epochs:  # killed after its last checkpoint: its epochs are all recorded
         for run in runs:
@@ -414,7 +415,7 @@ class _Epoch:
     loaders: list[dict]
 
 
-def _records(epoch: _Epoch, runs: list[Run], due: list[Run], environment: dict) -> Callable[[], None]:
+def _records(epoch: _Epoch, runs: list[TrainingRun], due: list[TrainingRun], environment: dict) -> Callable[[], None]:
     """The writer's job for the runs `due` a record after `epoch`: their rows since their last record, with the
     states of `epoch`. What they record is taken now; the files are written when the job runs."""
     work = []
@@ -433,8 +434,8 @@ def _records(epoch: _Epoch, runs: list[Run], due: list[Run], environment: dict) 
     return write
 
 
-def _record(run: Run, epoch: int, new: list[dict], rows: list[dict], state: tuple, loader: dict, execution: dict,
-            environment: dict) -> None:
+def _record(run: TrainingRun, epoch: int, new: list[dict], rows: list[dict], state: tuple, loader: dict,
+            execution: dict, environment: dict) -> None:
     """Persist a run's epochs up to `epoch` (`new` of its `rows`, all since its last record): checkpoint first, so
     the files never run ahead of what can be resumed. A diverged epoch is not checkpointed: a diverged run is
     terminal."""
@@ -461,7 +462,7 @@ def _record(run: Run, epoch: int, new: list[dict], rows: list[dict], state: tupl
     run.tb.flush()
 
 
-def _epoch_line(run: Run, row: dict, epochs: int) -> str:
+def _epoch_line(run: TrainingRun, row: dict, epochs: int) -> str:
     val = f" val {row['val_acc']:.2f}" if row["val_acc"] is not None else ""
     fit = f" noisy-fit {row['noisy_fit']:.2f}" if row["noisy_fit"] is not None else ""
     return (f"{run.name} epoch {row['epoch']}/{epochs} lr {row['lr']:g} loss {row['train_loss']:.4f} "
