@@ -164,7 +164,8 @@ DATASET_LOSS_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
     # cswjl/eps-softmax config.py @1b9efb5 (CEandLC, delta = 1/tau): CIFAR-10 symmetric below 50 % delta 1,
     # CIFAR-100 symmetric delta 0.5; hongxin001/LogitClip's own default --temp is 1 too. No MNIST setting.
     "logit_clip": {"cifar10": {"tau": 1.0}, "cifar100": {"tau": 2.0}},
-    # Virusdoll/Active-Negative-Loss config/{mnist,cifar10,cifar100}_anl_ce.json (alpha, beta, delta; weight decay 0).
+    # Virusdoll/Active-Negative-Loss config/{mnist,cifar10,cifar100}_anl_ce.json @f8c23b3 (alpha, beta, delta; weight
+    # decay 0), read against the repository.
     "anl_ce": {
         "mnist": {"alpha": 1.0, "beta": 1.0, "delta": 1e-6},
         "cifar10": {"alpha": 5.0, "beta": 5.0, "delta": 5e-5},
@@ -176,8 +177,8 @@ DATASET_LOSS_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
         "cifar10": {"alpha": 1.0, "beta": 1.0, "a": 30.0, "delta": 5e-5},
         "cifar100": {"alpha": 5.0, "beta": 1.0, "a": 20.0, "delta": 5e-6},
     },
-    # shengliu66/ELR ELR/config_cifar10.json, config_cifar100.json. No MNIST setting: CIFAR-10's, the other
-    # 10-class one.
+    # shengliu66/ELR ELR/config_cifar10.json @2f4cd32, config_cifar100.json @4e6cb7d, read against the repository. No
+    # MNIST setting: CIFAR-10's, the other 10-class one.
     "elr": {"cifar10": {"beta": 0.7, "lambda_": 3.0}, "cifar100": {"beta": 0.9, "lambda_": 7.0}},
 }
 
