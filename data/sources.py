@@ -63,22 +63,25 @@ def _check_name(name: str) -> None:
         raise DatasetError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
 
 
-def train_set_size(name: str, train_size: int | None) -> int:
-    """The number of training images load_dataset(name, train_size=train_size) returns, without reading files."""
+def _set_size(name: str, size: int | None, split: str) -> int:
+    """The number of images of the `split` ("train" or "test") set that load_dataset returns when asked for `size`
+    (None: all), without reading files; the synthetic set has as many as asked for."""
     _check_name(name)
     if name == "synthetic":
-        return SYNTHETIC_TRAIN_SIZE if train_size is None else train_size
-    full = _SOURCES[name].train_size
-    return full if train_size is None else min(full, train_size)
+        default = SYNTHETIC_TRAIN_SIZE if split == "train" else SYNTHETIC_TEST_SIZE
+        return default if size is None else size
+    full = getattr(_SOURCES[name], f"{split}_size")
+    return full if size is None else min(full, size)
+
+
+def train_set_size(name: str, train_size: int | None) -> int:
+    """The number of training images load_dataset(name, train_size=train_size) returns, without reading files."""
+    return _set_size(name, train_size, "train")
 
 
 def test_set_size(name: str, test_size: int | None) -> int:
     """The number of test images load_dataset(name, test_size=test_size) returns, without reading files."""
-    _check_name(name)
-    if name == "synthetic":
-        return SYNTHETIC_TEST_SIZE if test_size is None else test_size
-    full = _SOURCES[name].test_size
-    return full if test_size is None else min(full, test_size)
+    return _set_size(name, test_size, "test")
 
 
 def class_count(name: str, num_classes: int | None = None) -> int:

@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 import models
@@ -562,12 +564,11 @@ def nominal_transition(noise_type: str, rate: float, num_classes: int) -> torch.
 def read_transition(path: str, num_classes: int, sha256: str | None = None) -> torch.Tensor:
     """A transition matrix file: C x C comma-separated numbers, read as a plain float64 array (never unpickled) and
     checked by tce.inverse_transition; `sha256`, when given, must be the file's. One-line ValueError otherwise."""
-    import numpy as np
-
     if not Path(path).is_file():
         raise ValueError(f"no such file {path}")
-    if sha256 is not None and sha256_of(path).lower() != sha256.lower():
-        raise ValueError(f"{path} has SHA-256 {sha256_of(path)}, not the loss.transition_sha256 given ({sha256})")
+    found = None if sha256 is None else sha256_of(path)
+    if found is not None and found.lower() != sha256.lower():
+        raise ValueError(f"{path} has SHA-256 {found}, not the loss.transition_sha256 given ({sha256})")
     try:
         matrix = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
     except ValueError as error:
@@ -584,8 +585,6 @@ def hand_set_value(cfg: DictConfig, key: str) -> str | None:
     """The value `key` was given on the command line (a Hydra override, such as optim.weight_decay=1e-4), or None:
     what a config group (a recipe or a preset) sets is not set by hand. Read from Hydra's own record of the run's
     overrides: HydraConfig when Hydra runs, else the hydra node of a config composed with it."""
-    from hydra.core.hydra_config import HydraConfig
-
     if "hydra" in cfg:
         overrides = list(cfg.hydra.overrides.task)
     elif HydraConfig.initialized():

@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 import tce
 from data import RunData, noise_matrix
-from experiments.config import TRANSITION_NEEDS, read_transition
+from experiments.config import TRANSITION_NEEDS, needs_transition, read_transition
 
 #: What needs.py makes for a run, of the names in tce.LOSS_NEEDS.
 MADE = (*TRANSITION_NEEDS, "memory")
@@ -28,7 +28,7 @@ def make_needs(cfg: DictConfig, data: RunData, train_idx: torch.Tensor) -> dict[
     one line, where it is singular or not row-stochastic), and a zero memory of one float32 row per training sample."""
     wanted = tce.LOSS_NEEDS[cfg.loss.name]
     made: dict[str, torch.Tensor] = {}
-    if any(need in TRANSITION_NEEDS for need in wanted):
+    if needs_transition(cfg.loss.name):
         if cfg.loss.transition is not None:
             transition = read_transition(cfg.loss.transition, data.num_classes, cfg.loss.transition_sha256)
             where = f"the transition matrix of {cfg.loss.transition}"
