@@ -252,7 +252,9 @@ class TrainConfig:
     # fp32 (strict, as the paper), or the measured opt-ins tf32 and bf16 (experiments/precision.py)
     precision: str = "fp32"
     # Performance options that leave the arithmetic alone; null means the device's default (see resolve).
-    channels_last: bool = True  # faster on both: 1.2x for ResNet-20 on our CPU, tensor-core layout on CUDA
+    # Channels-last memory format; null: on CUDA (the tensor-core layout), off on the CPU, whose channels-last
+    # float32 BatchNorm is some 40x less accurate than its NCHW one (for 1.1-1.2x the speed; docs/performance.md).
+    channels_last: bool | None = None
     compile: bool | None = None  # torch.compile the model: on for CUDA (falls back to eager if it cannot)
     compile_mode: str = "default"  # torch.compile's mode: default, or reduce-overhead (CUDA graphs, CUDA only)
     # A multirun sweep is launched in packs of this many compatible runs, each pack one job that trains its runs
@@ -360,15 +362,22 @@ def needs_transition(name: str) -> bool:
     return any(need in TRANSITION_NEEDS for need in tce.LOSS_NEEDS[name])
 
 
+def number_text(value: float) -> str:
+    """A parameter's value as run names and tables spell it: its shortest form ("1.5", "5e-05"), or every digit
+    where that would round it ("1.0000001", not "1"), so that two values never share a name."""
+    text = f"{value:g}"
+    return text if float(text) == value else repr(float(value))
+
+
 def loss_tag(loss: Mapping) -> str:
-    """A loss setting as a short key, e.g. "ce", "tce-a1.5", "gce-q0.7", "sce-alpha0.1-beta1-A-9.21034",
+    """A loss setting as a short key, e.g. "ce", "tce-a1.5", "gce-q0.7", "sce-alpha0.1-beta1-A-9.210340371976182",
     "logit_clip-tau1-p_norm2-code", "forward-oracleT", "backward-T1a2b3c4d5e6f": the loss and the value of each of
     its parameters (a word as itself), and the transition matrix of those that need one (the oracle, or a file's
     first 12 hex digits of SHA-256), so that two settings never share a run directory or a table row."""
     params = loss_params(loss)
     if loss["name"] == "tce":  # the paper's rows keep their short spelling
-        return f"tce-a{params['alpha']:g}"
-    parts = [value if isinstance(value, str) else f"{key}{value:g}" for key, value in params.items()]
+        return f"tce-a{number_text(params['alpha'])}"
+    parts = [value if isinstance(value, str) else f"{key}{number_text(value)}" for key, value in params.items()]
     if needs_transition(loss["name"]):
         sha256 = loss.get("transition_sha256")
         parts.append(f"T{sha256.lower()[:12]}" if sha256 else "oracleT")
@@ -699,6 +708,8 @@ def resolve(cfg: DictConfig, job_num: int = 0) -> DictConfig:
         )
     if cfg.compile is None:
         cfg.compile = device.type == "cuda"
+    if cfg.channels_last is None:
+        cfg.channels_last = device.type == "cuda"
     if cfg.compile_mode == "reduce-overhead" and (device.type != "cuda" or not cfg.compile):
         raise ConfigError(
             f"compile_mode: reduce-overhead (CUDA graphs) needs a CUDA device and compile=true, not {device} "

@@ -26,8 +26,11 @@ def supported(device: torch.device) -> tuple[str, ...]:
 
 
 def _cpu_bf16() -> bool:
+    """Whether the CPU has bf16 instructions (AVX512-BF16 or AMX) and oneDNN may use them: oneDNN alone says yes on
+    any AVX-512 CPU, where it emulates bf16 (and no where ONEDNN_MAX_CPU_ISA caps it below)."""
     try:
-        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return native and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     except (AttributeError, RuntimeError):
         return False
 

@@ -103,7 +103,7 @@ class PackLoss:
     """
 
     def __init__(self, losses: list[tuple[str, dict]], needs: list[dict[str, torch.Tensor]] | None = None,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         needs = needs or [{} for _ in losses]
         # The L1 penalty's weight is the trainer's to apply, per member: not a parameter of the batched call.
         self.delta = None
@@ -131,7 +131,7 @@ class PackLoss:
         for members in self.members:
             name = losses[members[0]][0]
             if "memory" in tce.LOSS_NEEDS[name]:
-                memory = torch.cat([needs[k]["memory"] for k in members]).to(device)
+                memory = torch.cat([needs[k]["memory"] for k in members]).to(device, dtype)
                 rows = len(needs[members[0]]["memory"])
                 self.memories.append(memory)
                 self.offsets.append(torch.arange(len(members), device=device) * rows)
@@ -283,11 +283,12 @@ def compile_errors() -> tuple[type[Exception], ...]:
 _MODELS: dict[tuple, tuple[torch.nn.Module, Forward]] = {}
 
 
-def _model_for(cfg: DictConfig, members: int, in_channels: int, num_classes: int, device: torch.device):
-    key = (cfg.model.name, cfg.model.depth, members, in_channels, num_classes, str(device), cfg.channels_last,
+def _model_for(cfg: DictConfig, members: int, in_channels: int, num_classes: int, device: torch.device,
+               dtype: torch.dtype):
+    key = (cfg.model.name, cfg.model.depth, members, in_channels, num_classes, str(device), dtype, cfg.channels_last,
            cfg.compile, cfg.compile_mode)
     if key not in _MODELS:
-        model = models.build(cfg, in_channels, num_classes, members).to(device)
+        model = models.build(cfg, in_channels, num_classes, members).to(device, dtype)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         _MODELS[key] = (model, Forward(model, cfg.compile, cfg.compile_mode))
@@ -345,14 +346,18 @@ class HostStates:
 
 
 class PackTrainer:
-    def __init__(self, members: list[Member], device: torch.device):
+    """Trains and evaluates the members side by side. `dtype` is the model's: float32 for every run; float64 makes a
+    reference of the same steps, against which the device check (scripts/gpu_check.py) and the tests measure what
+    packing, precision and compilation change, the images and losses then being float64 too."""
+
+    def __init__(self, members: list[Member], device: torch.device, dtype: torch.dtype = torch.float32):
         self.members = members
         self.k = len(members)
         cfg = self.cfg = members[0].cfg
         data = members[0].data
         self.num_classes = data.num_classes
-        self.device = device
-        self.model, self.forward = _model_for(cfg, self.k, data.in_channels, data.num_classes, device)
+        self.device, self.dtype = device, dtype
+        self.model, self.forward = _model_for(cfg, self.k, data.in_channels, data.num_classes, device, dtype)
         self.model.load_state_dict(pack_state_dicts([m.model_state for m in members]))
         self.params = list(self.model.parameters())
         self.optimizer = torch.optim.SGD(
@@ -365,12 +370,12 @@ class PackTrainer:
         )
         if members[0].momentum is not None:
             buffers = pack_state_dicts([m.momentum for m in members])
-            for name, p in self.model.named_parameters():
-                self.optimizer.state[p]["momentum_buffer"] = buffers[name].to(device)
+            for name, p in self.model.named_parameters():  # in the parameter's strides, which fused SGD requires
+                self.optimizer.state[p]["momentum_buffer"] = torch.empty_like(p).copy_(buffers[name])
         self.autocast = precision.autocast(cfg.precision, device)
         # What a member's loss needs: made before training (Member.needs, experiments/needs.py), each sample's index
         # from the loader, the model's parameters here.
-        self.loss = PackLoss([m.loss for m in members], [m.needs for m in members], device)
+        self.loss = PackLoss([m.loss for m in members], [m.needs for m in members], device, dtype)
         self.wants_parameters = self.loss.delta is not None
         self.batches = PackLoader([m.data.loader for m in members], cfg.channels_last,
                                   with_index=any("index" in tce.LOSS_NEEDS[m.loss[0]] for m in members))
@@ -380,9 +385,9 @@ class PackTrainer:
 
     def _logits(self, x: torch.Tensor, eager: bool = False) -> torch.Tensor:
         with self.autocast:
-            out = self.forward(x, eager)
-        # Losses see float32 logits, or float64 ones from a float64 model (tests compare packs in float64).
-        return out.to(torch.promote_types(out.dtype, torch.float32)).view(x.shape[0], self.k, self.num_classes)
+            out = self.forward(x.to(self.dtype), eager)
+        # Losses see float32 logits (bf16 autocast's too), float64 ones from a float64 reference.
+        return out.to(self.dtype).view(x.shape[0], self.k, self.num_classes)
 
     @property
     def compiled(self) -> bool:

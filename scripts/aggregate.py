@@ -43,10 +43,11 @@ from omegaconf import OmegaConf
 import tce
 from data import FINGERPRINT_KEYS, DatasetError, class_count, noise_variant
 from data.errors import one_line
+from data.sources import test_set_size
 from experiments.config import LOSS_KEY_TYPES, LOSS_KEYS, compose, loss_tag, recipe, recipe_tag, with_defaults
 from experiments.evaluation import METRIC_COLUMNS
-from experiments.lifecycle import COMPLETE, STATUSES
-from experiments.rundir import CALIBRATION_COLUMNS
+from experiments.lifecycle import COMPLETE, DIVERGED, STATUSES
+from experiments.rundir import CALIBRATION_COLUMNS, RunDir
 from scripts import selection
 from scripts.settings import cell_name, setting, setting_of, setting_order
 
@@ -65,7 +66,7 @@ CELL_KEYS = ["recipe", "dataset", "setting", "noise", "noise_type", "noise_varia
 SETTING_COLUMNS = ["loss", *LOSS_KEYS]
 IDENTITY_COLUMNS = [
     "recipe", "dataset", "setting", *SETTING_COLUMNS, "noise", "noise_type", "noise_variant", "noise_seed", "seed",
-    "holdout", "epochs", "num_classes",
+    "holdout", "epochs", "num_classes", "test_images",
 ]
 # What a run's summary.json says of its noisy labels: the realized rate and the fingerprint (data/fingerprint.py).
 NOISE_COLUMNS = ["noise_realized", *FINGERPRINT_KEYS]
@@ -87,8 +88,10 @@ CELL_COLUMNS = [
     *SETTING_COLUMNS,
     *CELL_KEYS[3:],
     "selected",
+    "note",
     *NOISE_COLUMNS,
     "val_run_dir",
+    "val_diverged",
     "n_val",
     "best_epoch",
     "best_val_acc",
@@ -116,6 +119,7 @@ INTEGER_COLUMNS = [
     "holdout",
     "epochs",
     "num_classes",
+    "test_images",
     "epochs_completed",
     "best_val_epoch",
     "final_epoch",
@@ -235,6 +239,7 @@ def _identity(config: object, source: str) -> tuple[dict, dict]:
             "holdout": int(config["holdout"]),
             "epochs": int(config["epochs"]),
             "num_classes": class_count(dataset, config["dataset"].get("num_classes")),
+            "test_images": test_set_size(dataset, config["dataset"].get("test_size")),
         }
     except (KeyError, TypeError, ValueError, AttributeError, DatasetError) as error:
         raise _Corrupt(f"{source} lacks a valid identity key ({type(error).__name__}: {error})") from None
@@ -320,6 +325,24 @@ def argmax_epoch(metrics: pd.DataFrame, column: str) -> tuple[int, float] | None
     return int(metrics.at[index, "epoch"]), float(values[index])
 
 
+@dataclass(frozen=True)
+class CellAccuracies:
+    """What a cell's full runs give the protocol, for pairing (scripts/paired.py): each complete run's test
+    accuracy at the protocol's epoch and the seeds of its diverged runs, which count at chance, by (seed,
+    noise_seed); empty without a protocol epoch. `resolution` is one test image in percent (100 / test images):
+    every accuracy is a whole number of it."""
+
+    accuracies: dict[tuple, float]
+    diverged: frozenset[tuple]
+    chance: float  # 100 / classes
+    resolution: float
+
+
+NO_RUNS = CellAccuracies({}, frozenset(), math.nan, math.nan)
+# metrics.csv's wall-clock column: copies of one run differ in it and in nothing else.
+WALL_CLOCK = "seconds"
+
+
 @dataclass
 class Aggregation:
     runs_dir: Path
@@ -327,20 +350,22 @@ class Aggregation:
     runs_table: pd.DataFrame
     curves: pd.DataFrame
     cells: pd.DataFrame
-    # Per cell (CELL_KEYS values, the rows of selection included): the test accuracy at the protocol's epoch of
-    # each full run that the cell's protocol_mean averages, by (seed, noise_seed); paired.py pairs these.
-    protocol: dict[tuple, dict[tuple, float]]
+    # Per cell (CELL_KEYS values, the rows of selection included): what its full runs give the protocol, by
+    # (seed, noise_seed); paired.py pairs these.
+    protocol: dict[tuple, CellAccuracies]
     recipes: dict[str, dict]  # tag -> recipe, of every run that could be identified
     problems: list[str]  # what the protocol left out, and why, one line each (the status report lists them)
+    merged: list[str]  # the copies of a run counted once, one line each (the status report lists them)
 
 
 def aggregate(runs_dir: Path | str) -> Aggregation:
     """All runs below `runs_dir` (none when it does not exist) and the tables built from them."""
     runs_dir = Path(runs_dir)
     runs = [read_run(d) for d in find_run_dirs(runs_dir)] if runs_dir.is_dir() else []
-    cells, protocol, problems = cells_table(runs)
+    cells, protocol, problems, merged = cells_table(runs)
     recipes = {r.identity["recipe"]: r.recipe for r in runs if r.identity is not None}
-    return Aggregation(runs_dir, runs, runs_table(runs), curves_table(runs), cells, protocol, recipes, problems)
+    return Aggregation(runs_dir, runs, runs_table(runs), curves_table(runs), cells, protocol, recipes, problems,
+                       merged)
 
 
 @functools.cache
@@ -389,17 +414,20 @@ def curves_table(runs: list[RunRecord]) -> pd.DataFrame:
     return nullable_integers(pd.concat(frames, ignore_index=True)[CURVE_COLUMNS])
 
 
-def cells_table(runs: list[RunRecord]) -> tuple[pd.DataFrame, dict[tuple, dict[tuple, float]], list[str]]:
+def cells_table(runs: list[RunRecord]) -> tuple[pd.DataFrame, dict[tuple, CellAccuracies], list[str], list[str]]:
     """The paper's protocol (Section 3.1): one row per cell (recipe, dataset, loss setting, noise, noise type and
     set), then the rows of selection on validation (scripts/selection.py); the protocol's accuracies per cell
-    (Aggregation.protocol); and the problems found, one line each.
+    (Aggregation.protocol); the problems found, one line each; and the identical copies merged, one line each.
 
     The cell's validation run is its one complete run with holdout > 0; best_epoch is the epoch of its highest
-    val_acc (best_val_acc; lowest validation error), the earliest on ties. With several complete validation runs
-    (n_val > 1) the epoch is ambiguous and the cell has no protocol value. Each complete full run (holdout == 0)
+    val_acc (best_val_acc; lowest validation error), the earliest on ties. Copies of one run (the same identity and
+    recipe, metrics.csv but its wall-clock column, and noisy labels: a sweep copied from another machine) count
+    once. With several distinct complete validation runs (n_val > 1) the epoch is ambiguous and the cell has no
+    protocol value; so too when the validation run shares its (seed, noise_seed) with a full run (its labels and
+    weights would be those of a reported run), or when it diverged (`note`). Each complete full run (holdout == 0)
     contributes its test_acc at best_epoch: protocol_mean, protocol_std (sample std, ddof=1; empty when n = 1) and
     n, and likewise the means of noisy_fit, test_nll and test_ece at that epoch (empty where the runs did not
-    record them). Several complete full runs of one (seed, noise_seed) are all left out (n_duplicate), and a full
+    record them). Distinct complete full runs of one (seed, noise_seed) are all left out (n_duplicate), and a full
     run shorter than best_epoch is counted in n_short. Without the validation run the protocol values are empty.
     For comparison, over the same full runs: last_epoch_* (test_acc at each run's final epoch) and
     oracle_best_test_* (each run's highest test_acc over all epochs: an oracle that peeks at the test set, not a
@@ -414,77 +442,140 @@ def cells_table(runs: list[RunRecord]) -> tuple[pd.DataFrame, dict[tuple, dict[t
     for run in runs:
         if run.identity is not None:
             members.setdefault(tuple(run.identity[k] for k in CELL_KEYS), []).append(run)
-    rows, protocol, problems = [], {}, []
+    rows, protocol, problems, merged = [], {}, [], []
     for key, cell_runs in members.items():
-        row, protocol[key], found = _cell(cell_runs)
+        row, protocol[key], found, copies = _cell(cell_runs)
         rows.append(row)
         problems += found
+        merged += copies
     chosen, sources, found = selection.selection_rows(rows)
     for row, source in zip(chosen, sources, strict=True):
-        protocol[tuple(row[k] for k in CELL_KEYS)] = protocol[tuple(source[k] for k in CELL_KEYS)] if source else {}
+        key = tuple(row[k] for k in CELL_KEYS)
+        protocol[key] = protocol[tuple(source[k] for k in CELL_KEYS)] if source else NO_RUNS
     rows += chosen
     problems += found
     rows.sort(key=lambda r: (r["recipe"], r["dataset"], setting_order(setting_of(r)), r["noise_type"],
                              r["noise_variant"], r["noise"]))
-    return nullable_integers(pd.DataFrame(rows, columns=CELL_COLUMNS)), protocol, problems
+    return nullable_integers(pd.DataFrame(rows, columns=CELL_COLUMNS)), protocol, problems, merged
 
 
-def _cell(members: list[RunRecord]) -> tuple[dict, dict[tuple, float], list[str]]:
-    """A cell's row of cells.csv, its protocol accuracies by (seed, noise_seed), and its problems."""
+def _same_run(a: RunRecord, b: RunRecord) -> bool:
+    """Whether two run directories are copies of one run: the same identity and recipe, the same metrics.csv but its
+    wall-clock column, and the same noisy labels (both without them: the same)."""
+    def labels(run: RunRecord) -> bytes | None:
+        path = RunDir(run.run_dir).noisy_labels
+        return path.read_bytes() if path.is_file() else None
+
+    return (a.identity == b.identity and a.recipe == b.recipe
+            and a.metrics.drop(columns=WALL_CLOCK).equals(b.metrics.drop(columns=WALL_CLOCK))
+            and labels(a) == labels(b))
+
+
+def _distinct(runs: list[RunRecord], where: str) -> tuple[list[RunRecord], list[str]]:
+    """`runs` (complete, of one role and seeds, sorted by directory) less their copies, and a line naming each run
+    kept with its copies."""
+    kept, lines = [], []
+    for run in runs:
+        original = next((k for k in kept if _same_run(k, run)), None)
+        if original is None:
+            kept.append(run)
+        else:
+            lines.append(f"{where}: {run.run_dir} is a copy of {original.run_dir}, counted once")
+    return kept, lines
+
+
+def _cell(members: list[RunRecord]) -> tuple[dict, CellAccuracies, list[str], list[str]]:
+    """A cell's row of cells.csv, its accuracies for pairing, its problems and the copies it merged."""
     where = cell_name(members[0].identity)
-    complete = [r for r in members if r.status == "complete"]
-    validation = sorted((r for r in complete if r.identity["holdout"] > 0), key=lambda r: r.run_dir)
+    complete = sorted((r for r in members if r.status == COMPLETE), key=lambda r: r.run_dir)
+    validation, merged = _distinct([r for r in complete if r.identity["holdout"] > 0], where)
     by_seeds: dict[tuple, list[RunRecord]] = {}
-    for run in sorted(complete, key=lambda r: r.run_dir):
+    for run in complete:
         if run.identity["holdout"] == 0:
             by_seeds.setdefault((run.identity["seed"], run.identity["noise_seed"]), []).append(run)
-    full = {seeds: found[0] for seeds, found in sorted(by_seeds.items()) if len(found) == 1}
-    problems = [f"{where}: {len(found)} complete full runs of seed {seeds[0]} (noise seed {seeds[1]}), all left "
-                f"out: {', '.join(r.run_dir for r in found)}" for seeds, found in by_seeds.items() if len(found) > 1]
-    if len(validation) > 1:
-        problems.append(f"{where}: {len(validation)} complete validation runs, so no protocol epoch: "
-                        + ", ".join(r.run_dir for r in validation))
-    best_epoch, best_val_acc = (argmax_epoch(validation[0].metrics, "val_acc") if len(validation) == 1
-                                else None) or (None, math.nan)
+    full, problems = {}, []
+    for seeds, found in sorted(by_seeds.items()):
+        found, copies = _distinct(found, where)
+        merged += copies
+        by_seeds[seeds] = found
+        if len(found) == 1:
+            full[seeds] = found[0]
+        else:
+            problems.append(f"{where}: {len(found)} distinct complete full runs of seed {seeds[0]} (noise seed "
+                            f"{seeds[1]}), all left out: {', '.join(r.run_dir for r in found)}")
+    best_epoch, best_val_acc, note, found = _protocol_epoch(members, validation, full, where)
+    problems += found
     at_best = {seeds: r.metrics.iloc[best_epoch - 1] for seeds, r in full.items()
                if best_epoch is not None and best_epoch <= len(r.metrics)}
     short = [r.run_dir for r in full.values() if best_epoch is not None and best_epoch > len(r.metrics)]
     if short:
         problems.append(f"{where}: {len(short)} full runs end before the protocol epoch {best_epoch}, left out: "
                         + ", ".join(short))
-    unfinished = [r.status for r in members if r.identity["holdout"] == 0 and r.status != "complete"]
-    n_diverged = unfinished.count("diverged")
-    accuracies = [float(r["test_acc"]) for r in at_best.values()]
-    chance = 100.0 / members[0].identity["num_classes"]
-    described = list(full.values()) or members
+    unfinished = [r for r in members if r.identity["holdout"] == 0 and r.status != COMPLETE]
+    diverged = frozenset((r.identity["seed"], r.identity["noise_seed"]) for r in unfinished
+                         if r.status == DIVERGED) - set(by_seeds)
+    accuracies = {seeds: float(r["test_acc"]) for seeds, r in at_best.items()}
+    identity = members[0].identity
+    chance = 100.0 / identity["num_classes"]
+    counted = list(accuracies.values()) + [chance] * len(diverged)
     row = {
-        **{key: members[0].identity[key] for key in (*CELL_KEYS, *SETTING_COLUMNS)},
+        **{key: identity[key] for key in (*CELL_KEYS, *SETTING_COLUMNS)},
         "selected": None,
-        **{column: _mean([r.noise[column] for r in described]) for column in NOISE_COLUMNS},
+        "note": note,
+        **{column: _mean([r.noise[column] for r in (list(full.values()) or members)]) for column in NOISE_COLUMNS},
         "val_run_dir": validation[0].run_dir if len(validation) == 1 else None,
+        "val_diverged": note == VAL_DIVERGED,
         "n_val": len(validation),
         "best_epoch": best_epoch,
         "best_val_acc": best_val_acc,
         "n": len(at_best),
         "n_full": len(full),
-        "n_diverged": n_diverged,
-        "n_incomplete": len(unfinished) - n_diverged,
+        "n_diverged": sum(r.status == DIVERGED for r in unfinished),
+        "n_incomplete": sum(r.status != DIVERGED for r in unfinished),
         "n_short": len(short),
         "n_duplicate": sum(len(found) for found in by_seeds.values() if len(found) > 1),
-        "protocol_mean_with_diverged": (
-            float(np.mean(accuracies + [chance] * n_diverged))
-            if best_epoch is not None and accuracies + [chance] * n_diverged else math.nan
-        ),
+        "protocol_mean_with_diverged": float(np.mean(counted)) if best_epoch is not None and counted else math.nan,
+        **_spread(members, full, at_best),
     }
-    row["protocol_mean"], row["protocol_std"] = mean_std(accuracies)
+    pairing = CellAccuracies(accuracies, diverged if best_epoch is not None else frozenset(), chance,
+                             100.0 / identity["test_images"])
+    return row, pairing, problems, merged
+
+
+VAL_DIVERGED = "val run diverged"
+
+
+def _protocol_epoch(members: list[RunRecord], validation: list[RunRecord], full: dict[tuple, RunRecord],
+                    where: str) -> tuple[int | None, float, str | None, list[str]]:
+    """(best_epoch, best_val_acc, note, problems) of a cell: its one validation run's best epoch, or None with the
+    note and problem that say why not."""
+    if len(validation) > 1:
+        return None, math.nan, None, [f"{where}: {len(validation)} distinct complete validation runs, so no protocol "
+                                      "epoch: " + ", ".join(r.run_dir for r in validation)]
+    if not validation:
+        diverged = [r for r in members if r.identity["holdout"] > 0 and r.status == DIVERGED]
+        return None, math.nan, (VAL_DIVERGED if diverged else None), []
+    run = validation[0]
+    seeds = (run.identity["seed"], run.identity["noise_seed"])
+    if seeds in full:
+        note = f"val run shares seed {seeds[0]} (noise seed {seeds[1]}) with a full run"
+        return None, math.nan, note, [f"{where}: the validation run {run.run_dir} shares seed {seeds[0]} (noise seed "
+                                      f"{seeds[1]}) with the full run {full[seeds].run_dir}: protocol value withheld"]
+    epoch, accuracy = argmax_epoch(run.metrics, "val_acc") or (None, math.nan)
+    return epoch, accuracy, None, []
+
+
+def _spread(members: list[RunRecord], full: dict[tuple, RunRecord], at_best: dict[tuple, pd.Series]) -> dict:
+    """A cell's means and standard deviations: at the protocol's epoch, at the last epoch, and the oracle's."""
+    row = {}
+    row["protocol_mean"], row["protocol_std"] = mean_std([float(r["test_acc"]) for r in at_best.values()])
     for column in ("noisy_fit", "test_nll", "test_ece"):
         values = [r[column] for r in at_best.values() if not math.isnan(r[column])]
         row[f"protocol_{column}_mean"] = float(np.mean(values)) if values else math.nan
-    last = [r.metrics["test_acc"].iloc[-1] for r in full.values()]
-    row["last_epoch_mean"], row["last_epoch_std"] = mean_std(last)
-    oracle = [r.metrics["test_acc"].max() for r in full.values()]
-    row["oracle_best_test_mean"], row["oracle_best_test_std"] = mean_std(oracle)
-    return row, dict(zip(at_best, accuracies, strict=True)), problems
+    row["last_epoch_mean"], row["last_epoch_std"] = mean_std([r.metrics["test_acc"].iloc[-1] for r in full.values()])
+    row["oracle_best_test_mean"], row["oracle_best_test_std"] = mean_std([r.metrics["test_acc"].max()
+                                                                           for r in full.values()])
+    return row
 
 
 def _mean(values: list[float | None]) -> float:
@@ -535,13 +626,17 @@ def status_report(aggregation: Aggregation) -> str:
     if not_complete:
         lines.append("Not complete, so not used by the protocol:")
         lines += [f"  {r.status:<11} {r.run_dir}: {r.reason}" for r in not_complete]
+    if aggregation.merged:
+        lines.append("Identical copies of a run, counted once:")
+        lines += [f"  {line}" for line in aggregation.merged]
     if aggregation.problems:
         lines.append("Left out by the protocol:")
         lines += [f"  {problem}" for problem in aggregation.problems]
+    own = cells[cells["selected"].isna() & ~cells["setting"].str.contains("@", regex=False)]
     lines.append(
-        f"{len(cells)} cells, {int(cells['protocol_mean'].notna().sum())} with a protocol value; "
-        f"{int(cells['n_diverged'].sum())} diverged full runs left out of protocol_mean "
-        "(counted at chance in protocol_mean_with_diverged)."
+        f"{len(own)} cells, {int(own['protocol_mean'].notna().sum())} with a protocol value, and "
+        f"{len(cells) - len(own)} rows of selection on validation; {int(own['n_diverged'].sum())} diverged full runs "
+        "left out of protocol_mean (counted at chance in protocol_mean_with_diverged and in the paired tests)."
     )
     return "\n".join(lines)
 

@@ -9,8 +9,9 @@ value; each is recorded in DIR/gpu_check.json as soon as it ends, so a run cut s
 - environment: torch, CUDA, cuDNN, the device, the precisions it computes natively, the TF32 settings found;
 - strict_fp32: a grouped convolution and a matrix product in the engine's fp32 context against float64 (TF32 would
   miss by about 1e-3), and the TF32 settings after it, which must be those before;
-- packed_equals_alone: 5 SGD steps of a pack of 4 (CE, TCE 1.5, MSE, TCE 0.5) against each run alone, eager, in
-  every weight: within 1e-4 in fp32, 5e-2 in bf16;
+- packed_equals_alone: packs of 4 (PACKS) against each run alone, eager: in float64 within STRUCTURAL, and in each
+  precision within the rounding measured against float64 (within_rounding; docs/performance.md says why);
+- compiled_equals_eager: the paper's pack compiled against eager, by the same two criteria;
 - nan_isolation: a member whose weights are NaN leaves the others of its pack as they train without it;
 - resume: a run stopped after its second epoch and resumed ends with the rows of an uninterrupted one (1e-6),
   cuDNN deterministic;
@@ -26,7 +27,8 @@ value; each is recorded in DIR/gpu_check.json as soon as it ends, so a run cut s
 `--deadline S` (default 420 s) is the time after which no stage starts; a timing configuration starts only if it can
 end (CONFIGURATION_S) with AFTER_TIMING_S left for the stages after it, so that with the default the whole check
 ends within 8 minutes. `--dry-run` runs every stage on the CPU with tiny sizes, in about a minute, with
-torch.compile's graphs run by dynamo's eager backend (no C compiler): what tests/test_gpu_check.py runs.
+torch.compile's graphs run by dynamo's eager backend (no C compiler), in the CPU's default NCHW layout: what
+tests/test_gpu_check.py runs.
 """
 
 import argparse
@@ -50,10 +52,24 @@ from data.files import write_json  # noqa: E402
 from experiments import precision, records, trainer  # noqa: E402
 from experiments.config import compose, resolve  # noqa: E402
 from experiments.killpoints import ENV as KILL_AT  # noqa: E402
+from experiments.needs import make_needs  # noqa: E402
 from experiments.run import run_data_for, run_pack  # noqa: E402
 from scripts import bench  # noqa: E402
 
-PACK = ("loss=ce", "loss=tce loss.alpha=1.5", "loss=mse", "loss=tce loss.alpha=0.5")
+# The packs whose members must train as they would alone: the paper's losses (weight decay 1e-4), and losses that
+# need more than logits and labels (ANL-CE the model's weights, with weight decay 0; ELR a memory and each sample's
+# index; forward correction a transition matrix) next to CE in their recipe.
+PACKS = {
+    "paper": ("loss=ce", "loss=tce loss.alpha=1.5", "loss=mse", "loss=tce loss.alpha=0.5"),
+    "needs": tuple(f"loss={name} optim.weight_decay=0" for name in ("anl_ce", "elr", "forward", "ce")),
+}
+# Packed against alone in float64 after STRUCTURAL_STEPS steps: a relative difference per member and tensor of at
+# most STRUCTURAL (the order of float64 sums; a leak between members is 1e-3 or more).
+STRUCTURAL, STRUCTURAL_STEPS = 1e-10, 2
+# In a precision, after 1 and PRECISION_STEPS steps: the difference allowed beyond twice the rounding measured
+# (within_rounding), for tensors that rounding leaves all but exact.
+FLOOR, PRECISION_STEPS = 1e-6, 5
+RUNNING_STATISTICS = ("running_mean", "running_var")
 # Seconds the stages after timing (profile, naive, projection) need on a GPU machine, and what a configuration of
 # the timing stage may take at most: its setup, warm-up (compiling, if compiled) and 60 steps.
 AFTER_TIMING_S = 60
@@ -62,10 +78,10 @@ CONFIGURATION_S = {False: 30, True: 150}
 # of every stage, not its numbers).
 SIZES = {
     False: {"train": 50_000, "test": 10_000, "holdout": 5_000, "batch": 128, "members": (1, 4, 16, 32), "steps": 20,
-            "repeats": 3, "warmup": 3, "depth": 20, "resume_train": 2_000, "eval_batch": 1000, "check_steps": 5,
+            "repeats": 3, "warmup": 3, "depth": 20, "resume_train": 2_000, "eval_batch": 1000,
             "precisions": precision.PRECISIONS, "grids": None},
     True: {"train": 256, "test": 64, "holdout": 32, "batch": 16, "members": (1, 2), "steps": 2, "repeats": 1,
-           "warmup": 1, "depth": 8, "resume_train": 128, "eval_batch": 64, "check_steps": 2,
+           "warmup": 1, "depth": 8, "resume_train": 128, "eval_batch": 64,
            "precisions": ("fp32",), "grids": ("paper",)},
 }
 
@@ -101,6 +117,19 @@ class Check:
             f"batch_size={s['batch']}", f"eval_batch_size={s['eval_batch']}", "progress=false",
             f"device={self.device}", *overrides))
 
+    def pack_cfgs(self, pack: tuple[str, ...], *overrides: str) -> list:
+        """The configs of a pack's members (PACKS), seeds 0, 1, ..., each its own labels at noise 0.4."""
+        return [self.cfg("holdout=0", "compile=false", "noise=0.4", f"seed={k}", *member.split(), *overrides)
+                for k, member in enumerate(pack)]
+
+    @property
+    def layout(self) -> str:
+        """The layout the engine trains in here, its default for the device, and why."""
+        if self.cfg().channels_last:
+            return "channels-last, the engine's default on CUDA"
+        return ("NCHW, the engine's default on the CPU: the CPU's channels-last float32 BatchNorm is about 40x less "
+                "accurate (docs/performance.md)")
+
     @property
     def dataset(self):
         if self._dataset is None:
@@ -112,8 +141,20 @@ class Check:
         c = cfgs[0]
         images = shared_images(dataset, holdout=c.holdout, split_seed=c.dataset.split_seed,
                                eval_train_size=c.eval_train_size, device=self.device)
-        return [trainer.Member(cfg, run_data_for(cfg, dataset, self.device, images),
-                               trainer.initial_model_state(cfg, 3, 10)) for cfg in cfgs]
+        members = []
+        for cfg in cfgs:
+            data = run_data_for(cfg, dataset, self.device, images)
+            members.append(trainer.Member(cfg, data, trainer.initial_model_state(cfg, 3, 10),
+                                          needs=make_needs(cfg, data, images.train_idx)))
+        return members
+
+
+class CheckFailed(AssertionError):
+    """A stage's criterion failed; `result` holds what it measured, recorded with the failure."""
+
+    def __init__(self, message: str, result: dict):
+        super().__init__(message)
+        self.result = result
 
 
 def run_stage(check: Check, name: str, stage: Callable[[Check], dict]) -> None:
@@ -124,17 +165,14 @@ def run_stage(check: Check, name: str, stage: Callable[[Check], dict]) -> None:
     began = time.monotonic()
     try:
         entry = {"status": "ok", "result": stage(check)}
+    except CheckFailed as failed:
+        entry = {"status": "failed", "error": one_line(failed), "result": failed.result}
     except Exception as error:  # noqa: BLE001 - a stage that fails is recorded, and the others still run
         entry = {"status": "failed", "error": one_line(error), "traceback": traceback.format_exc(limit=-3)}
     entry["seconds"] = round(time.monotonic() - began, 2)
     check.record["stages"][name] = entry
     check.save()
     print(f"{name}: {entry['status']} ({entry['seconds']} s)", flush=True)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def environment(check: Check) -> dict:
@@ -175,31 +213,132 @@ def strict_fp32(check: Check) -> dict:
     return {"relative_error": errors, "tf32_settings_before": before, "tf32_settings_after": after}
 
 
-def _steps(members: list[trainer.Member], steps: int) -> list[dict]:
-    """Each member's weights and buffers after `steps` steps of these members packed together."""
-    pack = trainer.PackTrainer(members, members[0].data.loader.device)
-    batches = iter(pack.batches)
-    for _ in range(steps):
+def _states(members: list[trainer.Member], steps: tuple[int, ...], dtype: torch.dtype = torch.float32
+            ) -> dict[int, list[dict[str, torch.Tensor]]]:
+    """Each member's weights, BatchNorm buffers and momentum after each of `steps` SGD steps of these members packed
+    together, by step; in float64 a reference of the same steps (trainer.PackTrainer's dtype)."""
+    pack = trainer.PackTrainer(members, members[0].data.loader.device, dtype)
+    batches, found = iter(pack.batches), {}
+    for step in range(1, max(steps) + 1):
         pack.step(*next(batches))
-    return [{**model, **{f"momentum.{n}": t for n, t in momentum.items()}} for model, momentum in pack.member_states()]
+        if step in steps:
+            found[step] = [{**model, **{f"momentum.{n}": t for n, t in momentum.items()}}
+                           for model, momentum in pack.member_states()]
+    return found
+
+
+def _alone(check: Check, cfgs: list, steps: tuple[int, ...], dtype: torch.dtype = torch.float32
+           ) -> dict[int, list[dict[str, torch.Tensor]]]:
+    """_states of each run of `cfgs` trained alone, by step, in the order of `cfgs`."""
+    runs = [_states(check.members([cfg]), steps, dtype) for cfg in cfgs]
+    return {step: [run[step][0] for run in runs] for step in steps}
+
+
+def distances(found: dict, reference: dict, scale: dict) -> dict[str, float]:
+    """Per floating-point tensor: ||found - reference|| / ||scale||, in float64 (scale 1 where ||scale|| is 0).
+    One scale for every distance of a member's tensor, the float64 run alone's, so that distances add up as the
+    triangle inequality says: d(packed, alone) <= d(packed, packed64) + d(packed64, alone64) + d(alone64, alone)."""
+    found_d = {}
+    for name, ref in reference.items():
+        if ref.is_floating_point():
+            norm = torch.linalg.vector_norm(scale[name].double()).item() or 1.0
+            found_d[name] = torch.linalg.vector_norm(found[name].double() - ref.double()).item() / norm
+    return found_d
+
+
+def _names(cfgs: list) -> list[str]:
+    return [f"{cfg.loss.name} seed {cfg.seed}" for cfg in cfgs]
+
+
+def structural(members: list[str], packed: list[dict], alone: list[dict]) -> dict:
+    """Packed against alone in float64, where they differ only in the order of sums: each member's every tensor
+    (weights, BatchNorm buffers, momentum) within STRUCTURAL of the run alone's, relatively. A leak between members
+    (a statistic over the pack, a shared generator) shows at 1e-3 or more."""
+    rows = []
+    for member, p, a in zip(members, packed, alone, strict=True):
+        d = distances(p, a, a)
+        exact = all(torch.equal(p[n], a[n]) for n in a if not a[n].is_floating_point())  # num_batches_tracked
+        worst = max(d, key=d.get)
+        rows.append({"member": member, "tensor": worst, "difference": d[worst],
+                     "verdict": "ok" if d[worst] <= STRUCTURAL and exact else "failed"})
+    return {"steps": STRUCTURAL_STEPS, "bound": STRUCTURAL, "members": rows}
+
+
+def within_rounding(members: list[str], found: list[dict], expected: list[dict], found64: list[dict],
+                    expected64: list[dict]) -> list[dict]:
+    """Two ways of computing the same steps in one precision (packed and alone, compiled and eager) against their
+    float64 references, over weights and momentum (running statistics are averages that rounding barely moves):
+    per member and tensor d(found, expected) <= 2 max(d(found, found64), d(expected, expected64)) + FLOOR, d the
+    relative norm of the difference (`distances`). The bound is each way's own rounding, measured: on the CPU and in
+    cuDNN alike a last bit can flip a ReLU and move a tensor by percents, the other way's and its own reference's
+    alike. Per member, the tensor nearest its bound: its difference, its baseline max(...), and the verdict."""
+    rows = []
+    for member, f, e, f64, e64 in zip(members, found, expected, found64, expected64, strict=True):
+        trained = {n: t for n, t in e.items() if not n.endswith(RUNNING_STATISTICS)}
+        between, off, off_expected = distances(f, trained, e64), distances(f, f64, e64), distances(e, e64, e64)
+        baseline = {n: max(off[n], off_expected[n]) for n in between}
+        ratio = {n: between[n] / (2 * baseline[n] + FLOOR) for n in between}
+        worst = max(ratio, key=ratio.get)
+        rows.append({"member": member, "tensor": worst, "difference": between[worst], "baseline": baseline[worst],
+                     "ratio": ratio[worst], "verdict": "ok" if ratio[worst] <= 1 else "failed"})
+    return rows
+
+
+def _failures(where: str, rows: list[dict]) -> list[str]:
+    """The members of `rows` (structural, within_rounding) that failed, one phrase each."""
+    return [f"{where}: {r['member']} ({r['tensor']}: {r['difference']:.3g}"
+            + (f" against a baseline of {r['baseline']:.3g})" if "baseline" in r else ")")
+            for r in rows if r["verdict"] != "ok"]
+
+
+def _within_rounding_by_step(names: list[str], found: dict, expected: dict, found64: dict, expected64: dict) -> dict:
+    return {str(step): within_rounding(names, found[step], expected[step], found64[step], expected64[step])
+            for step in (1, PRECISION_STEPS)}
 
 
 def packed_equals_alone(check: Check) -> dict:
-    found = {}
+    """Packing changes nothing but rounding: in float64 (STRUCTURAL) for each of PACKS; in every precision the device
+    computes, for the paper's pack, within the rounding each way shows against its float64 reference
+    (within_rounding), after 1 and PRECISION_STEPS steps."""
+    found, failed, reference = {"layout": check.layout}, [], {}
+    for label, pack in PACKS.items():
+        cfgs = check.pack_cfgs(pack, "precision=fp32")
+        steps = (1, STRUCTURAL_STEPS, PRECISION_STEPS) if label == "paper" else (STRUCTURAL_STEPS,)
+        packed, alone = _states(check.members(cfgs), steps, torch.float64), _alone(check, cfgs, steps, torch.float64)
+        reference[label] = packed, alone
+        found[f"float64 {label}"] = result = structural(_names(cfgs), packed[STRUCTURAL_STEPS], alone[STRUCTURAL_STEPS])
+        failed += _failures(f"float64 {label}", result["members"])
+    names = _names(check.pack_cfgs(PACKS["paper"]))
     for name in check.precisions():
-        if name == "tf32":
-            continue
-        cfgs = [check.cfg("holdout=0", "compile=false", f"precision={name}", f"seed={k}", *m.split())
-                for k, m in enumerate(PACK)]
-        steps = check.sizes["check_steps"]
-        packed = _steps(check.members(cfgs), steps)
-        alone = [_steps(check.members([cfg]), steps)[0] for cfg in cfgs]
-        worst = max((p[key].double() - a[key].double()).abs().max().item()
-                    for p, a in zip(packed, alone, strict=True) for key in a if a[key].is_floating_point())
-        tolerance = 1e-4 if name == "fp32" else 5e-2
-        found[name] = {"max_abs_difference": worst, "tolerance": tolerance}
-        if not worst <= tolerance:
-            raise AssertionError(f"{name}: packed and alone differ by {worst:.3g} after {steps} steps (> {tolerance})")
+        cfgs = check.pack_cfgs(PACKS["paper"], f"precision={name}")
+        packed, alone = _states(check.members(cfgs), (1, PRECISION_STEPS)), _alone(check, cfgs, (1, PRECISION_STEPS))
+        found[name] = rows = _within_rounding_by_step(names, packed, alone, *reference["paper"])
+        failed += [line for step, r in rows.items() for line in _failures(f"{name} step {step}", r)]
+    if failed:
+        raise CheckFailed("packed and alone differ beyond rounding: " + "; ".join(failed), found)
+    return found
+
+
+def compiled_equals_eager(check: Check) -> dict:
+    """torch.compile changes nothing but rounding: the paper's pack compiled against eager, in float64 (STRUCTURAL)
+    and in every precision the device computes (within_rounding), after 1 and PRECISION_STEPS steps."""
+    def states(precision_name: str, dtype: torch.dtype) -> dict[bool, dict]:
+        steps = (1, STRUCTURAL_STEPS, PRECISION_STEPS)
+        return {compiled: _states(check.members(check.pack_cfgs(
+            PACKS["paper"], f"precision={precision_name}", f"compile={str(compiled).lower()}")), steps, dtype)
+            for compiled in (True, False)}
+
+    names = _names(check.pack_cfgs(PACKS["paper"]))
+    reference = states("fp32", torch.float64)
+    found = {"float64": structural(names, reference[True][STRUCTURAL_STEPS], reference[False][STRUCTURAL_STEPS])}
+    failed = _failures("float64", found["float64"]["members"])
+    for name in check.precisions():
+        measured = states(name, torch.float32)
+        found[name] = rows = _within_rounding_by_step(names, measured[True], measured[False], reference[True],
+                                                       reference[False])
+        failed += [line for step, r in rows.items() for line in _failures(f"{name} step {step}", r)]
+    if failed:
+        raise CheckFailed("compiled and eager differ beyond rounding: " + "; ".join(failed), found)
     return found
 
 
@@ -208,8 +347,8 @@ def nan_isolation(check: Check) -> dict:
     poisoned = check.members(cfgs)
     poisoned[1].model_state = {n: t.clone().fill_(math.nan) if t.is_floating_point() else t
                                for n, t in poisoned[1].model_state.items()}
-    found = _steps(poisoned, 3)
-    clean = _steps(check.members(cfgs), 3)
+    found = _states(poisoned, (3,))[3]
+    clean = _states(check.members(cfgs), (3,))[3]
     worst = max((found[k][n] - clean[k][n]).abs().max().item() for k in (0, 2) for n in clean[k]
                 if clean[k][n].is_floating_point())
     # Equal up to the last bits that cuDNN's atomics may change from one run to the next; a leak would be NaN.
@@ -333,11 +472,11 @@ def profile(check: Check) -> dict:
     if check.device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     steps = 5
-    sync(check.device)
+    bench.sync(check.device)
     began = time.perf_counter()
     with torch.profiler.profile(activities=activities) as prof:
         bench.train_steps(pack.step, batches, steps)
-        sync(check.device)
+        bench.sync(check.device)
     wall = (time.perf_counter() - began) / steps
     events = prof.key_averages()
     device_time = "self_device_time_total" if check.device.type == "cuda" else "self_cpu_time_total"
@@ -383,8 +522,8 @@ def projection(check: Check) -> dict:
 
 STAGES = {
     "environment": environment, "strict_fp32": strict_fp32, "packed_equals_alone": packed_equals_alone,
-    "nan_isolation": nan_isolation, "resume": resume, "timing": timing, "profile": profile, "naive": naive,
-    "projection": projection,
+    "compiled_equals_eager": compiled_equals_eager, "nan_isolation": nan_isolation, "resume": resume,
+    "timing": timing, "profile": profile, "naive": naive, "projection": projection,
 }
 
 

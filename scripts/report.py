@@ -91,7 +91,7 @@ def render(runs_dir: Path) -> str:
     """The report of every run below `runs_dir`, as one HTML document."""
     aggregation = aggregate(runs_dir)
     comparison = paired.paired_table(aggregation)
-    significant = frozenset(paired.significant(comparison))
+    significant = paired.significant(comparison)
     claims = load_claims()
     built = tables.build_tables(aggregation, tables.load_reference(tables.DEFAULT_REFERENCE), significant, claims)
     shown = [t for t in built if t.cells["protocol_mean"].notna().any()]
@@ -120,7 +120,8 @@ def render(runs_dir: Path) -> str:
             parts.append(f"<h3>{html.escape(stem)}</h3>\n<img alt='{html.escape(stem)}' src='{figure_png(fig)}'>")
     parts += ["<h2>Recipes</h2>", lines_html(recipe_lines(aggregation) + unplaced(claims)),
               "<h2>Runs that are not complete</h2>", incomplete_html(aggregation),
-              "<h2>Left out by the protocol</h2>", lines_html(aggregation.problems or ["Nothing."])]
+              "<h2>Left out by the protocol</h2>", lines_html(aggregation.problems or ["Nothing."]),
+              "<h2>Identical copies counted once</h2>", lines_html(aggregation.merged or ["None."])]
     body = "\n".join(parts)
     return (f"<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n<title>TCE runs: "
             f"{html.escape(str(runs_dir))}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")

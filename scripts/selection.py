@@ -9,9 +9,10 @@ in `selected`:
 - `val-dataset`, the rule of the IJCAI-LMNL 2022 challenge: one setting for every noise level (and noise set) of a
   (recipe, dataset, noise type), the one with the highest mean validation accuracy over those levels.
 
-Ties go to the first setting in row order (TCE's alpha increasing, as the presets list them). A rule chooses only
-when every setting it compares has its validation run at every level it compares them on; otherwise its row has
-no value, and a problem says why. The per-setting rows stay: the paper reports every alpha.
+Ties go to the first setting in row order (TCE's alpha increasing, as the presets list them). A setting whose
+validation run diverged (at a level the rule compares) is not a candidate, and the row's note names it; otherwise a
+rule chooses only when every setting it compares has its validation run at every level it compares them on, else
+its row has no value, and a problem says why. The per-setting rows stay: the paper reports every alpha.
 """
 
 import math
@@ -33,14 +34,15 @@ def selection_rows(cells: list[dict]) -> tuple[list[dict], list[dict | None], li
         levels.setdefault(tuple(cell[k] for k in LEVEL), {})[cell["setting"]] = cell
     rows, sources, problems = [], [], []
 
-    def add(like: dict, rule: str, chosen: dict | None, why: str | None) -> None:
+    def add(like: dict, rule: str, chosen: dict | None, why: str | None, excluded: list[str]) -> None:
         tag = f"{like['loss']}@{rule}"
+        note = f"not a candidate, its val run diverged: {', '.join(excluded)}" if excluded else None
         if chosen is None:
             rows.append({**{k: like[k] for k in (*CONDITION, *LEVEL, "loss")}, **dict.fromkeys(LOSS_KEYS),
-                         "setting": tag})
+                         "setting": tag, "note": note})
             problems.append(f"{cell_name(rows[-1])}: no choice, {why}")
         else:
-            rows.append({**chosen, "setting": tag, "selected": chosen["setting"]})
+            rows.append({**chosen, "setting": tag, "selected": chosen["setting"], "note": note})
         sources.append(chosen)
 
     for levels in groups.values():
@@ -49,11 +51,11 @@ def selection_rows(cells: list[dict]) -> tuple[list[dict], list[dict | None], li
             continue
         for level in levels.values():
             if len(level) > 1:
-                chosen, why = _choose({tag: [level[tag]] for tag in order if tag in level})
-                add(next(iter(level.values())), "val", chosen and level[chosen], why)
-        chosen, why = _choose({tag: [level.get(tag) for level in levels.values()] for tag in order})
+                chosen, why, excluded = _choose({tag: [level[tag]] for tag in order if tag in level})
+                add(next(iter(level.values())), "val", chosen and level[chosen], why, excluded)
+        chosen, why, excluded = _choose({tag: [level.get(tag) for level in levels.values()] for tag in order})
         for level in levels.values():  # a choice means that every level has a cell of it
-            add(next(iter(level.values())), "val-dataset", level[chosen] if chosen else None, why)
+            add(next(iter(level.values())), "val-dataset", level[chosen] if chosen else None, why, excluded)
     return rows, sources, problems
 
 
@@ -62,12 +64,20 @@ def _row_order(cells: dict[str, dict]) -> list[str]:
     return sorted(cells, key=lambda tag: setting_order(setting_of(cells[tag])))
 
 
-def _choose(candidates: dict[str, list[dict | None]]) -> tuple[str | None, str | None]:
-    """(the setting with the highest mean best_val_acc over its cells, None), or (None, why not) when one of those
-    cells is missing or has no validation run; `candidates` maps each setting, in row order, to its cells."""
-    order, scores = list(candidates), {}
+def _choose(candidates: dict[str, list[dict | None]]) -> tuple[str | None, str | None, list[str]]:
+    """(the setting with the highest mean best_val_acc over its cells, None, the settings left out because a
+    validation run of theirs diverged), or (None, why not, those) when one of the other cells is missing or has no
+    usable validation run; `candidates` maps each setting, in row order, to its cells."""
+    order, scores, excluded = list(candidates), {}, []
     for tag, found in candidates.items():
+        if any(cell is not None and cell.get("val_diverged") is True for cell in found):
+            excluded.append(tag)
+            continue
         if any(cell is None or math.isnan(cell["best_val_acc"]) for cell in found):
-            return None, f"{tag} has no validation run " + ("here" if len(found) == 1 else "at every level")
+            unusable = next((cell["note"] for cell in found if cell is not None and cell.get("note")), None)
+            return None, (f"{tag} has no usable validation run " + ("here" if len(found) == 1 else "at every level")
+                          + (f" ({unusable})" if unusable else "")), excluded
         scores[tag] = sum(cell["best_val_acc"] for cell in found) / len(found)
-    return max(order, key=lambda tag: (scores[tag], -order.index(tag))), None
+    if not scores:
+        return None, "the validation run of every setting diverged", excluded
+    return max(scores, key=lambda tag: (scores[tag], -order.index(tag))), None, excluded

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 import pandas as pd
 
 import tce
-from experiments.config import LOSS_KEYS, loss_tag
+from experiments.config import LOSS_KEYS, loss_tag, number_text
 
 DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10+", "cifar100": "CIFAR-100+", "svhn": "SVHN"}
 PAPER_LOSSES = ("ce", "mse", "mae", "tce")
@@ -48,8 +48,9 @@ def setting_tag(loss: Mapping) -> str:
 
 
 def format_level(value: float) -> str:
-    """0.4 -> "0.4", 1 -> "1.0" (the paper's style), 0.25 -> "0.25" (never rounded away)."""
-    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+    """0.4 -> "0.4", 1 -> "1.0" (the paper's style), 0.25 -> "0.25", 1.0000001 -> "1.0000001" (never rounded
+    away)."""
+    return f"{value:.1f}" if round(value, 1) == value else number_text(value)
 
 
 def setting_of(row: Mapping) -> dict:
@@ -63,19 +64,19 @@ def _none_if_nan(value):
 
 
 def parameter_text(loss: Mapping) -> str:
-    """The parameters of a setting, e.g. "α=1.5", "α=0.1 β=1 A=-9.21034", "τ=1 p=2 code" (a word as itself); ""
-    for none."""
+    """The parameters of a setting, e.g. "α=1.5", "α=0.1 β=1 A=-9.210340371976182", "τ=1 p=2 code" (a word as
+    itself; every number exact, experiments.config.number_text); "" for none."""
     def text(key: str, value) -> str:
         if isinstance(value, str):
             return value
-        number = format_level(value) if key == "alpha" and loss["name"] == "tce" else f"{value:g}"
+        number = format_level(value) if key == "alpha" and loss["name"] == "tce" else number_text(value)
         return f"{PARAM_SYMBOLS[key]}={number}"
 
     return " ".join(text(k, v) for k, v in ((k, loss.get(k)) for k in LOSS_KEYS) if v is not None)
 
 
 def setting_label(loss: Mapping) -> str:
-    """E.g. "CE", "TCE α=1.5", "SCE α=0.1 β=1 A=-9.21034", "TCE @val"."""
+    """E.g. "CE", "TCE α=1.5", "SCE α=0.1 β=1 A=-9.210340371976182", "TCE @val"."""
     name = LOSS_LABELS.get(loss["name"], loss["name"])
     if loss.get("rule"):
         return f"{name} @{loss['rule']}"

@@ -18,7 +18,8 @@ import html
 import math
 import re
 import sys
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +40,8 @@ from scripts.aggregate import (
     write_csvs,
 )
 from scripts.claims import CLAIMS, OURS, SELECTIONS, ClaimsError, load_claims, unplaced
+from scripts.layout import PAPER_DATASETS, PAPER_NOISE_TYPE, PAPER_TABLES, ZOO, table_of
 from scripts.settings import (
-    PAPER_LOSSES,
     PAPER_SETTINGS,
     dataset_label,
     format_level,
@@ -53,13 +54,6 @@ from scripts.settings import (
 )
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / "results" / "paper_reference.csv"
-# The paper replaces a proportion of the labels by labels drawn uniformly from all classes (Section 3.3).
-PAPER_NOISE_TYPE = "uniform"
-PAPER_TABLES = {
-    "table1": ("Table 1", ["cifar100"], [0.0, 0.2, 0.4, 0.6, 0.8]),
-    "table2": ("Table 2", ["mnist", "cifar10", "svhn"], [0.0, 0.4, 0.8]),
-}
-PAPER_DATASETS = ["cifar10", "cifar100", "mnist", "svhn"]
 # What a table keeps of a cell of cells.csv, besides its keys: its numbers and, for a row of selection, the setting
 # it selected.
 VALUE_COLUMNS = [c for c in CELL_COLUMNS if c not in (*CELL_KEYS, *SETTING_COLUMNS, "val_run_dir")]
@@ -111,7 +105,7 @@ def losses_by_noise(
     settings: list[dict],
     noise_type: str,
     reference: pd.DataFrame | None,
-    significant: frozenset[tuple] = frozenset(),
+    significant: Mapping[tuple, int] | None = None,
     recipe: str | None = None,
     recipe_note: str = "",
     claims: pd.DataFrame | None = None,
@@ -119,10 +113,13 @@ def losses_by_noise(
     """The table of loss settings (rows) by column (a dataset at a noise level or noise set), from the cells.csv
     rows of one recipe (default: the paper's).
 
-    The best mean of each column, compared as printed (two decimals), is marked best (ties all are); the mean is
-    protocol_mean_with_diverged, so that a loss whose runs diverge does not win on its lucky seeds. `significant`
-    holds the (recipe, dataset, noise_type, noise, noise_variant, setting) whose paired comparison with CE has a
-    Holm-adjusted p < 0.05 (scripts/paired.py); they are marked too. A row of selection (tce@val) shows the
+    Bold goes only to rows chosen without the test set: a row of selection on validation (tce@val), and a loss's
+    setting where the table holds no other setting of it (CE, MSE, MAE); never to one of several settings of a
+    loss (TCE's α), which would be the α picked on the test set. Among those, the best mean of each column,
+    compared as printed (two decimals), is bold (ties all are); the mean is protocol_mean_with_diverged, so that a
+    loss whose runs diverge does not win on its lucky seeds. `significant` maps the (recipe, dataset, noise_type,
+    noise, noise_variant, setting) whose paired comparison with CE is marked (scripts/paired.py) to the sign of the
+    difference (significant_vs_ce: 1 above CE, -1 below, 0 not marked). A row of selection (tce@val) shows the
     parameters of the setting it selected. A cell that `claims` (scripts.claims.load_claims) has a published number
     for gets it (claimed_top1, its selection, source and whether verified) and ours − claimed for our protocol,
     last-epoch and oracle values.
@@ -150,8 +147,8 @@ def losses_by_noise(
                 "setting": key,
                 "loss": loss["name"],
                 **{c: getattr(params, c) if params is not None else loss[c] for c in SETTING_COLUMNS[1:]},
-                "significant_vs_ce": (recipe, column.dataset, noise_type, column.noise, column.noise_variant, key)
-                in significant,
+                "significant_vs_ce": (significant or {}).get(
+                    (recipe, column.dataset, noise_type, column.noise, column.noise_variant, key), 0),
             }
             record.update({c: getattr(found, c) if found is not None else math.nan for c in VALUE_COLUMNS})
             if reference is not None:
@@ -160,11 +157,19 @@ def losses_by_noise(
     frame = nullable_integers(pd.DataFrame(records))
     if reference is not None:
         frame["diff_vs_paper"] = frame["protocol_mean"] - frame["paper_top1"]
-    shown = frame["protocol_mean_with_diverged"].astype(float).round(2)
+    eligible = pd.Series(chosen_without_test(settings) * len(columns), index=frame.index)  # columns, then rows
+    shown = frame["protocol_mean_with_diverged"].astype(float).round(2).where(eligible)
     column_of = [frame["dataset"], frame["noise"], frame["noise_variant"]]
     frame["best"] = shown.notna() & (shown == shown.groupby(column_of).transform("max"))
     shown_claims = None if claims is None else _add_claims(frame, claims[claims["recipe_tag"] == recipe])
     return Table(name, title, columns, settings, frame, reference is not None, recipe_note, shown_claims)
+
+
+def chosen_without_test(settings: list[dict]) -> list[bool]:
+    """Per setting (a table's row): whether it was chosen without the test set, a row of selection or its loss's
+    only setting in the table."""
+    losses = Counter(loss["name"] for loss in settings if not loss["rule"])
+    return [bool(loss["rule"]) or losses[loss["name"]] == 1 for loss in settings]
 
 
 def _add_claims(frame: pd.DataFrame, claims: pd.DataFrame) -> pd.DataFrame | None:
@@ -196,54 +201,51 @@ def _columns(cells: pd.DataFrame, datasets: list[str]) -> list[Column]:
 def build_tables(
     aggregation: Aggregation,
     reference: pd.DataFrame,
-    significant: frozenset[tuple] = frozenset(),
+    significant: Mapping[tuple, int] | None = None,
     claims: pd.DataFrame | None = None,
 ) -> list[Table]:
-    """The tables of the paper's recipe: Tables 1 and 2 in the paper's layout (its loss rows, any other TCE alpha
-    present and the rows of selection); the zoo table: the uniform-noise cells of every dataset on which a loss
-    beyond the paper's ran (the paper's datasets first), every setting present but MSE and MAE on the paper's
-    datasets (Tables 1 and 2 show those); then one table per other (dataset, noise type), its columns the noise
-    levels or, for human noise, the label sets present. Then, for every other recipe, one table per (dataset, noise
-    type), named and titled with the recipe's tag, its caption saying how the recipe differs from the paper's.
-    Every table sets the published numbers of `claims` (scripts.claims.load_claims) beside the cells they are for."""
+    """Every table (scripts/layout.py says which shows a cell): Tables 1 and 2 in the paper's layout (its loss
+    rows, any other TCE alpha present and the rows of selection); the zoo table: the paper recipe's uniform-noise
+    cells of every loss beyond the paper's, on every dataset where one ran (the paper's datasets first), beside CE's
+    and TCE's rows for reference; then one table per other (recipe, dataset, noise type), its columns the noise
+    levels or, for human noise, the label sets present; one of another recipe is named and titled with the
+    recipe's tag, its caption saying how the recipe differs from the paper's. Every table sets the published
+    numbers of `claims` (scripts.claims.load_claims) beside the cells they are for."""
     cells = aggregation.cells.fillna({"noise_variant": ""})
     paper_tag = paper_recipe_tag()
-    ours = cells[cells["recipe"] == paper_tag]
-    uniform = ours[ours["noise_type"] == PAPER_NOISE_TYPE]
+    table = [table_of(r.recipe, r.dataset, r.noise_type, r.loss, paper_tag) for r in cells.itertuples()]
+    cells = cells.assign(table=table)
     tables = []
     for name, (title, datasets, noises) in PAPER_TABLES.items():
-        present = uniform[uniform["dataset"].isin(datasets) & uniform["loss"].isin(PAPER_LOSSES)]
+        present = cells[cells["table"] == name]
         settings = ordered_settings([*PAPER_SETTINGS, *(setting_of(r) for _, r in present.iterrows())])
         columns = [Column(dataset, noise) for dataset in datasets for noise in noises]
         labels = ", ".join(dataset_label(d) for d in datasets)
-        tables.append(
-            losses_by_noise(name, f"{title}: {labels}", cells, columns, settings, PAPER_NOISE_TYPE, reference,
-                            significant, claims=claims)
-        )
-    with_zoo = set(uniform.loc[~uniform["loss"].isin(PAPER_LOSSES), "dataset"])
-    zoo_datasets = [d for d in PAPER_DATASETS if d in with_zoo] + sorted(with_zoo - set(PAPER_DATASETS))
-    if zoo_datasets:
-        zoo = uniform[uniform["dataset"].isin(zoo_datasets)]
-        zoo = zoo[~(zoo["dataset"].isin(PAPER_DATASETS) & zoo["loss"].isin(("mse", "mae")))]
-        settings = ordered_settings(setting_of(r) for _, r in zoo.iterrows())
-        labels = ", ".join(dataset_label(d) for d in zoo_datasets)
-        tables.append(losses_by_noise("zoo", f"Robust losses, uniform noise: {labels}", cells,
-                                      _columns(zoo, zoo_datasets), settings, PAPER_NOISE_TYPE, None, significant,
+        tables.append(losses_by_noise(name, f"{title}: {labels}", cells, columns, settings, PAPER_NOISE_TYPE,
+                                      reference, significant, claims=claims))
+    zoo = cells[cells["table"] == ZOO]
+    if len(zoo):
+        with_zoo = set(zoo["dataset"])
+        datasets = [d for d in PAPER_DATASETS if d in with_zoo] + sorted(with_zoo - set(PAPER_DATASETS))
+        beside = cells[(cells["recipe"] == paper_tag) & (cells["noise_type"] == PAPER_NOISE_TYPE)
+                       & cells["dataset"].isin(datasets) & cells["loss"].isin(("ce", "tce"))]
+        settings = ordered_settings(setting_of(r) for _, r in pd.concat([zoo, beside]).iterrows())
+        labels = ", ".join(dataset_label(d) for d in datasets)
+        tables.append(losses_by_noise(ZOO, f"Robust losses, uniform noise: {labels}", cells,
+                                      _columns(zoo, datasets), settings, PAPER_NOISE_TYPE, None, significant,
                                       claims=claims))
-    shown = ((cells["recipe"] == paper_tag) & cells["dataset"].isin([*PAPER_DATASETS, *zoo_datasets])
-             & (cells["noise_type"] == PAPER_NOISE_TYPE))
-    groups = sorted(cells[~shown].groupby(["recipe", "dataset", "noise_type"]), key=lambda g: (g[0][0] != paper_tag,))
+    others = cells[~cells["table"].isin([*PAPER_TABLES, ZOO])]
+    groups = sorted(others.groupby(["recipe", "dataset", "noise_type"]), key=lambda g: (g[0][0] != paper_tag,))
     for (recipe, dataset, noise_type), group in groups:
-        name = dataset if noise_type == PAPER_NOISE_TYPE else f"{dataset}_{noise_type}"
         title = f"{dataset_label(dataset)}, {noise_type} noise"
         note = ""
         if recipe != paper_tag:
-            name, title = f"{name}-{recipe}", f"{title}, recipe {recipe}"
+            title = f"{title}, recipe {recipe}"
             differences = recipe_differences(aggregation.recipes[recipe], paper_recipe())
             note = f"Recipe {recipe}, not the paper's: {', '.join(differences)}."
         settings = ordered_settings(setting_of(r) for _, r in group.iterrows())
-        tables.append(losses_by_noise(name, title, cells, _columns(group, [dataset]), settings, noise_type, None,
-                                      significant, recipe, note, claims))
+        tables.append(losses_by_noise(group["table"].iloc[0], title, cells, _columns(group, [dataset]), settings,
+                                      noise_type, None, significant, recipe, note, claims))
     return tables
 
 
@@ -279,7 +281,8 @@ def _cell_text(cell, table: Table, dialect: Dialect) -> str:
         text = escape("—")
     else:
         mean = escape(f"{cell.protocol_mean:.2f}")
-        text = (dialect.bold(mean) if cell.best else mean) + (escape(" †") if cell.significant_vs_ce else "")
+        text = (dialect.bold(mean) if cell.best else mean) + (
+            escape(" " + paired.mark(cell.significant_vs_ce)) if cell.significant_vs_ce else "")
         if pd.notna(cell.protocol_std):
             text += escape(f" ± {cell.protocol_std:.2f}")
         notes.append(f"n={cell.n}")
@@ -290,6 +293,8 @@ def _cell_text(cell, table: Table, dialect: Dialect) -> str:
         if pd.notna(cell.protocol_mean_with_diverged):
             diverged += f": {cell.protocol_mean_with_diverged:.2f} counting them at chance"
         notes.append(diverged)
+    if isinstance(cell.note, str):
+        notes.append(cell.note)
     if notes:
         text += escape(f" ({', '.join(notes)})")
     if table.with_reference:
@@ -324,15 +329,18 @@ def _caption(table: Table) -> str:
     )
     if table.with_reference:
         caption += " paper: the published value; Δ: ours − paper."
-    caption += " Bold: our best per column, diverged runs counted at chance accuracy. —: no value."
+    caption += (" Bold: our best per column among the rows chosen without the test set (a loss's only setting, a row"
+                " of selection on validation; never one of several settings of a loss), diverged runs counted at"
+                " chance accuracy. —: no value.")
     if any(loss["rule"] for loss in table.settings):
         caption += (" @val: the setting of the loss with the best validation accuracy in the column; @val-dataset:"
                     " the one with the best mean validation accuracy over the dataset's noise levels (its parameters"
                     " in brackets).")
     if table.cells["significant_vs_ce"].any():
-        caption += (" †: differs from CE, paired t-test over seeds with Holm's adjustment within the column, p < 0.05"
-                    " (paired.csv); it rests on normality: an exact test over n seeds cannot go below p = 2/2^n, 0.0625"
-                    " at n = 5.")
+        caption += (" †+, †−: above or below CE (two-sided), paired t-test over at least 3 seeds, diverged runs at"
+                    " chance, Holm-adjusted p < 0.05 within its family (paired.csv): TCE's rows of selection against CE"
+                    " across all of the table's columns (confirmatory), every other row of the table (exploratory);"
+                    " it rests on normality: an exact test over n seeds cannot go below p = 2/2^n, 0.0625 at n = 5.")
     if table.claims is not None:
         caption += (" last, oracle: our mean test accuracy at each run's last epoch and at its best test epoch (which"
                     " peeks at the test set); claimed: the published value; Δ: ours − claimed. "
@@ -469,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
     comparison = paired.paired_table(aggregation)
     if args.datasets is not None:
         comparison = comparison[comparison["dataset"].isin(args.datasets)]
-    significant = frozenset(paired.significant(comparison))
+    significant = paired.significant(comparison)
     for table in build_tables(aggregation, load_reference(args.reference), significant, claims):
         if args.datasets is None or set(table.datasets) & set(args.datasets):
             print(write_table(table, args.out))

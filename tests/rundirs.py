@@ -39,7 +39,7 @@ def write_run(
     noise: float = 0.0,
     noise_type: str = "uniform",
     noise_set: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     holdout: int = 0,
     val_acc: list[float] | None = None,
     noisy_fit: list[float] | None = None,
@@ -59,8 +59,9 @@ def write_run(
 
     `test_acc` (and `val_acc`, required when holdout > 0) give one value per logged epoch; `epochs` is the
     planned number, by default the paper's 256 (with the engine's other defaults, the run is of the paper's
-    recipe). A complete run's lists are padded to `epochs` by repeating their last value, which changes none of
-    the protocol's numbers (the earliest best epoch, the last epoch, the best). status=None writes no
+    recipe). `seed` defaults to the protocol's: 100 for a validation run (holdout > 0), 0 for a full run. A
+    complete run's lists are padded to `epochs` by repeating their last value, which changes none of the protocol's
+    numbers (the earliest best epoch, the last epoch, the best). status=None writes no
     summary.json (a run that has not written one yet, or was killed before it could). `params` are the loss's
     other parameters (besides alpha); legacy=True writes metrics.csv with the first version's columns only (and
     no calibration.csv). `recipe` overrides other config keys (nested, e.g. {"optim": {"lr": 0.05}}); the rest
@@ -70,6 +71,8 @@ def write_run(
     """
     complete = status == "complete"
     epochs = epochs or PAPER_EPOCHS
+    if seed is None:  # protocol=val's seed for a validation run, full0's for a full run
+        seed = 100 if holdout else 0
 
     def per_epoch(values: list | None, default=None) -> list:
         """One value per logged epoch: the given ones, padded to `epochs` for a complete run."""

@@ -193,8 +193,9 @@ def test_missing_runs_folder_gives_empty_tables(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().out
     header = (tmp_path / "out" / "cells.csv").read_text().strip()
     assert header.startswith(
-        f"recipe,dataset,setting,loss,{','.join(LOSS_KEYS)},noise,noise_type,noise_variant,selected,noise_realized,"
-        f"{','.join(FINGERPRINT_KEYS)},val_run_dir,n_val,best_epoch,best_val_acc,protocol_mean"
+        f"recipe,dataset,setting,loss,{','.join(LOSS_KEYS)},noise,noise_type,noise_variant,selected,note,"
+        f"noise_realized,{','.join(FINGERPRINT_KEYS)},val_run_dir,val_diverged,n_val,best_epoch,best_val_acc,"
+        "protocol_mean"
     )
 
 

@@ -26,7 +26,7 @@ def test_bench_runs_every_measurement_and_writes_its_json(tmp_path):
         assert len(times) == 1 and times[0] > 0
     assert set(out["grids"]) == {"paper", *bench.PRESETS} and out["grids"]["paper"]["runs"] == 840
     options = out["options"]
-    expected = {"precision": "fp32", "channels_last": True, "compile": False, "compiled": False,
+    expected = {"precision": "fp32", "channels_last": False, "compile": False, "compiled": False,
                 "eval_batch_size": 256, "eval_train_size": 5000}  # the CPU's defaults
     assert options["engine"] == expected
     assert (options["steps"], options["repeats"], options["batch_size"], options["train_images"]) == (1, 1, 128, 512)

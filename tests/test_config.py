@@ -15,6 +15,7 @@ from compose import compose_train
 from experiments import precision
 from experiments.config import LOSS_KEYS, ConfigError, loss_params, resolve, run_name
 from experiments.trainer import lr_at
+from scripts.settings import setting, setting_label
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,9 @@ def test_loss_group(overrides, name, alpha):
 def test_resolve_fills_derived_values():
     cfg = resolve(compose_train("seed=3"))
     assert cfg.noise_seed == 3 and cfg.device == "cpu" and cfg.compile is False
+    assert cfg.channels_last is False  # the CPU's accurate BatchNorm layout; CUDA's default is channels-last
     assert resolve(compose_train("seed=3", "noise_seed=7")).noise_seed == 7
+    assert resolve(compose_train("channels_last=true")).channels_last is True
 
 
 def test_default_precision_is_strict_fp32_on_every_machine():
@@ -174,9 +177,15 @@ def test_run_name_is_a_function_of_the_config():
     assert run_name(resolve(compose_train("clean_val=true", "holdout=0"))).endswith("-seed0")  # no validation set
     # Every parameter of the loss is in the name, so two parameter choices never share a directory.
     assert run_name(resolve(compose_train("loss=sce", "dataset=cifar100"))).startswith(
-        "cifar100/sce-alpha6-beta0.1-A-9.21034/noise0-uniform-"
+        "cifar100/sce-alpha6-beta0.1-A-9.210340371976182/noise0-uniform-"
     )
     assert run_name(resolve(compose_train("loss=gce", "loss.q=0.5"))).startswith("cifar10/gce-q0.5/")
+    # Exact digits: alpha 1.0000001 is not alpha 1, in the name and in the tables' label.
+    close = resolve(compose_train("loss=tce", "loss.alpha=1.0000001"))
+    assert run_name(close).startswith("cifar10/tce-a1.0000001/") and run_name(
+        resolve(compose_train("loss=tce", "loss.alpha=1"))).startswith("cifar10/tce-a1/")
+    assert setting_label(setting("tce", alpha=1.0000001)) == "TCE α=1.0000001"
+    assert setting_label(setting("gce", q=0.7)) == "GCE q=0.7"
     human = run_name(resolve(compose_train("cifar_n=cifar10-worst")))
     assert human == "cifar10/ce/noise0-human-worst-holdout5000-seed0"
     assert "/noise0.3-asymmetric-holdout" in run_name(resolve(compose_train("noise_type=asymmetric", "noise=0.3")))

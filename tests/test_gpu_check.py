@@ -6,26 +6,45 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
+import models.resnet
+from experiments import precision
+from scripts import gpu_check
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def gpu_check(out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+def dry_run(out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
     proc = subprocess.run([sys.executable, "scripts/gpu_check.py", "--dry-run", "--out", str(out), *args], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     return proc, json.loads((out / "gpu_check.json").read_text())
 
 
 def test_the_dry_run_runs_every_stage_and_records_each(tmp_path):
-    proc, found = gpu_check(tmp_path)
+    proc, found = dry_run(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     stages = found["stages"]
-    assert list(stages) == ["environment", "strict_fp32", "packed_equals_alone", "nan_isolation", "resume", "timing",
-                            "profile", "naive", "projection"]
+    assert list(stages) == ["environment", "strict_fp32", "packed_equals_alone", "compiled_equals_eager",
+                            "nan_isolation", "resume", "timing", "profile", "naive", "projection"]
     assert all(entry["status"] == "ok" for entry in stages.values()), {k: v.get("error") for k, v in stages.items()}
     assert found["dry_run"] is True and found["elapsed_s"] > 0
     assert stages["strict_fp32"]["result"]["relative_error"]["fp32"]["conv"] < 1e-5
-    packed = stages["packed_equals_alone"]["result"]["fp32"]
-    assert packed["max_abs_difference"] <= packed["tolerance"] == 1e-4
+    packed = stages["packed_equals_alone"]["result"]
+    assert packed["layout"].startswith("NCHW")  # the CPU's accurate BatchNorm
+    for pack, losses in (("paper", ["ce", "tce", "mse", "tce"]), ("needs", ["anl_ce", "elr", "forward", "ce"])):
+        structural = packed[f"float64 {pack}"]
+        assert structural["bound"] == 1e-10 and structural["steps"] == 2
+        assert [r["member"] for r in structural["members"]] == [f"{loss} seed {k}" for k, loss in enumerate(losses)]
+        assert all(r["difference"] <= 1e-10 and r["verdict"] == "ok" for r in structural["members"])
+    for stage in ("packed_equals_alone", "compiled_equals_eager"):
+        by_step = stages[stage]["result"]["fp32"]
+        assert set(by_step) == {"1", "5"}
+        for rows in by_step.values():
+            assert len(rows) == 4 and all(r["verdict"] == "ok" for r in rows)
+            # The verdict is the rule: the difference within twice the baseline (rounding measured) plus 1e-6.
+            assert all(r["difference"] <= 2 * r["baseline"] + 1e-6 for r in rows)
     assert stages["resume"]["result"] == {"stopped_after": 2, "max_abs_difference": 0.0}  # the CPU is deterministic
     timed = stages["timing"]["result"]["configurations"]
     assert {(r["compiled"], r["members"]) for r in timed} == {(False, 1), (False, 2), (True, 1), (True, 2)}
@@ -37,6 +56,53 @@ def test_the_dry_run_runs_every_stage_and_records_each(tmp_path):
 
 
 def test_a_deadline_that_is_past_skips_the_stages_and_still_writes_the_record(tmp_path):
-    proc, found = gpu_check(tmp_path, "--deadline", "0")
+    proc, found = dry_run(tmp_path, "--deadline", "0")
     assert proc.returncode == 0, proc.stderr
-    assert {entry["status"] for entry in found["stages"].values()} == {"skipped"} and len(found["stages"]) == 9
+    assert {entry["status"] for entry in found["stages"].values()} == {"skipped"} and len(found["stages"]) == 10
+
+
+def test_distances_are_norms_of_differences_relative_to_one_scale():
+    found = {"w": torch.tensor([3.0, 4.0]), "n": torch.tensor(7)}
+    reference = {"w": torch.zeros(2), "n": torch.tensor(7)}
+    assert gpu_check.distances(found, reference, {"w": torch.tensor([0.0, 10.0])}) == {"w": 0.5}  # 5 / 10
+    assert gpu_check.distances(found, reference, {"w": torch.zeros(2)}) == {"w": 5.0}  # a zero scale counts as 1
+
+
+class PooledBatchNorm(torch.nn.BatchNorm2d):
+    """A planted bug: each member's BatchNorm normalizes with the statistics of its channel over the whole pack."""
+
+    def __init__(self, planes: int, members: int):
+        super().__init__(members * planes)
+        self.members = members
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.members == 1:  # alone, the statistics are its own: the bug shows in packs
+            return super().forward(x)
+        b, channels, h, w = x.shape
+        v = x.view(b, self.members, channels // self.members, h, w)
+        mean, var = v.mean((0, 1, 3, 4), keepdim=True), v.var((0, 1, 3, 4), unbiased=False, keepdim=True)
+        normalized = ((v - mean) / torch.sqrt(var + self.eps)).view(b, channels, h, w)
+        return normalized * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+def test_a_planted_statistic_over_the_pack_fails_the_criteria_by_orders_of_magnitude(tmp_path, monkeypatch,
+                                                                                      fresh_models):
+    monkeypatch.setattr(models.resnet, "_bn", lambda planes, members: PooledBatchNorm(planes, members))
+    check = gpu_check.Check(tmp_path, deadline=600, dry_run=True)
+    with pytest.raises(gpu_check.CheckFailed) as failed:
+        gpu_check.packed_equals_alone(check)
+    found = failed.value.result
+    for pack in ("paper", "needs"):  # 1e-10 allowed
+        assert all(r["difference"] > 1e-6 and r["verdict"] == "failed" for r in found[f"float64 {pack}"]["members"])
+    for step in ("1", "5"):  # at most 1 allowed
+        assert all(r["ratio"] > 100 and r["verdict"] == "failed" for r in found["fp32"][step])
+
+
+@pytest.mark.skipif("bf16" not in precision.supported(torch.device("cpu")), reason="this CPU has no native bf16")
+def test_packed_equals_alone_holds_in_bf16_where_the_cpu_computes_it(tmp_path, fresh_models):
+    check = gpu_check.Check(tmp_path, deadline=600, dry_run=True)
+    check.sizes = {**check.sizes, "precisions": ("bf16",)}
+    found = gpu_check.packed_equals_alone(check)
+    assert set(found) == {"layout", "float64 paper", "float64 needs", "bf16"}
+    # bf16 rounds at 2^-8: its baseline is far above fp32's few 1e-6, and the difference stays within it.
+    assert all(r["baseline"] > 1e-4 and r["verdict"] == "ok" for rows in found["bf16"].values() for r in rows)

@@ -15,7 +15,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 from processes import REPO, cli, finish
-from test_packing import members_of
+from test_packing import assert_states_equal_in_float64, members_of
 
 from compose import compose_train, tiny, train_tiny
 from data import load_dataset, shared_images
@@ -24,11 +24,12 @@ from experiments.needs import make_needs
 from experiments.sweep import pack_key
 from experiments.trainer import PackTrainer
 
-# A pack of every kind of need next to CE: ANL (parameters), ELR (index, memory), forward and backward (T, T^-1),
-# each its own seed and noise; weight decay 0 for all, as a pack with ANL trains.
+# A pack of every kind of need next to the paper's losses: ANL (parameters), ELR (index, memory), forward and
+# backward (T, T^-1), CE, TCE and MSE, each its own seed and noise; weight decay 0 for all, as a pack with ANL trains.
 MEMBERS = [("loss=anl_ce", "seed=0", "noise=0.4"), ("loss=ce", "seed=1", "noise=0.4"),
            ("loss=elr", "seed=2", "noise=0.2"), ("loss=forward", "seed=3", "noise=0.4"),
-           ("loss=backward", "seed=4", "noise=0.2", "noise_type=symmetric"), ("loss=elr", "loss.beta=0.9", "seed=5")]
+           ("loss=backward", "seed=4", "noise=0.2", "noise_type=symmetric"), ("loss=elr", "loss.beta=0.9", "seed=5"),
+           ("loss=tce", "loss.alpha=1.5", "seed=6", "noise=0.4"), ("loss=mse", "seed=7", "noise=0.2")]
 STEPS = 3
 
 
@@ -48,10 +49,9 @@ def steps_in_float64(cfgs: list, groups: list[list[int]]) -> list[dict[str, torc
         member.needs = make_needs(member.cfg, member.data, training_positions(member.cfg))
     found: list[dict | None] = [None] * len(members)
     for group in groups:
-        packed = PackTrainer([members[k] for k in group], torch.device("cpu"))
-        packed.model.double()
-        for x, y, *index in islice(packed.batches, STEPS):
-            packed.step(x.double(), y, *index)
+        packed = PackTrainer([members[k] for k in group], torch.device("cpu"), torch.float64)
+        for batch in islice(packed.batches, STEPS):
+            packed.step(*batch)
         states = packed.host_states()
         for k, (model, momentum), loss_state in zip(group, states.members(), states.loss_states(), strict=True):
             found[k] = {**model, **{f"momentum.{n}": t for n, t in momentum.items()},
@@ -65,10 +65,7 @@ def test_a_mixed_pack_of_needing_losses_equals_each_run_alone_in_float64(fresh_m
     assert [c.optim.weight_decay for c in cfgs] == [0.0] * len(cfgs)
     packed = steps_in_float64(cfgs, [list(range(len(cfgs)))])
     alone = steps_in_float64(cfgs, [[k] for k in range(len(cfgs))])
-    for k, (p, a) in enumerate(zip(packed, alone, strict=True)):
-        assert p.keys() == a.keys(), k
-        for name in a:
-            assert torch.allclose(p[name].double(), a[name].double(), rtol=0, atol=1e-10), f"member {k}: {name}"
+    assert_states_equal_in_float64(packed, alone)
     assert packed[2]["loss.memory"].shape == (128, 10) and packed[2]["loss.memory"].abs().sum() > 0
     assert not torch.equal(packed[2]["loss.memory"], packed[5]["loss.memory"])  # each ELR member its own
     # ANL's penalty moved ANL's weights only: CE trained next to it is CE trained alone (above), and ANL differs

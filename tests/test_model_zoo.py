@@ -199,6 +199,6 @@ def test_one_process_builds_each_model_it_is_asked_for():
     built = {}
     for name in ("cnn8", "resnet34"):
         cfg = resolve(compose_train("dataset=synthetic", f"model={name}", "device=cpu", "compile=false"))
-        model, _ = _model_for(cfg, 1, 3, 10, torch.device("cpu"))
+        model, _ = _model_for(cfg, 1, 3, 10, torch.device("cpu"), torch.float32)
         built[name] = sum(p.numel() for p in model.parameters())
     assert built == {"cnn8": 1_639_794, "resnet34": 21_282_122}

@@ -11,7 +11,7 @@ from scipy import stats
 from rundirs import write_run
 from scripts import tables
 from scripts.aggregate import aggregate
-from scripts.paired import holm, paired_statistics, paired_table
+from scripts.paired import holm, paired_statistics, paired_table, significant
 
 # Test accuracy of the full runs at each epoch, by seed. CE's validation run peaks at epoch 2, TCE's at epoch 3:
 # each run is read at its own cell's epoch.
@@ -104,14 +104,97 @@ def test_make_tables_writes_paired_files_and_marks_significant_gains(runs, tmp_p
     tables.main(["--runs", str(runs), "--out", str(out)])
     written = pd.read_csv(out / "paired.csv")
     assert list(written.columns) == ["recipe", "dataset", "noise_type", "noise", "noise_variant", "setting", "baseline",
-                                     "n_pairs", "mean_diff", "ci_low", "ci_high", "p_value", "p_exact", "p_holm"]
+                                     "family", "n_pairs", "n_diverged_setting", "n_diverged_baseline", "mean_diff",
+                                     "ci_low", "ci_high", "p_value", "p_exact", "p_holm"]
     assert written.set_index("setting").at["tce-a1", "n_pairs"] == 4
     markdown = (out / "paired.md").read_text()
     recipe = written.at[0, "recipe"]
-    assert f"| {recipe} | cifar10 | uniform 0.4 | tce-a1 | 4 | +4.50 † |" in markdown
-    assert f"| {recipe} | cifar10 | uniform 0.4 | mse | 1 | — | — | — | — | — |" in markdown
+    assert (f"| {recipe} | cifar10 | uniform 0.4 | tce-a1 | 4 | +4.50 †+ | [+1.19, +7.81] | 0.0228 | table2 "
+            "exploratory") in markdown
+    assert f"| {recipe} | cifar10 | uniform 0.4 | mse | 1 | — | — | — | table2 exploratory | — | — |" in markdown
     assert "cannot go below 2/2^n (0.0625 at n = 5)" in markdown
-    # TCE's Holm-adjusted p is below 0.05: Table 2 marks it (its mean is over its 5 full runs, paired or not).
+    # TCE's Holm-adjusted p is below 0.05: Table 2 marks it (its mean is over its 5 full runs, paired or not), not in
+    # bold: one of TCE's α, not chosen without the test set.
     table2 = (out / "table2.md").read_text()
-    assert "**71.80** † ± 15.63 (n=5)" in table2 and "†: differs from CE" in table2
+    assert "| 71.80 †+ ± 15.63 (n=5)" in table2 and "†+, †−: above or below CE (two-sided)" in table2
     assert "an exact test over n seeds cannot go below p = 2/2^n, 0.0625 at n = 5" in table2
+
+
+def _column(root, accuracies: dict[str, dict[int, float | None]], noise: float = 0.4, dataset: str = "cifar10"):
+    """Runs of one column: per setting tag ("ce", "tce-a1", "tce-a2", "gce"), a validation run whose best epoch is 2
+    and full runs by seed with their test accuracy at epoch 2 (None: the run diverged)."""
+    settings = {"ce": ("ce", None, None), "tce-a1": ("tce", 1.0, None), "tce-a2": ("tce", 2.0, None),
+                "gce": ("gce", None, {"q": 0.7})}
+    for tag, by_seed in accuracies.items():
+        loss, alpha, params = settings[tag]
+        cell = {"dataset": dataset, "loss": loss, "alpha": alpha, "params": params, "noise": noise}
+        write_run(root, holdout=5000, test_acc=[1, 1, 1], val_acc=[30, 40 + (alpha or 0), 35], **cell)
+        for seed, accuracy in by_seed.items():
+            if accuracy is None:
+                write_run(root, seed=seed, test_acc=[50], train_loss=[math.nan], status="diverged", **cell)
+            else:
+                write_run(root, seed=seed, test_acc=[1, accuracy, 1], **cell)
+
+
+def test_a_diverged_run_enters_its_pair_at_chance_and_takes_the_mark_away(tmp_path):
+    """TCE's seed 2 diverged: paired with CE at chance (10 %), the mean difference is negative and nothing is marked,
+    where leaving it out gave +10.5 over 2 pairs and a †."""
+    _column(tmp_path, {"ce": {0: 70, 1: 71, 2: 72, 3: 70}, "tce-a1": {0: 80, 1: 82, 2: None, 3: 81}})
+    row = paired_table(aggregate(tmp_path)).set_index("setting").loc["tce-a1"]
+    differences = [10, 11, 10 - 72, 11]  # seed 2: chance 10 % against CE's 72 %
+    assert (row["n_pairs"], row["n_diverged_setting"], row["n_diverged_baseline"]) == (4, 1, 0)
+    assert row["mean_diff"] == pytest.approx(np.mean(differences))
+    assert row["p_value"] == pytest.approx(stats.ttest_1samp(differences, 0).pvalue)
+    assert row["p_value"] > 0.05
+    assert paired_table(aggregate(tmp_path)).pipe(significant) == {}
+
+
+def test_differences_are_whole_test_images_so_equal_ones_have_zero_spread(tmp_path):
+    """91.47, 91.62, 91.18 against 91.37, 91.52, 91.08 on 10,000 test images: 10 images more each time, which floats
+    read as 0.1 give or take 1e-14. Zero spread: no t statistic, no interval, no mark; the exact test is 2/8."""
+    _column(tmp_path, {"ce": {0: 91.37, 1: 91.52, 2: 91.08}, "tce-a1": {0: 91.47, 1: 91.62, 2: 91.18}})
+    row = paired_table(aggregate(tmp_path)).set_index("setting").loc["tce-a1"]
+    assert row["n_pairs"] == 3 and row["mean_diff"] == pytest.approx(0.1, abs=1e-12)
+    assert pd.isna(row["p_value"]) and pd.isna(row["ci_low"]) and pd.isna(row["p_holm"])
+    assert row["p_exact"] == 2 / 8
+
+
+def test_a_mark_needs_three_pairs(tmp_path):
+    """Two pairs: a t-test with one degree of freedom, p = 0.0303 here (10.5 / 0.5 = 21), marks nothing."""
+    _column(tmp_path, {"ce": {0: 70, 1: 71}, "tce-a1": {0: 80, 1: 82}})
+    row = paired_table(aggregate(tmp_path)).set_index("setting").loc["tce-a1"]
+    assert row["p_holm"] == pytest.approx(2 * stats.t.sf(21, 1)) and row["p_holm"] < 0.05
+    assert significant(paired_table(aggregate(tmp_path))) == {}
+
+
+# Two columns of Table 2 (CIFAR-10+ at 0.4 and 0.8), TCE at two α, five seeds; the zoo adds GCE in the same columns.
+TABLE2 = {
+    0.4: {"ce": {s: 70 + s for s in range(5)}, "tce-a1": {s: 74 + s + (s % 2) for s in range(5)},
+          "tce-a2": {s: 73 + 2 * s for s in range(5)}},
+    0.8: {"ce": {s: 30 + s for s in range(5)}, "tce-a1": {s: 40 + 1.5 * s for s in range(5)},
+          "tce-a2": {s: 41 + s - (s % 2) for s in range(5)}},
+}
+ZOO = {0.4: {"gce": {s: 71 + s + (s % 3) for s in range(5)}}, 0.8: {"gce": {s: 30 + 2 * s for s in range(5)}}}
+
+
+def test_holm_families_are_the_claims_and_zoo_runs_leave_table_2_alone(tmp_path):
+    for noise, column in TABLE2.items():
+        _column(tmp_path / "table2", column, noise)
+    before = paired_table(aggregate(tmp_path / "table2")).set_index(["setting", "noise"])
+    for noise, column in ZOO.items():
+        _column(tmp_path / "zoo", column, noise)
+    after = paired_table(aggregate(tmp_path)).set_index(["setting", "noise"])
+    assert set(after["family"]) == {"table2 confirmatory", "table2 exploratory", "zoo exploratory"}
+    confirmatory = after[after["family"] == "table2 confirmatory"]
+    assert sorted(confirmatory.index) == [(rule, noise) for rule in ("tce@val", "tce@val-dataset")
+                                          for noise in (0.4, 0.8)]
+    # Holm by hand over the 4 confirmatory p-values: sorted p_(1) <= ... <= p_(4), adjusted max over j <= i of
+    # (4 - j + 1) p_(j).
+    p = confirmatory["p_value"].sort_values()
+    expected = np.minimum(1, np.maximum.accumulate([(4 - i) * value for i, value in enumerate(p)]))
+    assert confirmatory.loc[p.index, "p_holm"].tolist() == pytest.approx(list(expected))
+    # Table 2's rows keep their family and their p_holm, the zoo's GCE rows being a family of their own.
+    shared = before.index
+    assert after.loc[shared, "family"].tolist() == before["family"].tolist()
+    assert after.loc[shared, "p_holm"].tolist() == pytest.approx(before["p_holm"].tolist())
+    assert set(after.loc[[("gce-q0.7", 0.4), ("gce-q0.7", 0.8)], "family"]) == {"zoo exploratory"}

@@ -1,6 +1,9 @@
 """The protocol's cells are recipes: runs that differ in what they train or measure are never averaged, compared
 or tabled together, and what the protocol leaves out is named."""
 
+import math
+import shutil
+
 import pandas as pd
 import pytest
 import yaml
@@ -80,7 +83,9 @@ def test_two_recipes_of_the_same_cells_give_two_cells_and_two_tables(tmp_path):
 
 def test_duplicate_runs_are_named_and_not_averaged(tmp_path):
     write_run(tmp_path, holdout=5000, seed=100, test_acc=[1, 1], val_acc=[5, 9])
-    copies = [write_run(tmp_path, seed=0, test_acc=[10, 40], subdir=f"{where}/cifar10-ce-seed0") for where in "ab"]
+    # Two runs of seed 0 that differ: a conflict, both left out.
+    conflicting = [write_run(tmp_path, seed=0, test_acc=[10, accuracy], subdir=f"{where}/cifar10-ce-seed0")
+                   for where, accuracy in (("a", 40), ("b", 41))]
     write_run(tmp_path, seed=1, test_acc=[10, 50])
     # Another cell with two validation runs: which epoch to pick is ambiguous.
     first = write_run(tmp_path, noise=0.4, holdout=5000, seed=100, test_acc=[1, 1], val_acc=[5, 9])
@@ -91,8 +96,93 @@ def test_duplicate_runs_are_named_and_not_averaged(tmp_path):
     assert (cells.at[0.0, "n"], cells.at[0.0, "n_duplicate"], cells.at[0.0, "protocol_mean"]) == (1, 2, 50)
     assert cells.at[0.4, "n_val"] == 2 and pd.isna(cells.at[0.4, "protocol_mean"])
     report = status_report(aggregation)
-    assert f"2 complete full runs of seed 0 (noise seed 0), all left out: {copies[0]}, {copies[1]}" in report
-    assert f"2 complete validation runs, so no protocol epoch: {second}, {first}" in report
+    assert (f"2 distinct complete full runs of seed 0 (noise seed 0), all left out: {conflicting[0]}, "
+            f"{conflicting[1]}") in report
+    assert f"2 distinct complete validation runs, so no protocol epoch: {second}, {first}" in report
+
+
+def _sweep(root, diverged_tce: bool = False):
+    """CE and TCE alpha=1 on CIFAR-10 at noise 0.4: a validation run each and full runs of seeds 0-2."""
+    for loss, alpha, base in (("ce", None, 60), ("tce", 1.0, 70)):
+        write_run(root, loss=loss, alpha=alpha, noise=0.4, holdout=5000, test_acc=[1, 1], val_acc=[5, 9])
+        for seed in range(3):
+            if diverged_tce and loss == "tce" and seed == 2:
+                write_run(root, loss=loss, alpha=alpha, noise=0.4, seed=seed, test_acc=[9], train_loss=[math.nan],
+                          status="diverged")
+            else:
+                write_run(root, loss=loss, alpha=alpha, noise=0.4, seed=seed, test_acc=[1, base + seed])
+
+
+def test_identical_copies_of_a_sweep_count_once_and_give_the_tables_of_the_sweep_alone(tmp_path):
+    """A sweep rsynced from another machine next to itself: the same tables as the sweep alone, the copies named."""
+    _sweep(tmp_path / "alone" / "sweep")
+    shutil.copytree(tmp_path / "alone", tmp_path / "both")
+    shutil.copytree(tmp_path / "alone" / "sweep", tmp_path / "both" / "machine2")
+    for name in ("alone", "both"):
+        tables.main(["--runs", str(tmp_path / name), "--out", str(tmp_path / f"{name}-tables")])
+    written = sorted(p.name for p in (tmp_path / "alone-tables").iterdir())
+    for name in written:
+        if name not in ("runs.csv", "curves.csv", "cells.csv", "noise.csv"):  # those list or count the directories
+            assert (tmp_path / "alone-tables" / name).read_text() == (tmp_path / "both-tables" / name).read_text(), name
+    cells = aggregate(tmp_path / "both").cells.set_index("setting")
+    assert (cells.at["tce-a1", "n"], cells.at["tce-a1", "n_duplicate"], cells.at["tce-a1", "protocol_mean"]) == (
+        3, 0, 71.0)
+    report = status_report(aggregate(tmp_path / "both"))
+    copy, original = (tmp_path / "both" / d / "cifar10/tce-a1/noise0.4-uniform-holdout0-seed1" for d in
+                      ("sweep", "machine2"))  # the first directory in order is kept
+    assert "Identical copies of a run, counted once:" in report
+    assert f"{copy} is a copy of {original}, counted once" in report
+    assert report.count("is a copy of") == 8  # 2 validation runs and 6 full runs
+
+
+def test_a_validation_run_that_shares_a_seed_with_a_full_run_withholds_the_protocol_value(tmp_path):
+    validation = write_run(tmp_path, holdout=5000, seed=0, test_acc=[1, 1], val_acc=[5, 9])
+    full = write_run(tmp_path, seed=0, test_acc=[10, 40])
+    write_run(tmp_path, seed=1, test_acc=[10, 50])
+    aggregation = aggregate(tmp_path)
+    cell = aggregation.cells.iloc[0]
+    assert pd.isna(cell["protocol_mean"]) and pd.isna(cell["best_epoch"]) and cell["n_full"] == 2
+    assert cell["note"] == "val run shares seed 0 (noise seed 0) with a full run"
+    assert (f"the validation run {validation} shares seed 0 (noise seed 0) with the full run {full}: protocol value "
+            "withheld") in status_report(aggregation)
+    tables.main(["--runs", str(tmp_path), "--out", str(tmp_path / "tables")])
+    assert _table_cell(tmp_path / "tables", "table2", "CE", 4).startswith(
+        "— (val run shares seed 0 (noise seed 0) with a full run)")
+
+
+def test_a_diverged_validation_run_is_said_and_val_chooses_among_the_other_settings(tmp_path):
+    for alpha, val_diverged, accuracy in ((0.5, True, 90), (1.0, False, 70), (2.0, False, 60)):
+        cell = {"loss": "tce", "alpha": alpha, "noise": 0.4}
+        if val_diverged:
+            write_run(tmp_path, holdout=5000, test_acc=[1], val_acc=[99], train_loss=[math.nan], status="diverged",
+                      **cell)
+        else:
+            write_run(tmp_path, holdout=5000, test_acc=[1, 1], val_acc=[5, 9 + alpha], **cell)
+        write_run(tmp_path, test_acc=[1, accuracy], **cell)
+    aggregation = aggregate(tmp_path)
+    assert len(aggregation.recipes) == 1
+    cells = aggregation.cells.set_index("setting")
+    assert cells.at["tce-a0.5", "note"] == "val run diverged" and pd.isna(cells.at["tce-a0.5", "protocol_mean"])
+    # Among α = 1 and 2, α = 2's validation accuracy (11) beats α = 1's (10).
+    for rule in ("tce@val", "tce@val-dataset"):
+        assert cells.at[rule, "selected"] == "tce-a2" and cells.at[rule, "protocol_mean"] == 60
+        assert cells.at[rule, "note"] == "not a candidate, its val run diverged: tce-a0.5"
+    tables.main(["--runs", str(tmp_path), "--out", str(tmp_path / "tables")])
+    assert _table_cell(tmp_path / "tables", "table2", "TCE α=0.5", 5).startswith("— (val run diverged); paper ")
+    assert _table_cell(tmp_path / "tables", "table2", "TCE @val", 5).startswith(
+        "**60.00** (n=1, α=2.0, not a candidate, its val run diverged: tce-a0.5)")
+
+
+def test_the_status_report_counts_each_cell_and_diverged_run_once(tmp_path):
+    _sweep(tmp_path, diverged_tce=True)
+    write_run(tmp_path, loss="tce", alpha=2.0, noise=0.4, holdout=5000, test_acc=[1, 1], val_acc=[5, 8])
+    aggregation = aggregate(tmp_path)
+    assert len(aggregation.recipes) == 1
+    report = status_report(aggregation)
+    # CE, TCE α=1 and α=2: 3 cells; tce@val and tce@val-dataset: 2 rows of selection, which repeat α=1's cell and
+    # its diverged run.
+    assert ("3 cells, 2 with a protocol value, and 2 rows of selection on validation; 1 diverged full runs left out"
+            in report)
 
 
 def test_a_complete_run_short_of_its_epochs_is_corrupt(tmp_path):

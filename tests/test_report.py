@@ -59,10 +59,11 @@ def test_report_is_one_static_page_with_tables_paired_comparison_figures_and_inc
     row = page.cells.index("CE")
     assert page.cells[row:row + 4] == ["CE", "71.00 ± 1.41 (n=2)", "TCE α=2.0", "81.00 ± 1.41 (n=2)"]
     # The paired comparison: TCE - CE at epoch 2 over seeds 0 and 1 is +10 for both. Zero spread: no interval
-    # and no t-test (so no †); of the 4 sign assignments, 2 reach |+10|.
+    # and no t-test (so no †); of the 4 sign assignments, 2 reach |+10|. TCE's only setting is exploratory.
     first = page.cells.index("synthetic", page.cells.index("95% interval")) - 1
-    expected = ["synthetic", "uniform 0.6", "tce-a2", "2", "+10.00", "—", "—", "—", "0.5"]
-    assert page.cells[first + 1:first + 10] == expected
+    expected = ["synthetic", "uniform 0.6", "tce-a2", "2", "+10.00", "—", "—", f"synthetic-{page.cells[first]} "
+                "exploratory", "—", "0.5"]
+    assert page.cells[first + 1:first + 11] == expected
     # The recipe of these runs is not the paper's: the report says in which keys.
     assert f"recipe {page.cells[first]} (6 runs): differs from the paper's in dataset.image_size=32" in text
     # Figures: embedded PNGs (the TCE figure, the curves, the memorization figure, reliability diagrams).

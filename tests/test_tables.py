@@ -54,8 +54,9 @@ def test_markdown_layout(tiny_table):
 ### Tiny
 
 Top-1 test accuracy (%) at the epoch of lowest validation error: mean ± std over n full runs (std when n > 1). \
-paper: the published value; Δ: ours − paper. Bold: our best per column, diverged runs counted at chance accuracy. \
-—: no value.
+paper: the published value; Δ: ours − paper. Bold: our best per column among the rows chosen without the test set \
+(a loss's only setting, a row of selection on validation; never one of several settings of a loss), diverged runs \
+counted at chance accuracy. —: no value.
 
 | noise (η) | CIFAR-10+ η=0.0 | CIFAR-10+ η=0.4 |
 |---|---|---|
