@@ -22,9 +22,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from data import DatasetError
 from experiments import sweep
-from experiments.config import ConfigError, register_configs, resolve
 from experiments.interrupt import RunInterrupted
+from experiments.lifecycle import FAILED
+from experiments.resolve import register_configs, resolve
 from experiments.run import StartError, run_pack
+from experiments.schema import ConfigError
 
 log = logging.getLogger("tce")
 
@@ -49,8 +51,8 @@ def main(cfg: DictConfig) -> list[str] | None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     if multirun:
-        return [str(output_dir)] if status == "failed" else []
-    if status == "failed":
+        return [str(output_dir)] if status == FAILED else []
+    if status == FAILED:
         sys.exit(1)
 
 

@@ -9,7 +9,8 @@ from data.errors import DatasetError, one_line
 from data.eval_set import EvalSet
 from data.fingerprint import FINGERPRINT_KEYS, noise_fingerprint
 from data.loader import DeviceLoader
-from data.noise import NOISE_TYPES, check_noise, class_map, corrupt_labels, noise_matrix, noise_variant
+from data.noise import class_map, corrupt_labels, noise_matrix, nominal_transition
+from data.noise_spec import NOISE_TYPES, NoiseSpec
 from data.run_data import RunData, SharedImages, prepare_run_data, shared_images
 from data.sources import DATASETS, ENV_ROOT, class_count, load_dataset, resolve_root, train_set_size
 
@@ -19,13 +20,13 @@ __all__ = [
     "FINGERPRINT_KEYS",
     "NOISE_SETS",
     "NOISE_TYPES",
+    "NoiseSpec",
     "Dataset",
     "DatasetError",
     "DeviceLoader",
     "EvalSet",
     "RunData",
     "SharedImages",
-    "check_noise",
     "class_count",
     "class_map",
     "corrupt_labels",
@@ -35,7 +36,7 @@ __all__ = [
     "load_dataset",
     "noise_fingerprint",
     "noise_matrix",
-    "noise_variant",
+    "nominal_transition",
     "one_line",
     "prepare_run_data",
     "resolve_root",

@@ -1,6 +1,6 @@
 """What a label noise really is, in five fractions computed from its noise matrix (clean x noisy counts).
 
-Noise types of one name behave very differently (research notes, field-2021-2025.md §1.6): CAL's "IDN" sends
+Noise types of one name behave very differently (docs/datasets-and-noise.md, the noise fingerprint): CAL's "IDN" sends
 86.6 % of all CIFAR-10 flips to "bird", pixel-projection IDN keeps the chance share (~4 %) of CIFAR-100 flips
 inside the true superclass, human noise (CIFAR-100N) 34.3 %. The fingerprint puts such facts next to every run.
 """

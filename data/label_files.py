@@ -1,5 +1,5 @@
 """Noisy-label files (noise_type=file): the published ones in the field's formats, read without running anything
-and checked against the training set; and a run's labels written in those formats (data.export_labels).
+and checked against the training set; and a run's labels written in those formats (scripts.export_labels).
 
 The format is the file's suffix:
   .npy   an integer vector, read with allow_pickle=False: PLC's cifar{10,100}-{1,2,3}-{0.35,0.70}.npy, and a

@@ -10,7 +10,8 @@ from data.draws import generator, holdout_split, stratified_split
 from data.eval_set import EvalSet
 from data.fingerprint import noise_fingerprint
 from data.loader import DeviceLoader, pad_images
-from data.noise import noise_matrix, noisy_train_labels
+from data.noise import noise_matrix
+from data.noise_spec import NoiseSpec
 
 # The paper's "shifting": translations of up to 4 pixels of 32, as the Torch ResNet recipe's pad-4 random crop;
 # smaller (synthetic) images shift by the same fraction of their size.
@@ -74,15 +75,9 @@ class RunData:
 
 def prepare_run_data(
     dataset: Dataset,
+    noise: NoiseSpec,
     *,
-    noise: float,
-    noise_type: str,
-    noise_seed: int,
-    noise_set: str | None = None,
     root: str = "",
-    instance_std: float | None = None,
-    noise_file: str | None = None,
-    noise_sha256: str | None = None,
     holdout: int,
     clean_val: bool,
     split_seed: int,
@@ -98,57 +93,33 @@ def prepare_run_data(
 ) -> RunData:
     """The run's data on `device`.
 
-    Noise (data.noise.noisy_train_labels; human noise is read from `root`, file noise from `noise_file`) is
-    applied to the whole training set before the holdout is split off, so the validation labels are as noisy as
-    the training labels (the paper's protocol) unless `clean_val`. The holdout is stratified by the clean labels
-    and fixed by `split_seed`, the noise by `noise_seed`; `seed` only drives the loader's order and augmentation.
-    Normalization uses the channel statistics of the whole training split.
-    `images`, when given, are the shared images of the run's pack (shared_images with the same holdout,
-    split_seed and eval_train_size); else the run gets its own.
+    The noise (NoiseSpec.labels; human noise is read from `root`) is applied to the whole training set before the
+    holdout is split off, so the validation labels are as noisy as the training labels (the paper's protocol)
+    unless `clean_val`. The holdout is stratified by the clean labels and fixed by `split_seed`, the noise by its
+    seed; `seed` only drives the loader's order and augmentation. Normalization uses the channel statistics of the
+    whole training split. `images`, when given, are the shared images of the run's pack (shared_images with the
+    same holdout, split_seed and eval_train_size); else the run gets its own.
 
     The "train" evaluation set reads `eval_train_size` images of the training portion, a class-stratified subset
     fixed by `split_seed` like the holdout (all of them when None or at least the portion's size): a full pass
     over the training set every epoch would cost more than the test and validation passes together.
     `crop`, `rotate` and `fill` are the augmentation's (DeviceLoader; the flip is the dataset's).
     """
+    split = (holdout, split_seed, eval_train_size)
     if images is None:
         images = shared_images(dataset, holdout=holdout, split_seed=split_seed, eval_train_size=eval_train_size,
                                device=device)
-    elif images.split != (holdout, split_seed, eval_train_size):
+    elif images.split != split:
         raise ValueError(f"shared images of (holdout, split_seed, eval_train_size) = {images.split} cannot serve a "
-                         f"run of {(holdout, split_seed, eval_train_size)}")
-    clean = dataset.train_labels
-    noisy = noisy_train_labels(
-        dataset, noise=noise, noise_type=noise_type, noise_seed=noise_seed, noise_set=noise_set, root=root,
-        instance_std=instance_std, noise_file=noise_file, noise_sha256=noise_sha256,
-    )
-    train_idx, val_idx = images.train_idx, images.val_idx
+                         f"run of {split}")
+    clean, noisy = dataset.train_labels, noise.labels(dataset, root)
     mean, std = dataset.channel_stats
-    loader = DeviceLoader(
-        images.padded,
-        noisy[train_idx],
-        mean=mean,
-        std=std,
-        batch_size=batch_size,
-        drop_last=drop_last,
-        shift=images.shift,
-        flip=dataset.flip,
-        seed=seed,
-        crop=crop,
-        rotate=rotate,
-        fill=fill,
-    )
-    eval_clean, eval_noisy = clean[train_idx], noisy[train_idx]
-    if images.eval_subset is not None:
-        eval_clean, eval_noisy = eval_clean[images.eval_subset], eval_noisy[images.eval_subset]
-    eval_sets = {"train": EvalSet(images.train_eval, eval_clean, mean=mean, std=std, noisy_labels=eval_noisy)}
-    if holdout > 0:
-        val_labels = (clean if clean_val else noisy)[val_idx]
-        eval_sets["val"] = EvalSet(images.val, val_labels, mean=mean, std=std)
-    eval_sets["test"] = EvalSet(images.test, dataset.test_labels, mean=mean, std=std)
+    loader = DeviceLoader(images.padded, noisy[images.train_idx], mean=mean, std=std, batch_size=batch_size,
+                          drop_last=drop_last, shift=images.shift, flip=dataset.flip, seed=seed, crop=crop,
+                          rotate=rotate, fill=fill)
     return RunData(
         loader=loader,
-        eval_sets=eval_sets,
+        eval_sets=_eval_sets(dataset, images, noisy, clean_val),
         noisy_labels=noisy,
         clean_labels=clean,
         realized_rate=(noisy != clean).double().mean().item(),
@@ -156,3 +127,17 @@ def prepare_run_data(
         num_classes=dataset.num_classes,
         in_channels=dataset.in_channels,
     )
+
+
+def _eval_sets(dataset: Dataset, images: SharedImages, noisy: torch.Tensor, clean_val: bool) -> dict[str, EvalSet]:
+    """The run's evaluation sets (RunData.eval_sets) on its pack's images: the training images of the evaluation
+    subset with their clean and noisy labels, the holdout (where there is one) and the test set."""
+    clean, (mean, std) = dataset.train_labels, dataset.channel_stats
+    eval_clean, eval_noisy = clean[images.train_idx], noisy[images.train_idx]
+    if images.eval_subset is not None:
+        eval_clean, eval_noisy = eval_clean[images.eval_subset], eval_noisy[images.eval_subset]
+    eval_sets = {"train": EvalSet(images.train_eval, eval_clean, mean=mean, std=std, noisy_labels=eval_noisy)}
+    if images.val is not None:
+        eval_sets["val"] = EvalSet(images.val, (clean if clean_val else noisy)[images.val_idx], mean=mean, std=std)
+    eval_sets["test"] = EvalSet(images.test, dataset.test_labels, mean=mean, std=std)
+    return eval_sets

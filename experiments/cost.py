@@ -13,17 +13,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.flop_counter import FlopCounterMode
 
 import models
 from data import train_set_size
 from data.sources import test_set_size
-from experiments import records
+from experiments import provenance
 
 log = logging.getLogger("tce")
 
-BENCH_RECORDS = records.REPO_ROOT / "results" / "bench"
+BENCH_RECORDS = provenance.REPO_ROOT / "results" / "bench"
 # (training, evaluated) images per second of ResNet-20 in fp32 where no bench record exists: a 2-core CPU's order
 # of magnitude, and a recent GPU's.
 ROUGH_RATES = {"cpu": (300.0, 1500.0), "cuda": (20_000.0, 60_000.0)}
@@ -44,7 +44,7 @@ def forward_flops(name: str, depth: int | None) -> int:
     """FLOPs of one forward pass of model `name` (and `depth`) on one 3 x 32 x 32 image at 10 classes: those of its
     convolutions and linear layers, counted by torch's FlopCounterMode on the meta device (no memory, no arithmetic)."""
     with torch.device("meta"):
-        model = models.build(OmegaConf.create({"model": {"name": name, "depth": depth}}), 3, 10).eval()
+        model = models.build(name, depth, 3, 10).eval()
         image = torch.empty(1, 3, 32, 32)
     with FlopCounterMode(display=False) as counter:
         model(image)
@@ -62,8 +62,8 @@ def relative_cost(cfg: DictConfig) -> float:
 
 def rates(device: torch.device, precision: str, records_dir: Path = BENCH_RECORDS) -> tuple[float, float, str]:
     """(training images/s, evaluated images/s, where they come from) on `device` in `precision`."""
-    name = records.device_name(device)
-    path = records_dir / f"{records.slug(name)}.json"
+    name = provenance.device_name(device)
+    path = records_dir / f"{provenance.slug(name)}.json"
     try:
         record = json.loads(path.read_text())
         return record["engine_img_s_by_precision"][precision], record["eval_img_s"], f"the bench record {path.name}"

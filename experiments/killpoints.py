@@ -15,8 +15,10 @@ does nothing.
 import os
 import signal
 
+from experiments.rundir import WRITE_ORDER
+
 ENV = "TCE_KILL_AT"
-POINTS = ("trained", "checkpoint", "metrics", "calibration", "summary")
+POINTS = ("trained", *WRITE_ORDER)
 
 
 def reached(point: str, epoch: int) -> None:

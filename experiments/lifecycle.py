@@ -30,6 +30,11 @@ MOVES: dict[str | None, tuple[str, ...]] = {
     FAILED: (RUNNING, FAILED),
 }
 TERMINAL = tuple(status for status in STATUSES if status not in MOVES)
+# Not states of a run directory: what run_pack says of a run it did not train (complete, diverged or busy
+# elsewhere before, or listed twice in one pack), and what aggregation says of a directory whose files cannot be
+# read or contradict each other.
+SKIPPED = "skipped"
+CORRUPT = "corrupt"
 
 
 class LifecycleError(RuntimeError):

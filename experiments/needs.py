@@ -3,17 +3,51 @@ before training: its transition matrix (T, or T^-1 in float64) and its memory. T
 model's parameters, each sample's index) at each step, and keeps the memory on the device (experiments/trainer.py
 PackLoss); the checkpoint holds it between epochs (experiments/run.py)."""
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
 import tce
 from data import RunData, noise_matrix
-from experiments.config import TRANSITION_NEEDS, needs_transition, read_transition
+from data.errors import one_line
+from data.label_files import sha256_of
 
+#: What a loss needs (tce.LOSS_NEEDS) that is a transition matrix, T or its inverse: the engine provides it from
+#: loss.transition, else from the run's noise.
+TRANSITION_NEEDS = ("transition", "transition_inverse")
+#: What a loss needs that is the model's parameters: the run trains with weight decay 0, its L1 penalty replacing it.
+PARAMETERS_NEED = "parameters"
 #: What needs.py makes for a run, of the names in tce.LOSS_NEEDS.
 MADE = (*TRANSITION_NEEDS, "memory")
 #: Those of them that the loss changes as it trains: its state, which the checkpoint holds.
 STATEFUL = ("memory",)
+
+
+def needs_transition(name: str) -> bool:
+    """Whether the loss `name` needs a transition matrix (T or its inverse)."""
+    return any(need in TRANSITION_NEEDS for need in tce.LOSS_NEEDS[name])
+
+
+def read_transition(path: str, num_classes: int, sha256: str | None = None) -> torch.Tensor:
+    """A transition matrix file: C x C comma-separated numbers, read as a plain float64 array (never unpickled) and
+    checked by tce.inverse_transition; `sha256`, when given, must be the file's. One-line ValueError otherwise."""
+    if not Path(path).is_file():
+        raise ValueError(f"no such file {path}")
+    found = None if sha256 is None else sha256_of(path)
+    if found is not None and found.lower() != sha256.lower():
+        raise ValueError(f"{path} has SHA-256 {found}, not the loss.transition_sha256 given ({sha256})")
+    try:
+        matrix = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    except ValueError as error:
+        raise ValueError(f"cannot read {path} as comma-separated numbers ({one_line(error)})") from None
+    if matrix.shape != (num_classes, num_classes):
+        raise ValueError(f"{path} holds a {'x'.join(map(str, matrix.shape))} matrix, not {num_classes}x{num_classes} "
+                         f"(one row and column per class)")
+    transition = torch.from_numpy(matrix)
+    tce.inverse_transition(transition)
+    return transition
 
 
 def oracle_transition(data: RunData, train_idx: torch.Tensor) -> torch.Tensor:

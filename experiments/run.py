@@ -12,10 +12,6 @@ and is passed on; a relaunch resumes them.
 
 import logging
 import os
-import pickle
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 
@@ -27,6 +23,7 @@ import models
 from data import (
     Dataset,
     DatasetError,
+    NoiseSpec,
     RunData,
     SharedImages,
     fetch_cifar_n,
@@ -36,13 +33,14 @@ from data import (
     prepare_run_data,
     shared_images,
 )
-from experiments import cost, interrupt, killpoints, records
-from experiments.config import run_name
+from experiments import cost, interrupt, killpoints, provenance
+from experiments.epoch_records import TrainedEpoch, epoch_records
 from experiments.evaluation import METRIC_COLUMNS
-from experiments.lifecycle import DIVERGED, FAILED, INTERRUPTED, RUNNING, TERMINAL, after_epochs
+from experiments.identity import run_name
+from experiments.lifecycle import DIVERGED, FAILED, INTERRUPTED, RUNNING, SKIPPED, TERMINAL, after_epochs
 from experiments.needs import STATEFUL, make_needs
-from experiments.rundir import RunDir, RunDirError
-from experiments.trainer import HostStates, Member, PackTrainer, initial_model_state
+from experiments.rundir import LOSS_STATE, RunDir, RunDirError
+from experiments.trainer import Member, PackTrainer, initial_model_state
 from experiments.writer import Writer
 from tce import batched
 
@@ -85,11 +83,7 @@ class TrainingRun:
         train_eval = data.eval_sets["train"]
         record = {
             "config": OmegaConf.to_container(cfg),
-            "noise": {
-                "rate": cfg.noise, "type": cfg.noise_type, "set": cfg.noise_set, "seed": cfg.noise_seed,
-                "instance_std": cfg.instance_std, "file": cfg.noise_file, "sha256": cfg.noise_sha256,
-                "realized": data.realized_rate, "fingerprint": data.fingerprint,
-            },
+            "noise": {**NoiseSpec.of(cfg).record(), "realized": data.realized_rate, "fingerprint": data.fingerprint},
             # The evaluation pass over training images (train_clean_acc, noisy_fit, noisy_true): how many it reads
             # of the training portion, and how many of those are relabelled.
             "train_eval": {
@@ -133,14 +127,14 @@ def run_pack(entries: list[tuple[DictConfig, Path]]) -> list[str]:
         for i, (cfg, path) in enumerate(entries):
             if any(run_dir.path.resolve() == path.resolve() for run_dir in claimed):  # `loss=ce,tce loss.alpha=1,2`
                 log.info(f"{run_name(cfg)}: listed twice in this pack, trained once")
-                statuses[i] = "skipped"
+                statuses[i] = SKIPPED
                 continue
             run_dir = RunDir(path)
             try:
                 run_dir.acquire(cfg.lock_timeout)
             except RunDirError as e:
                 log.warning(f"{e}; skipped")
-                statuses[i] = "skipped"
+                statuses[i] = SKIPPED
                 continue
             claimed.append(run_dir)
             statuses[i] = _claim(cfg, run_dir)
@@ -170,7 +164,7 @@ def _claim(cfg: DictConfig, run_dir: RunDir) -> str | None:
         return FAILED
     if run_dir.lifecycle.status in TERMINAL:
         log.info(f"{run_name(cfg)}: {run_dir.lifecycle.status} in {run_dir.path}, skipped (force=true reruns it)")
-        return "skipped"
+        return SKIPPED
     return None
 
 
@@ -189,8 +183,8 @@ def _train(todo: list[tuple[DictConfig, RunDir]]) -> dict[Path, str]:
         for cfg, run_dir in todo:
             _cannot_start(cfg, run_dir, e)
         raise
-    environment = {"versions": records.versions(), "git_commit": records.git_commit(),
-                   "device": records.device_name(device)}
+    environment = {"versions": provenance.versions(), "git_commit": provenance.git_commit(),
+                   "device": provenance.device_name(device)}
     if cfg0.compile:  # compiled code outlives the process there, for the next job of the sweep (a cluster's too)
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(cfg0.runs_dir).resolve() / ".inductor-cache"))
     images = shared_images(dataset, holdout=cfg0.holdout, split_seed=ds.split_seed,
@@ -230,7 +224,7 @@ def _report(device: torch.device) -> None:
     """Say once per process what it trains on: device=auto falls back to the CPU where it finds no usable GPU."""
     if str(device) not in _reported:
         _reported.add(str(device))
-        log.info(f"device {device}: {records.device_name(device)}")
+        log.info(f"device {device}: {provenance.device_name(device)}")
 
 
 def _cannot_start(cfg: DictConfig, run_dir: RunDir, error: Exception | str) -> None:
@@ -245,8 +239,7 @@ def run_data_for(cfg: DictConfig, dataset: Dataset, device: torch.device,
     if cfg.noise_type == "human":  # present before it is read, or fetched only where downloads are allowed
         fetch_cifar_n(cfg.dataset.name, cfg.dataset.root, cfg.dataset.download)
     return prepare_run_data(
-        dataset, noise=cfg.noise, noise_type=cfg.noise_type, noise_seed=cfg.noise_seed, noise_set=cfg.noise_set,
-        root=cfg.dataset.root, instance_std=cfg.instance_std, noise_file=cfg.noise_file, noise_sha256=cfg.noise_sha256,
+        dataset, NoiseSpec.of(cfg), root=cfg.dataset.root,
         holdout=cfg.holdout, clean_val=cfg.clean_val, split_seed=cfg.dataset.split_seed,
         batch_size=cfg.batch_size, drop_last=cfg.drop_last, seed=cfg.seed, device=device,
         eval_train_size=cfg.eval_train_size, images=images, crop=cfg.augment.crop, rotate=cfg.augment.rotate,
@@ -269,7 +262,10 @@ def _start(cfg: DictConfig, run_dir: RunDir, dataset: Dataset, images: SharedIma
         raise StartError(str(error)) from None
     rows: list[dict] = []
     if run_dir.checkpoint.exists():
-        state = _load_checkpoint(run_dir)
+        try:
+            state = run_dir.load_checkpoint()
+        except RunDirError as error:
+            raise StartError(str(error)) from None
         needs.update(_loss_state(state, needs, run_dir))
         member = Member(cfg, data, state["model"], state["momentum"], needs)
         data.loader.load_state_dict(state["loader"])
@@ -277,7 +273,8 @@ def _start(cfg: DictConfig, run_dir: RunDir, dataset: Dataset, images: SharedIma
         log.info(f"{run_name(cfg)}: resuming after epoch {len(rows)} from {run_dir.checkpoint}")
     else:
         member = Member(cfg, data, initial_model_state(cfg, data.in_channels, data.num_classes), needs=needs)
-    params = sum(p.numel() for p in models.build(cfg, data.in_channels, data.num_classes).parameters())
+    network = models.build(cfg.model.name, cfg.model.depth, data.in_channels, data.num_classes)
+    params = sum(p.numel() for p in network.parameters())
     run = TrainingRun(member, run_dir, rows, params)
     run_dir.write_config(cfg)
     run_dir.write_noisy_labels(data.noisy_labels.numpy())
@@ -286,11 +283,6 @@ def _start(cfg: DictConfig, run_dir: RunDir, dataset: Dataset, images: SharedIma
     run_dir.write_calibration(rows)
     run.move(RUNNING, environment)
     return run
-
-
-CHECKPOINT_KEYS = ("epoch", "model", "momentum", "loader", "metrics")
-#: The checkpoint's key of the loss's state (ELR's memory), for a loss that keeps one (absent for the others).
-LOSS_STATE = "loss_state"
 
 
 def _loss_state(state: dict, needs: dict[str, torch.Tensor], run_dir: RunDir) -> dict[str, torch.Tensor]:
@@ -307,28 +299,6 @@ def _loss_state(state: dict, needs: dict[str, torch.Tensor], run_dir: RunDir) ->
     return found
 
 
-def _load_checkpoint(run_dir: RunDir) -> dict:
-    path = run_dir.checkpoint
-    way_out = "rerun the run from scratch with force=true"
-    try:
-        state = run_dir.load_checkpoint()
-        if not isinstance(state, dict):
-            raise TypeError(f"holds a {type(state).__name__}, not a checkpoint")
-        missing = set(CHECKPOINT_KEYS) - set(state)
-        if missing:
-            raise KeyError(f"lacks {', '.join(sorted(missing))}")
-    except pickle.UnpicklingError as error:  # weights_only refused it before calling anything in it
-        found = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", str(error))
-        what = (found[1] or found[2]) if found else "object"
-        raise StartError(
-            f"cannot resume from {path}: it holds a pickled {what}, which no checkpoint holds (refused, nothing of "
-            f"it ran); {way_out}"
-        ) from None
-    except Exception as error:  # noqa: BLE001 - whatever is wrong with the file, the way out is the same
-        raise StartError(f"cannot resume from {path} ({one_line(error)}); {way_out}") from None
-    return state
-
-
 def _train_pack(runs: list[TrainingRun], device: torch.device, environment: dict) -> dict[Path, str]:
     cfg = runs[0].member.cfg
     if runs[0].start_epoch >= cfg.epochs:  # killed after its last checkpoint: its epochs are all recorded
@@ -339,7 +309,7 @@ def _train_pack(runs: list[TrainingRun], device: torch.device, environment: dict
     runs = sorted(runs, key=lambda run: str(batched.family(*run.member.loss)))
     pack = {"size": len(runs), "members": [_below(run.dir.path, cfg.runs_dir) for run in runs]}
     writer = Writer()
-    latest: _Epoch | None = None  # the last epoch trained, in memory until all of it is recorded
+    latest: TrainedEpoch | None = None  # the last epoch trained, in memory until all of it is recorded
     try:
         trainer = PackTrainer([r.member for r in runs], device)
         for run in runs:
@@ -348,21 +318,11 @@ def _train_pack(runs: list[TrainingRun], device: torch.device, environment: dict
         for epoch in range(runs[0].start_epoch + 1, cfg.epochs + 1):
             rows = trainer.run_epoch(epoch)
             killpoints.reached("trained", epoch)
-            latest = _Epoch(epoch, trainer.host_states(), [run.member.data.loader.state_dict() for run in runs])
-            execution = {"compiled": trainer.compiled, "compile": trainer.compile_record(), "pack": pack}
-            for run, row in zip(runs, rows, strict=True):
-                if run.done:
-                    continue
-                run.execution = execution
-                run.rows.append(row)
-                log.info(_epoch_line(run, row, cfg.epochs))
-                if after_epochs(run.rows, cfg.epochs) != RUNNING:
-                    run.done = True
-                    if after_epochs(run.rows, cfg.epochs) == DIVERGED:
-                        log.warning(f"{run.name}: diverged at epoch {epoch}; recorded, moving on")
+            latest = TrainedEpoch(epoch, trainer.host_states(), [run.member.data.loader.state_dict() for run in runs])
+            _take_rows(runs, rows, {"compiled": trainer.compiled, "compile": trainer.compile_record(), "pack": pack})
             due = [run for run in runs if run.submitted < len(run.rows)
                    and (epoch % cfg.checkpoint_every == 0 or run.done)]
-            writer.submit(_records(latest, runs, due, environment))
+            writer.submit(epoch_records(latest, runs, due, environment))
             if all(run.done for run in runs):
                 break
         writer.wait()
@@ -374,17 +334,7 @@ def _train_pack(runs: list[TrainingRun], device: torch.device, environment: dict
                 run.move(FAILED, environment, error, rows=run.rows[:run.recorded])
         log.exception(f"{runs[0].name}: failed: {error}")
     except BaseException as stop:  # a stop signal, or a launcher's exit: keep what is complete, then pass it on
-        writer.wait(check=False)
-        if latest is not None and not writer.failed:  # the epochs since the last checkpoint, kept in memory
-            _records(latest, runs, [run for run in runs if run.status == RUNNING and run.submitted < len(run.rows)],
-                     environment)()
-        for run in runs:
-            if run.status == RUNNING:
-                del run.rows[run.recorded:]  # an epoch whose files were not all written is trained again
-                run.dir.write_metrics(run.rows)  # whole again, were a record cut short
-                run.dir.write_calibration(run.rows)
-                run.move(INTERRUPTED, environment, _stop_reason(stop))
-        log.warning(f"{runs[0].name}: interrupted ({_stop_reason(stop)}); completed epochs kept")
+        _interrupt(runs, writer, latest, environment, stop)
         raise
     finally:
         writer.close()
@@ -392,6 +342,39 @@ def _train_pack(runs: list[TrainingRun], device: torch.device, environment: dict
             if run.tb:
                 run.tb.close()
     return {run.dir.path: run.status for run in runs}
+
+
+def _take_rows(runs: list[TrainingRun], rows: list[dict], execution: dict) -> None:
+    """Each run's row of the epoch just trained, but for the runs already done (complete or diverged), which
+    trained on only as members of the pack; a run whose row ends it is done."""
+    epochs = runs[0].member.cfg.epochs
+    for run, row in zip(runs, rows, strict=True):
+        if run.done:
+            continue
+        run.execution = execution
+        run.rows.append(row)
+        log.info(_epoch_line(run, row, epochs))
+        if after_epochs(run.rows, epochs) != RUNNING:
+            run.done = True
+            if after_epochs(run.rows, epochs) == DIVERGED:
+                log.warning(f"{run.name}: diverged at epoch {row['epoch']}; recorded, moving on")
+
+
+def _interrupt(runs: list[TrainingRun], writer: Writer, latest: TrainedEpoch | None, environment: dict,
+               stop: BaseException) -> None:
+    """A stop while training: the epochs trained since the last record are recorded (they are in memory), and the
+    runs still running are marked interrupted with their completed epochs, for a relaunch to resume."""
+    writer.wait(check=False)
+    if latest is not None and not writer.failed:
+        epoch_records(latest, runs, [run for run in runs if run.status == RUNNING and run.submitted < len(run.rows)],
+                 environment)()
+    for run in runs:
+        if run.status == RUNNING:
+            del run.rows[run.recorded:]  # an epoch whose files were not all written is trained again
+            run.dir.write_metrics(run.rows)  # whole again, were a record cut short
+            run.dir.write_calibration(run.rows)
+            run.move(INTERRUPTED, environment, _stop_reason(stop))
+    log.warning(f"{runs[0].name}: interrupted ({_stop_reason(stop)}); completed epochs kept")
 
 
 def _below(path: Path, runs_dir: str) -> str:
@@ -404,62 +387,6 @@ def _stop_reason(stop: BaseException) -> str:
     if isinstance(stop, SystemExit):  # submitit's handler of Slurm's time-limit signal exits after requeueing the job
         return f"exit {stop.code} requested while training, by a launcher requeueing the job"
     return str(stop) or type(stop).__name__  # "stopped by SIGTERM", or KeyboardInterrupt
-
-
-@dataclass
-class _Epoch:
-    """What the records of an epoch need beyond the rows: the members' states and their loaders'."""
-
-    epoch: int
-    states: HostStates
-    loaders: list[dict]
-
-
-def _records(epoch: _Epoch, runs: list[TrainingRun], due: list[TrainingRun], environment: dict) -> Callable[[], None]:
-    """The writer's job for the runs `due` a record after `epoch`: their rows since their last record, with the
-    states of `epoch`. What they record is taken now; the files are written when the job runs."""
-    work = []
-    for run in due:
-        work.append((runs.index(run), run, run.rows[run.submitted:], list(run.rows), run.execution))
-        run.submitted = len(run.rows)
-
-    def write() -> None:
-        if not work:
-            return
-        states, loss_states = epoch.states.members(), epoch.states.loss_states()
-        for k, run, new, rows, execution in work:
-            _record(run, epoch.epoch, new, rows, (*states[k], loss_states[k]), epoch.loaders[k], execution,
-                    environment)
-
-    return write
-
-
-def _record(run: TrainingRun, epoch: int, new: list[dict], rows: list[dict], state: tuple, loader: dict,
-            execution: dict, environment: dict) -> None:
-    """Persist a run's epochs up to `epoch` (`new` of its `rows`, all since its last record): checkpoint first, so
-    the files never run ahead of what can be resumed. A diverged epoch is not checkpointed: a diverged run is
-    terminal."""
-    status = after_epochs(rows, run.member.cfg.epochs)
-    model_state, momentum, loss_state = state
-    if status != DIVERGED:
-        run.dir.save_checkpoint({
-            "epoch": epoch, "model": model_state, "momentum": momentum, "loader": loader, "metrics": rows,
-            **({LOSS_STATE: loss_state} if loss_state else {}),
-        })
-        killpoints.reached("checkpoint", epoch)
-    run.dir.append_metrics(new)
-    killpoints.reached("metrics", epoch)
-    run.dir.append_calibration(new)
-    killpoints.reached("calibration", epoch)
-    error = f"non-finite training loss at epoch {epoch}" if status == DIVERGED else None
-    run.move(status, environment, error, rows, execution)
-    killpoints.reached("summary", epoch)
-    run.recorded = len(rows)
-    for row in new:
-        for key in METRIC_COLUMNS[1:]:
-            if row[key] is not None:
-                run.tb.add_scalar(key, row[key], row["epoch"])
-    run.tb.flush()
 
 
 def _epoch_line(run: TrainingRun, row: dict, epochs: int) -> str:

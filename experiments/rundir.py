@@ -1,45 +1,74 @@
-"""The run directory, a contract that aggregation, sweeps and people read (docs/run-directory.md).
+"""The run directory, a contract that aggregation, sweeps and people read (docs/run-directory.md): its one writer
+and its one reader. The file names are here and nowhere else.
 
-config.yaml, metrics.csv, calibration.csv, summary.json, noisy_labels.npy, checkpoint.pt and tb/ live here; every
-file is written atomically, but metrics.csv and calibration.csv, which each epoch appends to and a resumed run
-rewrites from its checkpoint, so a run killed at any moment leaves a directory that resumes exactly.
+config.yaml, metrics.csv, calibration.csv, summary.json, noisy_labels.npy, noise_matrix.csv, checkpoint.pt and tb/
+live here; every file is written atomically, but metrics.csv and calibration.csv, which each epoch appends to and a
+resumed run rewrites from its checkpoint, so a run killed at any moment leaves a directory that resumes exactly.
+An epoch's records are written in WRITE_ORDER, checkpoint first, so that the files never run ahead of what can be
+resumed (experiments/run.py; the tests' kill points stop a run between any two of them). The readers check what
+they read (CorruptRun, one line, where a file cannot be read or is not what the engine writes).
 """
 
 import csv
 import io
+import json
+import math
+import pickle
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from data.errors import one_line
 from data.files import append, load_torch, save_torch, write_atomic, write_text
-from experiments.config import EXECUTION_KEYS, LOCATION_KEYS, covered, with_schema_defaults
 from experiments.evaluation import CALIBRATED, METRIC_COLUMNS
-from experiments.lifecycle import Lifecycle
+from experiments.identity import EXECUTION_KEYS, LOCATION_KEYS
+from experiments.lifecycle import STATUSES, Lifecycle
 from experiments.lock import LockBusy, RunLock
+from experiments.schema import covered, with_schema_defaults
 
+CONFIG, METRICS, CALIBRATION, SUMMARY = "config.yaml", "metrics.csv", "calibration.csv", "summary.json"
+NOISY_LABELS, NOISE_MATRIX, CHECKPOINT, TENSORBOARD, LOCK = (
+    "noisy_labels.npy", "noise_matrix.csv", "checkpoint.pt", "tb", ".lock")
+# A folder holding any of these is a run (a run killed before its first summary has a config and metrics).
+RUN_FILES = (SUMMARY, METRICS, CONFIG)
+# The records of an epoch in the order they are written, checkpoint first: the names of their kill points.
+WRITE_ORDER = ("checkpoint", "metrics", "calibration", "summary")
+# The keys of checkpoint.pt, and of the state of a loss that keeps one (ELR's memory; absent for the others).
+CHECKPOINT_KEYS = ("epoch", "model", "momentum", "loader", "metrics")
+LOSS_STATE = "loss_state"
 # One row per (epoch, evaluation set, confidence bin): the sums behind the ECE, for reliability diagrams.
 CALIBRATION_COLUMNS = ("epoch", "split", "bin", "count", "confidence_sum", "correct_sum")
+# The columns of the first metrics.csv, which every run directory has; later ones added the others.
+REQUIRED_METRICS = ("epoch", "lr", "train_loss", "train_acc", "train_clean_acc", "val_acc", "test_acc", "seconds")
 
 
 class RunDirError(RuntimeError):
     """The directory cannot take this run; the message is one line."""
 
 
+class CorruptRun(Exception):
+    """A run-directory file that cannot be read or is not what the engine writes; the message is one line."""
+
+
 class RunDir:
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self.config = self.path / "config.yaml"
-        self.metrics = self.path / "metrics.csv"
-        self.calibration = self.path / "calibration.csv"
-        self.summary = self.path / "summary.json"
-        self.noisy_labels = self.path / "noisy_labels.npy"
-        self.noise_matrix = self.path / "noise_matrix.csv"
-        self.checkpoint = self.path / "checkpoint.pt"
-        self.tb = self.path / "tb"
-        self.lock_file = self.path / ".lock"
+        self.config = self.path / CONFIG
+        self.metrics = self.path / METRICS
+        self.calibration = self.path / CALIBRATION
+        self.summary = self.path / SUMMARY
+        self.noisy_labels = self.path / NOISY_LABELS
+        self.noise_matrix = self.path / NOISE_MATRIX
+        self.checkpoint = self.path / CHECKPOINT
+        self.tb = self.path / TENSORBOARD
+        self.lock_file = self.path / LOCK
         self._lock: RunLock | None = None
         self.lifecycle: Lifecycle | None = None  # the run's status, read once the lock is held (acquire)
 
@@ -95,13 +124,99 @@ class RunDir:
     def append_calibration(self, rows: list[dict]) -> None:
         append(self.calibration, _calibration_csv(rows, header=False).encode())
 
-    def save_checkpoint(self, state: dict) -> None:
-        save_torch(self.checkpoint, state)
+    def save_checkpoint(self, epoch: int, model: dict, momentum: dict, loader: dict, metrics: list[dict],
+                        loss_state: dict) -> None:
+        """checkpoint.pt: what a run needs to resume after `epoch` (CHECKPOINT_KEYS), and its loss's state where the
+        loss keeps one."""
+        save_torch(self.checkpoint, {"epoch": epoch, "model": model, "momentum": momentum, "loader": loader,
+                                     "metrics": metrics, **({LOSS_STATE: loss_state} if loss_state else {})})
 
     def load_checkpoint(self) -> dict:
-        """What save_checkpoint wrote, read safely (data.files.load_torch); raises whatever reading
-        it raises."""
-        return load_torch(self.checkpoint)
+        """checkpoint.pt, read safely (data.files.load_torch: tensors and plain containers, nothing that runs code)
+        and checked to hold CHECKPOINT_KEYS; RunDirError, one line with the way out, where it cannot be used."""
+        way_out = "rerun the run from scratch with force=true"
+        try:
+            state = load_torch(self.checkpoint)
+            if not isinstance(state, dict):
+                raise TypeError(f"holds a {type(state).__name__}, not a checkpoint")
+            missing = set(CHECKPOINT_KEYS) - set(state)
+            if missing:
+                raise KeyError(f"lacks {', '.join(sorted(missing))}")
+        except pickle.UnpicklingError as error:  # weights_only refused it before calling anything in it
+            found = re.search(r"GLOBAL (\S+)|got <class '([^']+)'>", str(error))
+            what = (found[1] or found[2]) if found else "object"
+            raise RunDirError(f"cannot resume from {self.checkpoint}: it holds a pickled {what}, which no checkpoint "
+                              f"holds (refused, nothing of it ran); {way_out}") from None
+        except Exception as error:  # noqa: BLE001 - whatever is wrong with the file, the way out is the same
+            raise RunDirError(f"cannot resume from {self.checkpoint} ({one_line(error)}); {way_out}") from None
+        return state
+
+    # --- reading, for aggregation and export (each raises CorruptRun for a file it cannot use) ---
+
+    def read_config(self) -> dict | None:
+        """config.yaml as a plain mapping (YAML's safe loader), or None when there is none."""
+        config = _parsed(self.config, yaml.safe_load, yaml.YAMLError)
+        if config is not None and not isinstance(config, dict):
+            raise CorruptRun(f"{CONFIG} is not a mapping")
+        return config
+
+    def read_summary(self) -> dict | None:
+        """summary.json, with a status of the lifecycle's, or None when there is none."""
+        summary = _parsed(self.summary, json.loads, ValueError)
+        if summary is not None and (not isinstance(summary, dict) or summary.get("status") not in STATUSES):
+            raise CorruptRun(f"{SUMMARY} has no valid status")
+        return summary
+
+    def read_metrics(self) -> pd.DataFrame | None:
+        """metrics.csv as floats with METRIC_COLUMNS (those an older run lacks empty) and epochs 1, 2, ..., or None
+        when there is none; whole lines only (every row the engine writes ends with a newline)."""
+        if not self.metrics.exists():
+            return None
+        try:
+            text = self.metrics.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise CorruptRun(f"{METRICS} unreadable: {one_line(error)}") from None
+        if not text:
+            raise CorruptRun(f"{METRICS} is empty")
+        if not text.endswith("\n"):
+            raise CorruptRun(f"{METRICS} is truncated (its last line is cut off)")
+        header, *rows = csv.reader(io.StringIO(text))
+        if not set(REQUIRED_METRICS) <= set(header) <= set(METRIC_COLUMNS) or len(set(header)) != len(header):
+            raise CorruptRun(f"{METRICS} has an unexpected header {','.join(header)!r}")
+        values = []
+        for line, row in enumerate(rows, start=2):
+            if len(row) != len(header):
+                raise CorruptRun(f"{METRICS} line {line} has {len(row)} fields instead of {len(header)}")
+            try:
+                values.append([float(v) if v else math.nan for v in row])
+            except ValueError:
+                raise CorruptRun(f"{METRICS} line {line} holds a value that is not a number") from None
+        metrics = pd.DataFrame(np.array(values, dtype=float).reshape(-1, len(header)), columns=header)
+        metrics = metrics.reindex(columns=list(METRIC_COLUMNS))
+        if metrics["epoch"].tolist() != list(range(1, len(metrics) + 1)):
+            raise CorruptRun(f"{METRICS} epochs do not run 1, 2, 3, ...")
+        return metrics.astype({"epoch": int})
+
+    def read_calibration(self) -> pd.DataFrame | None:
+        """calibration.csv, the ECE's bin sums per epoch and split; None if missing or not of CALIBRATION_COLUMNS
+        (runs of versions before it, or a damaged file): the figures that need it leave the run out."""
+        try:
+            frame = pd.read_csv(self.calibration)
+        except (OSError, ValueError):
+            return None
+        return frame if list(frame.columns) == list(CALIBRATION_COLUMNS) else None
+
+    def read_noisy_labels(self) -> np.ndarray:
+        """noisy_labels.npy as a plain array (never unpickled); OSError or ValueError where it cannot be."""
+        return np.load(self.noisy_labels, allow_pickle=False)
+
+    def noisy_labels_bytes(self) -> bytes | None:
+        """noisy_labels.npy's bytes, None without one: what tells two copies of a run apart."""
+        return self.noisy_labels.read_bytes() if self.noisy_labels.is_file() else None
+
+    def read_noise_matrix(self) -> np.ndarray:
+        """noise_matrix.csv's (C, C) counts, row = clean class; OSError or ValueError where it cannot be read."""
+        return np.loadtxt(self.noise_matrix, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)[:, 1:]
 
     def acquire(self, timeout: float) -> None:
         """Claim the directory for this process (experiments/lock.py), so that two jobs never train the same run,
@@ -119,6 +234,27 @@ class RunDir:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def _parsed(path: Path, parse: Callable[[str], object], malformed: type[Exception]) -> object:
+    """The file's text parsed, None when there is no file; CorruptRun where it cannot be read or parsed."""
+    if not path.exists():
+        return None
+    try:
+        return parse(path.read_text())
+    except (OSError, UnicodeDecodeError, malformed) as error:
+        raise CorruptRun(f"{path.name} unreadable: {one_line(error)}") from None
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Every run directory at any depth below `root` (a folder holding one of RUN_FILES; hidden folders such as
+    Hydra's .hydra/ are not runs), sorted."""
+    found = set()
+    for name in RUN_FILES:
+        for path in root.rglob(name):
+            if not any(part.startswith(".") for part in path.relative_to(root).parts):
+                found.add(path.parent)
+    return sorted(found)
 
 
 def _metrics_csv(rows: list[dict], header: bool) -> str:

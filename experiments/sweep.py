@@ -2,7 +2,7 @@
 
 Packs: the sweeper (PackSweeper, Hydra's basic sweeper otherwise) composes every run of the sweep, leaves out those
 already complete or diverged (unless force), and groups the rest before anything is launched: runs that may train
-together (they differ only in experiments.config.PER_RUN_KEYS: loss, noise, seeds) and stand at the same epoch,
+together (they differ only in experiments.identity.PER_RUN_KEYS: loss, noise, seeds) and stand at the same epoch,
 in packs of at most `pack` runs, leftovers spread evenly (35 runs at pack=16 are packs of 12, 12 and 11, never
 16, 16 and 3). A network that does not pack (models.MODELS: a recipe's) trains one run per model whatever `pack`
 says: its runs are packs of one, with pack=1 in their configs. Each pack is one Hydra job, whatever the launcher
@@ -33,18 +33,12 @@ from omegaconf import DictConfig, OmegaConf
 import models
 from data import DatasetError
 from data.files import read_json, write_json
-from experiments.config import (
-    PER_RUN_KEYS,
-    ConfigError,
-    TrainConfig,
-    covered,
-    flatten,
-    resolve,
-    run_name,
-    with_defaults,
-)
-from experiments.lifecycle import TERMINAL
+from experiments.identity import PER_RUN_KEYS, run_name
+from experiments.lifecycle import FAILED, TERMINAL
+from experiments.resolve import resolve, with_defaults
 from experiments.run import StartError, run_pack
+from experiments.rundir import RunDir
+from experiments.schema import ConfigError, TrainConfig, covered, flatten
 
 log = logging.getLogger("tce")
 
@@ -85,7 +79,7 @@ def plan(jobs: Sequence[tuple[DictConfig, Path]]) -> list[list[tuple[DictConfig,
             log.info(f"{run_dir}: listed twice in this sweep, trained once")
             continue
         seen.add(where)
-        summary = read_json(run_dir / "summary.json") or {}
+        summary = read_json(RunDir(run_dir).summary) or {}
         status = summary.get("status") if isinstance(summary, dict) else None
         if status in TERMINAL and not cfg.force:
             log.info(f"{run_dir}: {status}, skipped (force=true reruns it)")
@@ -188,7 +182,7 @@ def train_pack(members: list[tuple[DictConfig, Path]], job_num: int) -> list[str
     except (DatasetError, StartError) as e:  # raised once the pack's other runs are trained
         log.error(f"error: {e}")
         return [*failures, str(e)]
-    return failures + [str(path) for (_, path), status in zip(entries, statuses, strict=True) if status == "failed"]
+    return failures + [str(path) for (_, path), status in zip(entries, statuses, strict=True) if status == FAILED]
 
 
 class SweepEnd(Callback):

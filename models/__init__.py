@@ -7,39 +7,38 @@ CIFAR-N's runs) and `preact_resnet18` (DivideMix's). Each maps (B, C, H, W) imag
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from omegaconf import DictConfig
 from torch import nn
 
 from models.cnn import INPUT_SIZE, cnn4, cnn8
-from models.kuangliu_resnet import preact_resnet18, resnet34
 from models.resnet import ResNet, pack_state_dicts, unpack_state_dict
+from models.resnet34_preact18 import preact_resnet18, resnet34
 
 
 @dataclass(frozen=True)
 class Model:
-    """How to build one network from (model config, in_channels, num_classes, members), and what it needs."""
+    """How to build one network from (depth, in_channels, num_classes, members), and what it needs."""
 
-    build: Callable[[DictConfig, int, int, int], nn.Module]
+    build: Callable[[int | None, int, int, int], nn.Module]
     packs: bool = False  # built grouped: `members` independent copies side by side (models/resnet.py)
     input_size: int | None = None  # the one image size it reads (a fixed flatten size); None: any of 8 or more
 
 
 MODELS = {
-    "resnet": Model(lambda m, c, k, members: ResNet(m.depth, c, k, members), packs=True),
-    "cnn8": Model(lambda m, c, k, members: cnn8(c, k), input_size=INPUT_SIZE),
-    "cnn4": Model(lambda m, c, k, members: cnn4(c, k), input_size=INPUT_SIZE),
-    "resnet34": Model(lambda m, c, k, members: resnet34(c, k)),
-    "preact_resnet18": Model(lambda m, c, k, members: preact_resnet18(c, k)),
+    "resnet": Model(lambda depth, c, k, members: ResNet(depth, c, k, members), packs=True),
+    "cnn8": Model(lambda depth, c, k, members: cnn8(c, k), input_size=INPUT_SIZE),
+    "cnn4": Model(lambda depth, c, k, members: cnn4(c, k), input_size=INPUT_SIZE),
+    "resnet34": Model(lambda depth, c, k, members: resnet34(c, k)),
+    "preact_resnet18": Model(lambda depth, c, k, members: preact_resnet18(c, k)),
 }
 
 
-def build(cfg: DictConfig, in_channels: int, num_classes: int, members: int = 1) -> nn.Module:
-    """The network of a run's config (its `model` group): with members > 1, that many independent copies side by
-    side (packing), which only the models that pack can be."""
-    model = MODELS[cfg.model.name]
+def build(name: str, depth: int | None, in_channels: int, num_classes: int, members: int = 1) -> nn.Module:
+    """The network `name` (a run's model.name; `depth` its model.depth, resnet's only): with members > 1, that
+    many independent copies side by side (packing), which only the models that pack can be."""
+    model = MODELS[name]
     if members != 1 and not model.packs:
-        raise ValueError(f"model {cfg.model.name!r} does not pack: build it with members=1")
-    return model.build(cfg.model, in_channels, num_classes, members)
+        raise ValueError(f"model {name!r} does not pack: build it with members=1")
+    return model.build(depth, in_channels, num_classes, members)
 
 
 __all__ = ["MODELS", "Model", "ResNet", "build", "pack_state_dicts", "unpack_state_dict"]

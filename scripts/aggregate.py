@@ -4,7 +4,7 @@
 
 writes four CSV files and prints a status report:
 
-- runs.csv: one row per run directory found at any depth below RUNS_DIR (a folder holding summary.json,
+- runs.csv: one row per run directory found at any depth below RUNS_DIR (scripts/runs.py; a folder holding summary.json,
   metrics.csv or config.yaml; hidden folders such as Hydra's .hydra/ are not runs). The identity comes from
   the files (config.yaml, else summary.json's config), never from the folder name. `status` is the one in
   summary.json (complete, running, interrupted, diverged, failed), "running" when summary.json is missing (not
@@ -17,7 +17,7 @@ writes four CSV files and prints a status report:
 - noise.csv: one row per noise condition, its realized rate and fingerprint (`noise_table`).
 
 A run's recipe is every config key that can change what it trains or measures, other than its cell's and its
-own (experiments.config.recipe); `recipe` is its short tag. Runs of two recipes never share a cell, and the tables
+own (experiments.identity.recipe); `recipe` is its short tag. Runs of two recipes never share a cell, and the tables
 show the paper's recipe apart from any other (`paper_recipe_tag`).
 
 Run directories written before metrics.csv gained noisy_fit, noisy_true and the nll and ece columns aggregate
@@ -25,10 +25,7 @@ too: those columns are empty for them.
 """
 
 import argparse
-import csv
 import functools
-import io
-import json
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -37,56 +34,36 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from omegaconf import OmegaConf
 
-import tce
-from data import FINGERPRINT_KEYS, DatasetError, class_count, noise_variant
-from data.errors import one_line
-from data.sources import test_set_size
-from experiments.config import LOSS_KEY_TYPES, LOSS_KEYS, compose, loss_tag, recipe, recipe_tag, with_defaults
-from experiments.evaluation import METRIC_COLUMNS
-from experiments.lifecycle import COMPLETE, DIVERGED, STATUSES
-from experiments.rundir import CALIBRATION_COLUMNS, RunDir
+from experiments.identity import CELL, recipe, recipe_tag
+from experiments.lifecycle import COMPLETE, DIVERGED
+from experiments.resolve import compose, with_defaults
+from experiments.rundir import RunDir
 from scripts import selection
-from scripts.settings import cell_name, setting, setting_of, setting_order
+from scripts.loss_settings import cell_name, setting_of, setting_order
+from scripts.runs import (
+    FOUND_STATUSES,
+    NOISE_COLUMNS,
+    RUN_INTEGER_COLUMNS,
+    SETTING_COLUMNS,
+    RunRecord,
+    argmax_epoch,
+    curves_table,
+    mean_std,
+    nullable_integers,
+    read_runs,
+    runs_table,
+)
 
-RUN_FILES = ("summary.json", "metrics.csv", "config.yaml")
-CORRUPT = "corrupt"
-# The statuses a run read from disk can have, in the status report's order: the engine's (complete first), and
-# corrupt for files that cannot be read or contradict each other.
-FOUND_STATUSES = (COMPLETE, *(status for status in STATUSES if status != COMPLETE), CORRUPT)
-# The columns of the first metrics.csv, which every run directory has; later ones added the others.
-REQUIRED_METRICS = ("epoch", "lr", "train_loss", "train_acc", "train_clean_acc", "val_acc", "test_acc", "seconds")
-
-# A cell: what the protocol averages over seeds. The loss's parameters are in `setting` (and in their own
-# columns, for reading); noise_variant tells apart noises of one type and rate (data.noise_variant: the CIFAR-N set
-# of human noise, the std of instance noise when not the default, a noise file's SHA-256), "" for the others.
-CELL_KEYS = ["recipe", "dataset", "setting", "noise", "noise_type", "noise_variant"]
-SETTING_COLUMNS = ["loss", *LOSS_KEYS]
-IDENTITY_COLUMNS = [
-    "recipe", "dataset", "setting", *SETTING_COLUMNS, "noise", "noise_type", "noise_variant", "noise_seed", "seed",
-    "holdout", "epochs", "num_classes", "test_images",
-]
-# What a run's summary.json says of its noisy labels: the realized rate and the fingerprint (data/fingerprint.py).
-NOISE_COLUMNS = ["noise_realized", *FINGERPRINT_KEYS]
-RUN_COLUMNS = [
-    "run_dir",
-    "status",
-    "reason",
-    *IDENTITY_COLUMNS,
-    *NOISE_COLUMNS,
-    "epochs_completed",
-    "best_val_epoch",
-    *(f"final_{c}" for c in METRIC_COLUMNS),
-    "best_test_acc",
-    "best_test_epoch",
-]
-CURVE_COLUMNS = ["run_dir", "status", *IDENTITY_COLUMNS, *METRIC_COLUMNS]
+# A cell (experiments.identity.CELL): what the protocol averages over seeds. The loss's parameters are in `setting`
+# (and in their own columns, for reading); noise_variant tells apart noises of one type and rate
+# (data.NoiseSpec.variant: the CIFAR-N set of human noise, the std of instance noise when not the default, a noise
+# file's SHA-256), "" for the others.
 CELL_COLUMNS = [
-    *CELL_KEYS[:3],
+    *CELL[:3],
     *SETTING_COLUMNS,
-    *CELL_KEYS[3:],
+    *CELL[3:],
     "selected",
     "note",
     *NOISE_COLUMNS,
@@ -112,217 +89,9 @@ CELL_COLUMNS = [
     "protocol_test_nll_mean",
     "protocol_test_ece_mean",
 ]
-INTEGER_COLUMNS = [
-    "t",
-    "noise_seed",
-    "seed",
-    "holdout",
-    "epochs",
-    "num_classes",
-    "test_images",
-    "epochs_completed",
-    "best_val_epoch",
-    "final_epoch",
-    "best_test_epoch",
-    "n_val",
-    "best_epoch",
-    "n",
-    "n_full",
-    "n_diverged",
-    "n_incomplete",
-    "n_short",
-    "n_duplicate",
-]
-
-
-@dataclass
-class RunRecord:
-    """A run directory as aggregation reads it from disk (experiments.run trains runs; this only reads them)."""
-
-    run_dir: str
-    status: str
-    reason: str  # why the run is not complete; empty for complete runs
-    identity: dict | None  # IDENTITY_COLUMNS -> value; None when no config could be read
-    metrics: pd.DataFrame | None  # METRIC_COLUMNS, epochs 1..n; None when missing or the run is corrupt
-    epochs_completed: int | None
-    noise: dict  # NOISE_COLUMNS -> value, None where summary.json does not say (older versions, or no summary)
-    recipe: dict | None = None  # experiments.config.recipe of its config; identity["recipe"] is its tag
-
-
-class _Corrupt(Exception):
-    """A run-directory file that cannot be read or contradicts another; the message is one line."""
-
-
-def find_run_dirs(runs_dir: Path) -> list[Path]:
-    found = set()
-    for name in RUN_FILES:
-        for path in runs_dir.rglob(name):
-            if not any(part.startswith(".") for part in path.relative_to(runs_dir).parts):
-                found.add(path.parent)
-    return sorted(found)
-
-
-def read_run(run_dir: Path) -> RunRecord:
-    """Reads one run directory; never raises on bad contents (the run is then "corrupt" with a reason)."""
-    identity = values = None
-    try:
-        config = _read_config(run_dir / "config.yaml")
-        source = "config.yaml"
-        summary = None
-        if config is None:
-            summary = _read_summary(run_dir / "summary.json")
-            if summary is None:
-                raise _Corrupt("metrics.csv without config.yaml or summary.json: the run cannot be identified")
-            config, source = summary.get("config"), "summary.json's config"
-        identity, values = _identity(config, source)
-        summary = summary or _read_summary(run_dir / "summary.json")
-        metrics = _read_metrics(run_dir / "metrics.csv")
-        status, reason, epochs_completed = _classify(summary, metrics, identity)
-    except _Corrupt as problem:
-        return RunRecord(str(run_dir), CORRUPT, str(problem), identity, None, None, _noise(None), values)
-    return RunRecord(str(run_dir), status, reason, identity, metrics, epochs_completed, _noise(summary), values)
-
-
-def _noise(summary: dict | None) -> dict:
-    noise = (summary or {}).get("noise")
-    noise = noise if isinstance(noise, dict) else {}
-    fingerprint = noise.get("fingerprint") if isinstance(noise.get("fingerprint"), dict) else {}
-    return {"noise_realized": noise.get("realized"), **{key: fingerprint.get(key) for key in FINGERPRINT_KEYS}}
-
-
-def _read_config(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise _Corrupt(f"config.yaml unreadable: {one_line(error)}") from None
-    if not isinstance(config, dict):
-        raise _Corrupt("config.yaml is not a mapping")
-    return config
-
-
-def _read_summary(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise _Corrupt(f"summary.json unreadable: {one_line(error)}") from None
-    if not isinstance(summary, dict) or summary.get("status") not in STATUSES:
-        raise _Corrupt("summary.json has no valid status")
-    return summary
-
-
-def _identity(config: object, source: str) -> tuple[dict, dict]:
-    """(IDENTITY_COLUMNS -> value, the recipe) of a run's config."""
-    try:
-        loss_config = config["loss"]
-        name = str(loss_config["name"])
-        params = {key: loss_config.get(key) for key in tce.LOSS_PARAMS[name]}
-        loss = setting(name, **{key: LOSS_KEY_TYPES[key](v) for key, v in params.items()})
-        dataset = str(config["dataset"]["name"])
-        values = recipe(config)
-        identity = {
-            "recipe": recipe_tag(values),
-            "dataset": dataset,
-            "setting": loss_tag(loss),
-            "loss": name,
-            **{key: loss[key] for key in LOSS_KEYS},
-            # Rounded so that a noise level read back from YAML or JSON always lands in the same cell.
-            "noise": round(float(config["noise"]), 6),
-            "noise_type": str(config["noise_type"]),
-            "noise_variant": noise_variant(str(config["noise_type"]), config.get("noise_set"),
-                                           config.get("instance_std"), config.get("noise_sha256")),
-            "noise_seed": int(config["noise_seed"]),
-            "seed": int(config["seed"]),
-            "holdout": int(config["holdout"]),
-            "epochs": int(config["epochs"]),
-            "num_classes": class_count(dataset, config["dataset"].get("num_classes")),
-            "test_images": test_set_size(dataset, config["dataset"].get("test_size")),
-        }
-    except (KeyError, TypeError, ValueError, AttributeError, DatasetError) as error:
-        raise _Corrupt(f"{source} lacks a valid identity key ({type(error).__name__}: {error})") from None
-    return identity, values
-
-
-def _read_metrics(path: Path) -> pd.DataFrame | None:
-    if not path.exists():
-        return None
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise _Corrupt(f"metrics.csv unreadable: {one_line(error)}") from None
-    if not text:
-        raise _Corrupt("metrics.csv is empty")
-    # Every row the engine writes ends with a newline, so a missing one means the last row was cut off.
-    if not text.endswith("\n"):
-        raise _Corrupt("metrics.csv is truncated (its last line is cut off)")
-    header, *rows = csv.reader(io.StringIO(text))
-    if not set(REQUIRED_METRICS) <= set(header) <= set(METRIC_COLUMNS) or len(set(header)) != len(header):
-        raise _Corrupt(f"metrics.csv has an unexpected header {','.join(header)!r}")
-    values = []
-    for line, row in enumerate(rows, start=2):
-        if len(row) != len(header):
-            raise _Corrupt(f"metrics.csv line {line} has {len(row)} fields instead of {len(header)}")
-        try:
-            values.append([float(v) if v else math.nan for v in row])
-        except ValueError:
-            raise _Corrupt(f"metrics.csv line {line} holds a value that is not a number") from None
-    metrics = pd.DataFrame(np.array(values, dtype=float).reshape(-1, len(header)), columns=header)
-    metrics = metrics.reindex(columns=list(METRIC_COLUMNS))  # the columns an older run lacks are empty
-    if metrics["epoch"].tolist() != list(range(1, len(metrics) + 1)):
-        raise _Corrupt("metrics.csv epochs do not run 1, 2, 3, ...")
-    return metrics.astype({"epoch": int})
-
-
-def _classify(summary: dict | None, metrics: pd.DataFrame | None, identity: dict) -> tuple[str, str, int]:
-    """(status, reason, epochs completed), raising _Corrupt when a complete run lacks usable metrics."""
-    rows = 0 if metrics is None else len(metrics)
-    if summary is None:
-        return "running", f"no summary.json: not started, running or killed ({rows} epochs logged)", rows
-    status = summary["status"]
-    completed = summary.get("epochs_completed", rows)
-    if not isinstance(completed, int):
-        raise _Corrupt("summary.json has a non-integer epochs_completed")
-    if status == "complete":
-        if metrics is None or rows == 0:
-            raise _Corrupt("summary.json says complete but metrics.csv is missing or has no rows")
-        if rows != completed:
-            raise _Corrupt(f"metrics.csv has {rows} epochs but summary.json says {completed} were completed")
-        if rows != identity["epochs"]:
-            raise _Corrupt(f"summary.json says complete after {rows} of {identity['epochs']} epochs")
-        if not np.isfinite(metrics["test_acc"]).all():
-            raise _Corrupt("metrics.csv lacks test_acc in some epochs of a complete run")
-        if identity["holdout"] > 0 and not np.isfinite(metrics["val_acc"]).all():
-            raise _Corrupt("metrics.csv lacks val_acc in some epochs of a validation run (holdout > 0)")
-        return status, "", completed
-    if status in ("running", "interrupted"):
-        return status, f"{status} after epoch {completed} of {identity['epochs']}", completed
-    return (
-        status,
-        f"{status} after {completed} epochs: {summary.get('error') or 'no error message'}",
-        completed,
-    )
-
-
-def read_calibration(run_dir: str | Path) -> pd.DataFrame | None:
-    """A run's calibration.csv (experiments/rundir.py): the ECE's bin sums per epoch and split; None if missing or
-    unreadable (runs of versions before it, or a damaged file)."""
-    try:
-        frame = pd.read_csv(Path(run_dir) / "calibration.csv")
-    except (OSError, ValueError):
-        return None
-    return frame if list(frame.columns) == list(CALIBRATION_COLUMNS) else None
-
-
-def argmax_epoch(metrics: pd.DataFrame, column: str) -> tuple[int, float] | None:
-    """(epoch, value) of the highest `column`, the earliest epoch on ties; None when it is never recorded."""
-    values = metrics[column]
-    if not values.notna().any():
-        return None
-    index = values.idxmax()  # the first occurrence of the maximum
-    return int(metrics.at[index, "epoch"]), float(values[index])
+# The columns of cells.csv (and of the tables' tidy CSVs) that hold whole numbers.
+INTEGER_COLUMNS = (*RUN_INTEGER_COLUMNS, "n_val", "best_epoch", "n", "n_full", "n_diverged", "n_incomplete", "n_short",
+                   "n_duplicate")
 
 
 @dataclass(frozen=True)
@@ -350,7 +119,7 @@ class Aggregation:
     runs_table: pd.DataFrame
     curves: pd.DataFrame
     cells: pd.DataFrame
-    # Per cell (CELL_KEYS values, the rows of selection included): what its full runs give the protocol, by
+    # Per cell (its CELL values, the rows of selection included): what its full runs give the protocol, by
     # (seed, noise_seed); paired.py pairs these.
     protocol: dict[tuple, CellAccuracies]
     recipes: dict[str, dict]  # tag -> recipe, of every run that could be identified
@@ -361,7 +130,7 @@ class Aggregation:
 def aggregate(runs_dir: Path | str) -> Aggregation:
     """All runs below `runs_dir` (none when it does not exist) and the tables built from them."""
     runs_dir = Path(runs_dir)
-    runs = [read_run(d) for d in find_run_dirs(runs_dir)] if runs_dir.is_dir() else []
+    runs = read_runs(runs_dir)
     cells, protocol, problems, merged = cells_table(runs)
     recipes = {r.identity["recipe"]: r.recipe for r in runs if r.identity is not None}
     return Aggregation(runs_dir, runs, runs_table(runs), curves_table(runs), cells, protocol, recipes, problems,
@@ -386,32 +155,6 @@ def recipe_differences(values: Mapping, reference: Mapping) -> list[str]:
 
     return [f"{key}={text(values.get(key))} (not {text(reference.get(key))})"
             for key in sorted(values.keys() | reference.keys()) if values.get(key) != reference.get(key)]
-
-
-def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
-    rows = []
-    for run in runs:
-        row = {"run_dir": run.run_dir, "status": run.status, "reason": run.reason, **(run.identity or {})}
-        row.update(epochs_completed=run.epochs_completed, **run.noise)
-        if run.metrics is not None and len(run.metrics):
-            row.update({f"final_{c}": run.metrics[c].iloc[-1] for c in METRIC_COLUMNS})
-            best_val = argmax_epoch(run.metrics, "val_acc")
-            best_test = argmax_epoch(run.metrics, "test_acc")
-            row["best_val_epoch"] = best_val[0] if best_val else None
-            row["best_test_epoch"], row["best_test_acc"] = best_test or (None, None)
-        rows.append(row)
-    return nullable_integers(pd.DataFrame(rows, columns=RUN_COLUMNS))
-
-
-def curves_table(runs: list[RunRecord]) -> pd.DataFrame:
-    frames = [
-        run.metrics.assign(run_dir=run.run_dir, status=run.status, **run.identity)
-        for run in runs
-        if run.metrics is not None and len(run.metrics)
-    ]
-    if not frames:
-        return nullable_integers(pd.DataFrame(columns=CURVE_COLUMNS))
-    return nullable_integers(pd.concat(frames, ignore_index=True)[CURVE_COLUMNS])
 
 
 def cells_table(runs: list[RunRecord]) -> tuple[pd.DataFrame, dict[tuple, CellAccuracies], list[str], list[str]]:
@@ -441,7 +184,7 @@ def cells_table(runs: list[RunRecord]) -> tuple[pd.DataFrame, dict[tuple, CellAc
     members: dict[tuple, list[RunRecord]] = {}
     for run in runs:
         if run.identity is not None:
-            members.setdefault(tuple(run.identity[k] for k in CELL_KEYS), []).append(run)
+            members.setdefault(tuple(run.identity[k] for k in CELL), []).append(run)
     rows, protocol, problems, merged = [], {}, [], []
     for key, cell_runs in members.items():
         row, protocol[key], found, copies = _cell(cell_runs)
@@ -450,25 +193,21 @@ def cells_table(runs: list[RunRecord]) -> tuple[pd.DataFrame, dict[tuple, CellAc
         merged += copies
     chosen, sources, found = selection.selection_rows(rows)
     for row, source in zip(chosen, sources, strict=True):
-        key = tuple(row[k] for k in CELL_KEYS)
-        protocol[key] = protocol[tuple(source[k] for k in CELL_KEYS)] if source else NO_RUNS
+        key = tuple(row[k] for k in CELL)
+        protocol[key] = protocol[tuple(source[k] for k in CELL)] if source else NO_RUNS
     rows += chosen
     problems += found
     rows.sort(key=lambda r: (r["recipe"], r["dataset"], setting_order(setting_of(r)), r["noise_type"],
                              r["noise_variant"], r["noise"]))
-    return nullable_integers(pd.DataFrame(rows, columns=CELL_COLUMNS)), protocol, problems, merged
+    return nullable_integers(pd.DataFrame(rows, columns=CELL_COLUMNS), INTEGER_COLUMNS), protocol, problems, merged
 
 
 def _same_run(a: RunRecord, b: RunRecord) -> bool:
     """Whether two run directories are copies of one run: the same identity and recipe, the same metrics.csv but its
     wall-clock column, and the same noisy labels (both without them: the same)."""
-    def labels(run: RunRecord) -> bytes | None:
-        path = RunDir(run.run_dir).noisy_labels
-        return path.read_bytes() if path.is_file() else None
-
     return (a.identity == b.identity and a.recipe == b.recipe
             and a.metrics.drop(columns=WALL_CLOCK).equals(b.metrics.drop(columns=WALL_CLOCK))
-            and labels(a) == labels(b))
+            and RunDir(a.run_dir).noisy_labels_bytes() == RunDir(b.run_dir).noisy_labels_bytes())
 
 
 def _distinct(runs: list[RunRecord], where: str) -> tuple[list[RunRecord], list[str]]:
@@ -519,7 +258,7 @@ def _cell(members: list[RunRecord]) -> tuple[dict, CellAccuracies, list[str], li
     chance = 100.0 / identity["num_classes"]
     counted = list(accuracies.values()) + [chance] * len(diverged)
     row = {
-        **{key: identity[key] for key in (*CELL_KEYS, *SETTING_COLUMNS)},
+        **{key: identity[key] for key in (*CELL, *SETTING_COLUMNS)},
         "selected": None,
         "note": note,
         **{column: _mean([r.noise[column] for r in (list(full.values()) or members)]) for column in NOISE_COLUMNS},
@@ -597,21 +336,6 @@ def noise_table(aggregation: Aggregation) -> pd.DataFrame:
     return table[[*condition, "runs", *NOISE_COLUMNS]]
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1); NaN where undefined (no value, or one for the std)."""
-    mean = float(np.mean(values)) if values else math.nan
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-    return mean, std
-
-
-def nullable_integers(frame: pd.DataFrame) -> pd.DataFrame:
-    """Integer columns as nullable integers: the CSV then says 140, not 140.0, and is blank when unknown."""
-    for column in INTEGER_COLUMNS:
-        if column in frame:
-            frame[column] = pd.to_numeric(frame[column]).astype("Int64")
-    return frame
-
-
 def status_report(aggregation: Aggregation) -> str:
     runs, cells = aggregation.runs, aggregation.cells
     if not aggregation.runs_dir.is_dir():
@@ -622,7 +346,7 @@ def status_report(aggregation: Aggregation) -> str:
         + ", ".join(f"{counts[status]} {status}" for status in FOUND_STATUSES)
     ]
     lines += recipe_lines(aggregation)
-    not_complete = [r for r in runs if r.status != "complete"]
+    not_complete = [r for r in runs if r.status != COMPLETE]
     if not_complete:
         lines.append("Not complete, so not used by the protocol:")
         lines += [f"  {r.status:<11} {r.run_dir}: {r.reason}" for r in not_complete]

@@ -41,15 +41,14 @@ from PIL import Image
 from torch import nn
 
 import models
-from data import Dataset, shared_images, train_set_size
-from data.sources import test_set_size
-from experiments import cost, precision, records
-from experiments.config import CONFIGS, compose, resolve, with_defaults
+from data import Dataset, shared_images
+from experiments import cost, precision, provenance
+from experiments.resolve import CONFIGS, compose, resolve, with_defaults
 from experiments.run import run_data_for
 from experiments.trainer import Member, PackTrainer, initial_model_state
+from scripts.layout import PAPER_DATASETS
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "bench"
-TRAIN_IMAGES = 45_000  # CIFAR's 50,000 less the validation run's 5,000
 TEST_IMAGES = 2_000
 NUM_CLASSES = 10
 WARMUP_STEPS = 3  # before timing: allocator, DataLoader workers, and torch.compile's first calls on CUDA
@@ -60,9 +59,6 @@ TCE_ALPHA = 1.5
 # The usual recipe normalizes with CIFAR-10's published channel statistics.
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
-# The paper's datasets, for the evaluation overhead of each.
-DATASETS = ("cifar100", "mnist", "cifar10", "svhn")
-HOLDOUT = 5_000
 PRESETS = tuple(sorted(path.stem for path in (CONFIGS / "experiment").glob("*.yaml")))
 # Grids that are several presets: the paper's Tables 1 and 2.
 GRIDS = {"paper": ("table1", "table2")}
@@ -156,11 +152,12 @@ def interleaved(works: dict[str, Callable[[], float]], repeats: int) -> dict[str
     return results
 
 
-def epoch_images(n_train: int, n_test: int, validation: bool, eval_train_size: int | None) -> tuple[int, int]:
-    """(training, evaluation) images of one epoch of the paper's recipe: a validation run or a full run."""
-    train = n_train - HOLDOUT if validation else n_train
-    train_eval = train if eval_train_size is None else min(eval_train_size, train)
-    return train, train_eval + (HOLDOUT if validation else 0) + n_test
+@functools.cache
+def paper_epoch_images(dataset: str, protocol: str) -> tuple[int, int]:
+    """(training, evaluated) images of an epoch of the paper's run of `dataset` in protocol role `protocol` (val,
+    full0): experiments.cost.epoch_images of its config. CIFAR-10's validation run, 45,000 and 20,000, is what the
+    bench trains on and the device check's epochs are made of."""
+    return cost.epoch_images(with_defaults(compose(f"dataset={dataset}", f"protocol={protocol}")))
 
 
 @functools.cache
@@ -212,8 +209,10 @@ def engine_trainers(dataset: Dataset, cfgs: dict[str, list[DictConfig]], device:
 
 
 def measure(device: str, *, steps: int | None = None, repeats: int = 5, pack: int | None = None,
-            warmup: int = WARMUP_STEPS, train_images: int = TRAIN_IMAGES, test_images: int = TEST_IMAGES) -> dict:
-    """Run every measurement on `device` and return the results (the JSON's content but the command and date)."""
+            warmup: int = WARMUP_STEPS, train_images: int | None = None, test_images: int = TEST_IMAGES) -> dict:
+    """Run every measurement on `device` and return the results (the JSON's content but the command and date);
+    `train_images` defaults to those of an epoch of CIFAR-10's validation run (paper_epoch_images)."""
+    train_images = train_images or paper_epoch_images("cifar10", "val")[0]
 
     def cfg_for(*overrides: str) -> DictConfig:
         return resolve(compose("dataset=synthetic", f"dataset.train_size={train_images}", "holdout=0",
@@ -237,25 +236,12 @@ def measure(device: str, *, steps: int | None = None, repeats: int = 5, pack: in
         train_steps(trainer.step, batches, warmup)
     naive_loader, naive_step = naive_recipe(dataset, ce.batch_size, dev)
 
-    def naive(arithmetic: str) -> Callable[[], float]:
-        def run() -> float:
-            # Fresh iterators each repetition, whose workers close() shuts down: left running, they would prepare
-            # batches ahead while the engine is timed.
-            batches = endless(naive_loader)
-            try:
-                with precision.arithmetic(arithmetic):
-                    train_steps(naive_step, batches, warmup)
-                    return seconds(lambda: train_steps(naive_step, batches, steps), dev)
-            finally:
-                batches.close()
-
-        return run
-
     def engine_run(name: str) -> Callable[[], float]:
         trainer, batches = engine[name]
         return lambda: seconds(lambda: train_steps(trainer.step, batches, steps), dev)
 
-    naives = {"naive": naive("fp32"), **({"naive_tf32": naive("tf32")} if "tf32" in precisions else {})}
+    naives = {f"naive{suffix}": _naive_run(naive_loader, naive_step, arithmetic, warmup, steps, dev)
+              for arithmetic, suffix in (("fp32", ""), ("tf32", "_tf32")) if arithmetic in precisions}
     train_s = interleaved({**naives, **{name: engine_run(name) for name in engine}}, repeats)
 
     evaluated = {"single": engine[ce.precision][0], "packed": engine["packed"][0]}
@@ -264,32 +250,56 @@ def measure(device: str, *, steps: int | None = None, repeats: int = 5, pack: in
     eval_s = interleaved({name: lambda t=t: seconds(lambda: t.evaluate("test"), dev)
                           for name, t in evaluated.items()}, repeats)
 
-    versions = records.versions()
+    options = {
+        "steps": steps, "repeats": repeats, "warmup_steps": warmup, "batch_size": ce.batch_size,
+        "train_images": train_images, "test_images": test_images, "tce_alpha": TCE_ALPHA,
+        "engine": {"precision": ce.precision, "channels_last": ce.channels_last, "compile": ce.compile,
+                   "compiled": evaluated["single"].compiled, "eval_batch_size": ce.eval_batch_size,
+                   "eval_train_size": ce.eval_train_size},
+        "naive": {"num_workers": naive_loader.num_workers, "pin_memory": naive_loader.pin_memory},
+        "torch_threads": torch.get_num_threads(),
+    }
     return {
-        "device": records.device_name(dev),
+        "device": provenance.device_name(dev),
         "device_type": dev.type,
         **rates(train_s, eval_s, steps=steps, batch_size=ce.batch_size, pack=pack, test_images=test_images,
-                precision=ce.precision, precisions=precisions, eval_train_size=ce.eval_train_size),
+                precision=ce.precision, precisions=precisions),
         "seconds": {"train": train_s, "eval": eval_s},
-        "options": {
-            "steps": steps, "repeats": repeats, "warmup_steps": warmup, "batch_size": ce.batch_size,
-            "train_images": train_images, "test_images": test_images, "tce_alpha": TCE_ALPHA,
-            "engine": {"precision": ce.precision, "channels_last": ce.channels_last, "compile": ce.compile,
-                       "compiled": evaluated["single"].compiled, "eval_batch_size": ce.eval_batch_size,
-                       "eval_train_size": ce.eval_train_size},
-            "naive": {"num_workers": naive_loader.num_workers, "pin_memory": naive_loader.pin_memory},
-            "torch_threads": torch.get_num_threads(),
-        },
-        "versions": {"python": versions["python"], "torch": versions["torch"], "torchvision": versions["torchvision"],
-                     "numpy": versions["numpy"]},
-        "git_commit": records.git_commit(),
-        # Other processes' load slows and scatters the timings; with more than the cores, medians go up.
+        "options": options,
+        **_provenance(load_start),
+    }
+
+
+def _naive_run(loader: Iterable, step: Callable, arithmetic: str, warmup: int, steps: int,
+               device: torch.device) -> Callable[[], float]:
+    """One repetition of the naive recipe's timing in `arithmetic`: the seconds of `steps` steps after warm-up."""
+    def run() -> float:
+        # Fresh iterators each repetition, whose workers close() shuts down: left running, they would prepare
+        # batches ahead while the engine is timed.
+        batches = endless(loader)
+        try:
+            with precision.arithmetic(arithmetic):
+                train_steps(step, batches, warmup)
+                return seconds(lambda: train_steps(step, batches, steps), device)
+        finally:
+            batches.close()
+
+    return run
+
+
+def _provenance(load_start: tuple[float, float, float]) -> dict:
+    """The record's versions, commit and load average: other processes' load slows and scatters the timings, and
+    with more than the cores the medians go up."""
+    versions = provenance.versions()
+    return {
+        "versions": {key: versions[key] for key in ("python", "torch", "torchvision", "numpy")},
+        "git_commit": provenance.git_commit(),
         "load_average": {"start": load_start, "end": os.getloadavg(), "cpus": os.cpu_count()},
     }
 
 
 def rates(train_s: dict[str, list[float]], eval_s: dict[str, list[float]], *, steps: int, batch_size: int, pack: int,
-          test_images: int, precision: str, precisions: tuple[str, ...], eval_train_size: int | None) -> dict:
+          test_images: int, precision: str, precisions: tuple[str, ...]) -> dict:
     """What the timings say: speeds, ratios, evaluation overheads and grid estimates (see the module docstring).
 
     train_s: seconds of `steps` steps per repetition, for "naive" (strict fp32), "naive_tf32" where measured, each
@@ -302,11 +312,10 @@ def rates(train_s: dict[str, list[float]], eval_s: dict[str, list[float]], *, st
                   for name, s in eval_s.items()}
     engine_img_s = img_s[precision]
     overhead = {}
-    for name in DATASETS:
-        sizes = train_set_size(name, None), test_set_size(name, None)
+    for name in PAPER_DATASETS:
         overhead[name] = {kind: (e / eval_img_s["single"]) / (t / engine_img_s)
-                          for kind, (t, e) in (("validation", epoch_images(*sizes, True, eval_train_size)),
-                                               ("full", epoch_images(*sizes, False, eval_train_size)))}
+                          for kind, (t, e) in (("validation", paper_epoch_images(name, "val")),
+                                               ("full", paper_epoch_images(name, "full0")))}
     grids = {}
     for grid in (*GRIDS, *PRESETS):
         runs, train, evaluate = grid_images(grid)
@@ -374,7 +383,7 @@ def write(result: dict, out: Path, command: str) -> Path:
     """Writes `result` with the command line and the date to out/<device name>.json."""
     result = {**result, "command": command, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{records.slug(result['device'])}.json"
+    path = out / f"{provenance.slug(result['device'])}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
 

@@ -11,7 +11,7 @@ One row per published number, with these columns (CLAIM_COLUMNS):
 - recipe: the recipe preset the number belongs to, configs/recipe/<recipe>.yaml;
 - noise_type, noise, noise_set: the noise as our configs name it (human noise: noise 0 and its CIFAR-N set);
 - loss, params: the loss (tce.LOSSES) and, space-separated key=value, the parameters that differ from ours for
-  the dataset (empty: our defaults, which are the authors' where experiments.config.DATASET_LOSS_DEFAULTS has
+  the dataset (empty: our defaults, which are the authors' where experiments.resolve.DATASET_LOSS_DEFAULTS has
   them);
 - top1: the reported top-1 test accuracy (%), the mean where the source averages several runs;
 - selection: the epoch the source reports (SELECTIONS): last_epoch, best_test_epoch (the best of all epochs on
@@ -24,7 +24,10 @@ noise variant are the cell's keys (scripts/aggregate.py); a run belongs to the c
 preset's. A claim whose preset does not exist (yet) belongs to no cell, and the tables say so.
 """
 
+import contextlib
 import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -34,8 +37,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 import models
 import tce
-from data import noise_variant
-from experiments.config import CONFIGS, ConfigError, compose, loss_tag, recipe, recipe_tag, validate, with_defaults
+from data import NoiseSpec
+from experiments.identity import CELL, loss_tag, recipe, recipe_tag
+from experiments.resolve import CONFIGS, compose, with_defaults
+from experiments.schema import ConfigError
+from experiments.validation import validate
 
 CLAIMS = Path(__file__).resolve().parents[1] / "results" / "claims.csv"
 CLAIM_COLUMNS = [
@@ -60,6 +66,16 @@ class ClaimsError(ValueError):
     """A row of the registry that cannot be a claim; the message is one line naming the row and the column."""
 
 
+@contextlib.contextmanager
+def refusing_bad_claims(program: str) -> Iterator[None]:
+    """Within the block, a registry that cannot be read or checked ends `program` with its one line and exit 2."""
+    try:
+        yield
+    except ClaimsError as error:
+        print(f"{program}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def preset_exists(name: str) -> bool:
     return (CONFIGS / "recipe" / f"{name}.yaml").is_file()
 
@@ -75,8 +91,7 @@ def load_claims(path: Path = CLAIMS) -> pd.DataFrame:
         raise ClaimsError(f"{path}: the header must be {','.join(CLAIM_COLUMNS)}")
     rows = [_claim(path, line, row) for line, row in enumerate(frame.to_dict("records"), start=2)]
     claims = pd.DataFrame(rows, columns=[*CLAIM_COLUMNS, *CELL_COLUMNS])
-    cell = ["recipe", "dataset", "setting", "noise_type", "noise", "noise_variant"]
-    repeated = claims.duplicated(cell, keep=False)
+    repeated = claims.duplicated(list(CELL), keep=False)  # its recipe is the preset's name
     if repeated.any():
         lines = [str(i + 2) for i in claims.index[repeated]]
         raise ClaimsError(f"{path}: rows {', '.join(lines)} claim the same cell; keep one claim per cell")
@@ -127,7 +142,7 @@ def _claim(path: Path, line: int, row: dict) -> dict:
         **row, "verified": row["verified"] == "true", "noise": round(noise, 6), "top1": top1,
         "recipe_tag": recipe_tag(recipe(OmegaConf.to_container(cfg))) if preset else None,
         "setting": loss_tag(cfg.loss),
-        "noise_variant": noise_variant(cfg.noise_type, cfg.noise_set, cfg.instance_std, cfg.noise_sha256),
+        "noise_variant": NoiseSpec.of(cfg).variant,
     }
 
 

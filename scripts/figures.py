@@ -37,10 +37,20 @@ import torch
 from matplotlib.ticker import MaxNLocator
 
 import tce
-from experiments.config import loss_tag
 from experiments.evaluation import ECE_BINS, expected_calibration_error
-from scripts.aggregate import Aggregation, aggregate, mean_std, paper_recipe_tag, read_calibration
-from scripts.settings import PAPER_SETTINGS, dataset_label, format_level, ordered_settings, setting_label, setting_of
+from experiments.identity import loss_tag
+from experiments.lifecycle import COMPLETE
+from experiments.rundir import RunDir
+from scripts.aggregate import Aggregation, aggregate, paper_recipe_tag
+from scripts.loss_settings import (
+    PAPER_SETTINGS,
+    dataset_label,
+    format_level,
+    ordered_settings,
+    setting_label,
+    setting_of,
+)
+from scripts.runs import mean_std
 
 matplotlib.use("Agg")  # files only, also on machines without a display
 
@@ -100,7 +110,7 @@ def epochs_to_first_plateau(epoch: np.ndarray, lr: np.ndarray, test_acc: np.ndar
 
 
 def complete_full_runs(curves: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    mask = (curves["dataset"] == dataset) & (curves["status"] == "complete") & (curves["holdout"] == 0)
+    mask = (curves["dataset"] == dataset) & (curves["status"] == COMPLETE) & (curves["holdout"] == 0)
     return curves[mask]
 
 
@@ -281,7 +291,7 @@ def reliability_bins(runs: pd.DataFrame, epoch: int) -> np.ndarray | None:
     over `runs` (rows of runs.csv); None when none of them recorded calibration."""
     pooled = None
     for run_dir in runs["run_dir"]:
-        frame = read_calibration(run_dir)
+        frame = RunDir(run_dir).read_calibration()
         if frame is None:
             continue
         rows = frame[(frame["epoch"] == epoch) & (frame["split"] == "test")].sort_values("bin")
@@ -296,7 +306,7 @@ def plot_reliability(runs: pd.DataFrame, cells: pd.DataFrame, dataset: str, cond
     per setting, the accuracy of the test predictions in each confidence bin (bars) against the diagonal, pooled
     over the complete full runs at the protocol's epoch; ECE in the title. None without calibration data."""
     noise_type, noise_variant, noise = condition
-    full = runs[(runs["dataset"] == dataset) & (runs["status"] == "complete") & (runs["holdout"] == 0)
+    full = runs[(runs["dataset"] == dataset) & (runs["status"] == COMPLETE) & (runs["holdout"] == 0)
                 & (runs["noise_type"] == noise_type) & (runs["noise_variant"].fillna("") == noise_variant)
                 & (runs["noise"] == noise) & runs["loss"].isin(RELIABILITY_LOSSES)]
     panels = []

@@ -25,17 +25,16 @@ value; each is recorded in DIR/gpu_check.json as soon as it ends, so a run cut s
   each precision, compile, host I/O and partial batches left out.
 
 `--deadline S` (default 420 s) is the time after which no stage starts; a timing configuration starts only if it can
-end (CONFIGURATION_S) with AFTER_TIMING_S left for the stages after it, so that with the default the whole check
-ends within 8 minutes. `--dry-run` runs every stage on the CPU with tiny sizes, in about a minute, with
-torch.compile's graphs run by dynamo's eager backend (no C compiler), in the CPU's default NCHW layout: what
-tests/test_gpu_check.py runs.
+end (scripts/gpu_timing.py, CONFIGURATION_S) with AFTER_TIMING_S left for the stages after it, so that with the
+default the whole check ends within 8 minutes. `--dry-run` runs every stage on the CPU with tiny sizes, in about a
+minute, with torch.compile's graphs run by dynamo's eager backend (no C compiler), in the CPU's default NCHW
+layout: what tests/test_gpu_check.py runs.
 """
 
 import argparse
 import contextlib
 import functools
 import math
-import statistics
 import sys
 import tempfile
 import time
@@ -49,12 +48,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data import one_line, shared_images  # noqa: E402
 from data.files import write_json  # noqa: E402
-from experiments import precision, records, trainer  # noqa: E402
-from experiments.config import compose, resolve  # noqa: E402
+from experiments import precision, provenance, trainer  # noqa: E402
 from experiments.killpoints import ENV as KILL_AT  # noqa: E402
+from experiments.lifecycle import FAILED, SKIPPED  # noqa: E402
 from experiments.needs import make_needs  # noqa: E402
+from experiments.resolve import compose, resolve  # noqa: E402
 from experiments.run import run_data_for, run_pack  # noqa: E402
-from scripts import bench  # noqa: E402
+from experiments.rundir import RunDir  # noqa: E402
+from scripts import bench, gpu_timing  # noqa: E402
 
 # The packs whose members must train as they would alone: the paper's losses (weight decay 1e-4), and losses that
 # need more than logits and labels (ANL-CE the model's weights, with weight decay 0; ELR a memory and each sample's
@@ -70,10 +71,7 @@ STRUCTURAL, STRUCTURAL_STEPS = 1e-10, 2
 # (within_rounding), for tensors that rounding leaves all but exact.
 FLOOR, PRECISION_STEPS = 1e-6, 5
 RUNNING_STATISTICS = ("running_mean", "running_var")
-# Seconds the stages after timing (profile, naive, projection) need on a GPU machine, and what a configuration of
-# the timing stage may take at most: its setup, warm-up (compiling, if compiled) and 60 steps.
-AFTER_TIMING_S = 60
-CONFIGURATION_S = {False: 30, True: 150}
+OK = "ok"  # a stage or a member that passed; the others are recorded as the runs' FAILED, SKIPPED, RUNNING
 # Sizes: the real check's, and the dry run's (one precision, two pack sizes, the paper's grid only: the bookkeeping
 # of every stage, not its numbers).
 SIZES = {
@@ -159,16 +157,16 @@ class CheckFailed(AssertionError):
 
 def run_stage(check: Check, name: str, stage: Callable[[Check], dict]) -> None:
     if check.left() <= 0:
-        check.record["stages"][name] = {"status": "skipped", "reason": "deadline"}
+        check.record["stages"][name] = {"status": SKIPPED, "reason": "deadline"}
         check.save()
         return
     began = time.monotonic()
     try:
-        entry = {"status": "ok", "result": stage(check)}
+        entry = {"status": OK, "result": stage(check)}
     except CheckFailed as failed:
-        entry = {"status": "failed", "error": one_line(failed), "result": failed.result}
+        entry = {"status": FAILED, "error": one_line(failed), "result": failed.result}
     except Exception as error:  # noqa: BLE001 - a stage that fails is recorded, and the others still run
-        entry = {"status": "failed", "error": one_line(error), "traceback": traceback.format_exc(limit=-3)}
+        entry = {"status": FAILED, "error": one_line(error), "traceback": traceback.format_exc(limit=-3)}
     entry["seconds"] = round(time.monotonic() - began, 2)
     check.record["stages"][name] = entry
     check.save()
@@ -176,7 +174,7 @@ def run_stage(check: Check, name: str, stage: Callable[[Check], dict]) -> None:
 
 
 def environment(check: Check) -> dict:
-    found = {"torch": torch.__version__, "device": records.device_name(check.device),
+    found = {"torch": torch.__version__, "device": provenance.device_name(check.device),
              "precisions": list(precision.supported(check.device)),
              "tf32_settings": list(precision._tf32_settings()), "recompile_limit": trainer.RECOMPILE_LIMIT}
     if check.device.type == "cuda":
@@ -260,7 +258,7 @@ def structural(members: list[str], packed: list[dict], alone: list[dict]) -> dic
         exact = all(torch.equal(p[n], a[n]) for n in a if not a[n].is_floating_point())  # num_batches_tracked
         worst = max(d, key=d.get)
         rows.append({"member": member, "tensor": worst, "difference": d[worst],
-                     "verdict": "ok" if d[worst] <= STRUCTURAL and exact else "failed"})
+                     "verdict": OK if d[worst] <= STRUCTURAL and exact else FAILED})
     return {"steps": STRUCTURAL_STEPS, "bound": STRUCTURAL, "members": rows}
 
 
@@ -280,7 +278,7 @@ def within_rounding(members: list[str], found: list[dict], expected: list[dict],
         ratio = {n: between[n] / (2 * baseline[n] + FLOOR) for n in between}
         worst = max(ratio, key=ratio.get)
         rows.append({"member": member, "tensor": worst, "difference": between[worst], "baseline": baseline[worst],
-                     "ratio": ratio[worst], "verdict": "ok" if ratio[worst] <= 1 else "failed"})
+                     "ratio": ratio[worst], "verdict": OK if ratio[worst] <= 1 else FAILED})
     return rows
 
 
@@ -288,7 +286,7 @@ def _failures(where: str, rows: list[dict]) -> list[str]:
     """The members of `rows` (structural, within_rounding) that failed, one phrase each."""
     return [f"{where}: {r['member']} ({r['tensor']}: {r['difference']:.3g}"
             + (f" against a baseline of {r['baseline']:.3g})" if "baseline" in r else ")")
-            for r in rows if r["verdict"] != "ok"]
+            for r in rows if r["verdict"] != OK]
 
 
 def _within_rounding_by_step(names: list[str], found: dict, expected: dict, found64: dict, expected64: dict) -> dict:
@@ -379,7 +377,7 @@ def resume(check: Check) -> dict:
                         run_pack([(cfg, run_dir)])
                 finally:
                     os.environ.pop(KILL_AT, None)
-                return torch.load(run_dir / "checkpoint.pt", weights_only=True)["metrics"]
+                return RunDir(run_dir).load_checkpoint()["metrics"]
 
             # Stopped after its second epoch: SIGUSR1, which nothing else here handles, as Slurm's warning would.
             assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
@@ -395,135 +393,11 @@ def resume(check: Check) -> dict:
     return {"stopped_after": len(stopped), "max_abs_difference": worst}
 
 
-def _time_trainer(check: Check, pack: trainer.PackTrainer) -> dict:
-    """Median seconds of a step and of an evaluation pass over the test set."""
-    s, device = check.sizes, check.device
-    batches = bench.endless(pack.batches)
-    bench.train_steps(pack.step, batches, s["warmup"])
-    steps = [bench.seconds(lambda: bench.train_steps(pack.step, batches, s["steps"]), device) / s["steps"]
-             for _ in range(s["repeats"])]
-    pack.evaluate("test")  # warm-up (and compile) of eval mode
-    evals = [bench.seconds(lambda: pack.evaluate("test"), device) for _ in range(s["repeats"])]
-    return {"step_s": statistics.median(steps), "eval_s": statistics.median(evals)}
-
-
-def _configurations(check: Check) -> list[tuple[str, bool, int]]:
-    """(precision, compiled, K) in order of value: eager first (fast to set up), then compiled."""
-    names = [p for p in ("bf16", "fp32") if p in check.precisions()]
-    ks = check.sizes["members"]
-    eager = [(p, False, k) for p in names for k in ks]
-    compiled = [(p, True, k) for k in sorted(ks, key=lambda k: -k if k > 1 else -1000) for p in names]
-    return eager + compiled
-
-
-def timing(check: Check) -> dict:
-    s = check.sizes
-    found = []
-    for name, compiled, k in _configurations(check):
-        if not check.dry_run and check.left() - AFTER_TIMING_S < CONFIGURATION_S[compiled]:
-            found.append({"precision": name, "compiled": compiled, "members": k, "skipped": "deadline"})
-            continue
-        cfgs = [check.cfg(f"precision={name}", f"compile={str(compiled).lower()}", f"seed={j}", "loss=ce")
-                for j in range(k)]
-        started = time.monotonic()
-        try:
-            measured = _time_trainer(check, trainer.PackTrainer(check.members(cfgs), check.device))
-        except torch.OutOfMemoryError as error:
-            found.append({"precision": name, "compiled": compiled, "members": k, "error": one_line(error)})
-            continue
-        finally:
-            if check.device.type == "cuda":
-                torch.cuda.empty_cache()
-        images = k * s["batch"]
-        # A CIFAR-10 validation run's epoch: 45,000 training images, 20,000 evaluated (the subset, the holdout and
-        # the test set), per run of the pack.
-        train_s = 45_000 / s["batch"] * measured["step_s"] / k
-        eval_s = 20_000 / s["test"] * measured["eval_s"] / k
-        found.append({
-            "precision": name, "compiled": compiled, "members": k, "step_ms": 1e3 * measured["step_s"],
-            "train_img_s": images / measured["step_s"], "eval_img_s": k * s["test"] / measured["eval_s"],
-            "run_epoch_s": train_s + eval_s, "eval_share": eval_s / (train_s + eval_s),
-            "setup_and_warmup_s": round(time.monotonic() - started, 1),
-            "compile": trainer.compiled_graphs() if compiled else None,
-        })
-        check.record["stages"]["timing"] = {"status": "running", "result": found}
-        check.save()
-    return {"configurations": found}
-
-
-def _fastest(check: Check) -> list[dict]:
-    timed = check.record["stages"].get("timing", {}).get("result", {})
-    rows = [r for r in (timed.get("configurations", []) if isinstance(timed, dict) else timed) if "step_ms" in r]
-    best = {}
-    for r in rows:
-        if r["precision"] not in best or r["run_epoch_s"] < best[r["precision"]]["run_epoch_s"]:
-            best[r["precision"]] = r
-    return list(best.values())
-
-
-def profile(check: Check) -> dict:
-    best = max(_fastest(check), key=lambda r: r["members"], default=None)
-    name, compiled, k = (best["precision"], best["compiled"], best["members"]) if best else ("fp32", False, 1)
-    cfgs = [check.cfg(f"precision={name}", f"compile={str(compiled).lower()}", f"seed={j}") for j in range(k)]
-    pack = trainer.PackTrainer(check.members(cfgs), check.device)
-    batches = bench.endless(pack.batches)
-    bench.train_steps(pack.step, batches, check.sizes["warmup"])
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if check.device.type == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    steps = 5
-    bench.sync(check.device)
-    began = time.perf_counter()
-    with torch.profiler.profile(activities=activities) as prof:
-        bench.train_steps(pack.step, batches, steps)
-        bench.sync(check.device)
-    wall = (time.perf_counter() - began) / steps
-    events = prof.key_averages()
-    device_time = "self_device_time_total" if check.device.type == "cuda" else "self_cpu_time_total"
-    busy = sum(getattr(e, device_time) for e in events if check.device.type != "cuda" or e.device_type.name == "CUDA")
-    top = sorted(events, key=lambda e: getattr(e, device_time), reverse=True)[:12]
-    return {"precision": name, "compiled": compiled, "members": k, "step_ms": 1e3 * wall,
-            "busy_ms": busy / 1e3 / steps, "busy_share": busy / 1e6 / steps / wall,
-            "top_kernels": [{"name": e.key[:120], "ms_per_step": getattr(e, device_time) / 1e3 / steps}
-                            for e in top]}
-
-
-def naive(check: Check) -> dict:
-    s, device = check.sizes, check.device
-    loader, step = bench.naive_recipe(check.dataset, s["batch"], device)
-    found = {}
-    for name in ("fp32", "tf32"):
-        if name not in precision.supported(device):
-            continue
-        batches = bench.endless(loader)
-        try:
-            with precision.arithmetic(name):
-                bench.train_steps(step, batches, s["warmup"])
-                took = bench.seconds(lambda b=batches: bench.train_steps(step, b, s["steps"]), device)
-        finally:
-            batches.close()
-        found[name] = {"img_s": s["steps"] * s["batch"] / took}
-    return found
-
-
-def projection(check: Check) -> dict:
-    found = {}
-    for best in _fastest(check):
-        per_preset = {}
-        for preset in check.sizes["grids"] or (*bench.GRIDS, *bench.PRESETS):
-            _, train, evaluated = bench.grid_images(preset)
-            per_preset[preset] = (train / best["train_img_s"] + evaluated / best["eval_img_s"]) / 3600
-        found[best["precision"]] = {"at": {k: best[k] for k in ("compiled", "members", "step_ms")},
-                                    "gpu_hours": per_preset}
-    if not found:
-        raise AssertionError("no configuration was timed")
-    return found
-
-
 STAGES = {
     "environment": environment, "strict_fp32": strict_fp32, "packed_equals_alone": packed_equals_alone,
     "compiled_equals_eager": compiled_equals_eager, "nan_isolation": nan_isolation, "resume": resume,
-    "timing": timing, "profile": profile, "naive": naive, "projection": projection,
+    "timing": gpu_timing.timing, "profile": gpu_timing.profile, "naive": gpu_timing.naive,
+    "projection": gpu_timing.projection,
 }
 
 
@@ -544,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.enter_context(_eager_backend())
         for name, stage in STAGES.items():
             run_stage(check, name, stage)
-    failed = [name for name, entry in check.record["stages"].items() if entry["status"] == "failed"]
+    failed = [name for name, entry in check.record["stages"].items() if entry["status"] == FAILED]
     print(f"wrote {args.out / 'gpu_check.json'}; " + (f"failed: {', '.join(failed)}" if failed else "all passed"))
     return 1 if failed else 0
 

@@ -13,7 +13,7 @@ family only, so that zoo runs added to a runs folder leave Tables 1 and 2 as the
 
 from collections.abc import Mapping
 
-from scripts.settings import PAPER_LOSSES, RULES
+from scripts.loss_settings import PAPER_LOSSES, RULES
 
 PAPER_NOISE_TYPE = "uniform"  # the paper replaces labels by labels drawn uniformly from all classes (Sec. 3.3)
 PAPER_TABLES = {

@@ -31,14 +31,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from scripts.aggregate import CELL_KEYS, Aggregation, CellAccuracies, paper_recipe_tag
+from experiments.identity import CELL, COLUMN
+from scripts.aggregate import Aggregation, CellAccuracies, paper_recipe_tag
 from scripts.layout import family_of
 
 BASELINE = "ce"
-CONDITION = ["recipe", "dataset", "noise_type", "noise", "noise_variant"]
-COLUMNS = [*CONDITION, "setting", "baseline", "family", "n_pairs", "n_diverged_setting", "n_diverged_baseline",
+COLUMNS = [*COLUMN, "setting", "baseline", "family", "n_pairs", "n_diverged_setting", "n_diverged_baseline",
            "mean_diff", "ci_low", "ci_high", "p_value", "p_exact", "p_holm"]
-LEVEL = 0.95
+CONFIDENCE = 0.95
 SIGNIFICANCE = 0.05
 MARK_PAIRS = 3  # † needs this many pairs: with 2, the t-test has one degree of freedom
 EXACT_PAIRS = 12  # up to 2^12 sign assignments are enumerated; more are sampled
@@ -60,7 +60,7 @@ def paired_statistics(differences: list[float], resolution: float = 1.0) -> dict
     row.update(mean_diff=float(mean * resolution), p_exact=sign_flip_p(values))
     if np.ptp(values) > ZERO_SPREAD:
         spread = values.std(ddof=1) / math.sqrt(n)
-        half = stats.t.ppf(0.5 + LEVEL / 2, n - 1) * spread
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * spread
         row.update(ci_low=float((mean - half) * resolution), ci_high=float((mean + half) * resolution),
                    p_value=float(2 * stats.t.sf(abs(mean / spread), n - 1)))
     return row
@@ -107,7 +107,7 @@ def paired_table(aggregation: Aggregation) -> pd.DataFrame:
     paper = paper_recipe_tag()
     rows = []
     for _, cell in aggregation.cells[aggregation.cells["setting"] != BASELINE].iterrows():
-        condition = {k: cell[k] for k in CONDITION}
+        condition = {k: cell[k] for k in COLUMN}
         baseline = aggregation.protocol.get(_key(condition, BASELINE))
         if baseline is None:
             continue
@@ -125,13 +125,13 @@ def paired_table(aggregation: Aggregation) -> pd.DataFrame:
 
 def _key(condition: dict, setting: str) -> tuple:
     """The cell key of Aggregation.protocol."""
-    return tuple({**condition, "setting": setting}[k] for k in CELL_KEYS)
+    return tuple({**condition, "setting": setting}[k] for k in CELL)
 
 
 def significant(paired: pd.DataFrame) -> dict[tuple, int]:
     """(recipe, dataset, noise_type, noise, noise_variant, setting) of the comparisons marked †, with the sign of
     their mean difference (+1: above CE, -1: below)."""
-    return {tuple(r[k] for k in [*CONDITION, "setting"]): 1 if r["mean_diff"] > 0 else -1
+    return {tuple(r[k] for k in [*COLUMN, "setting"]): 1 if r["mean_diff"] > 0 else -1
             for _, r in paired.iterrows() if _significant(r)}
 
 

@@ -13,7 +13,6 @@ import argparse
 import base64
 import html
 import io
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,11 +20,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from data import FINGERPRINT_KEYS
-from experiments.records import git_commit
-from scripts import paired, tables
-from scripts.aggregate import FOUND_STATUSES, NOISE_COLUMNS, Aggregation, aggregate, noise_table, recipe_lines
-from scripts.claims import ClaimsError, load_claims, unplaced
+from experiments.lifecycle import COMPLETE
+from experiments.provenance import git_commit
+from scripts import paired, table_formats, tables
+from scripts.aggregate import Aggregation, aggregate, noise_table, recipe_lines
+from scripts.claims import load_claims, refusing_bad_claims, unplaced
 from scripts.figures import all_figures
+from scripts.runs import FOUND_STATUSES, NOISE_COLUMNS
 
 STYLE = """
 body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -49,15 +50,15 @@ def paired_html(comparison: pd.DataFrame) -> str:
     if comparison.empty:
         return "<p class='muted'>No setting has full runs next to CE's in the same cell.</p>"
     body = [[html.escape(cell) for cell in row] for row in paired.display_rows(comparison)]
-    return tables.html_table(paired.DISPLAY_HEADER, body)
+    return table_formats.html_table(paired.DISPLAY_HEADER, body)
 
 
 def incomplete_html(aggregation: Aggregation) -> str:
-    runs = [r for r in aggregation.runs if r.status != "complete"]
+    runs = [r for r in aggregation.runs if r.status != COMPLETE]
     if not runs:
         return "<p>Every run is complete.</p>"
     body = [[html.escape(r.status), html.escape(r.run_dir), html.escape(r.reason)] for r in runs]
-    return tables.html_table(["status", "run directory", "reason"], body)
+    return table_formats.html_table(["status", "run directory", "reason"], body)
 
 
 NOISE_CAPTION = (
@@ -80,7 +81,7 @@ def noise_html(noise: pd.DataFrame) -> str:
         condition = " ".join(filter(None, [row["noise_type"], row["noise_variant"], f"{row['noise']:g}"]))
         figures = ["—" if pd.isna(row[c]) else f"{100 * row[c]:.1f} %" for c in NOISE_COLUMNS]
         body.append([html.escape(str(row["dataset"])), html.escape(condition), str(row["runs"]), *figures])
-    return tables.html_table(header, body)
+    return table_formats.html_table(header, body)
 
 
 def lines_html(lines: list[str]) -> str:
@@ -102,7 +103,7 @@ def render(runs_dir: Path) -> str:
         f"{html.escape(str(git_commit()))}; {len(aggregation.runs)} run directories: "
         + ", ".join(f"{n} {label}" for label, n in counts.items()) + ".</p>",
         "<h2>Tables</h2>",
-        *(tables.render(t, tables.HTML) for t in shown),
+        *(table_formats.render(t, table_formats.HTML) for t in shown),
         *([] if shown else ["<p class='muted'>No cell has a protocol value yet.</p>"]),
         "<h2>What each noise is</h2>",
         f"<p>{html.escape(NOISE_CAPTION)}</p>",
@@ -132,11 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run directories")
     parser.add_argument("--out", type=Path, default=Path("results/report.html"), help="the HTML file to write")
     args = parser.parse_args(argv)
-    try:
+    with refusing_bad_claims("report"):
         page = render(args.runs)
-    except ClaimsError as error:
-        print(f"report: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")

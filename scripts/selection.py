@@ -1,6 +1,6 @@
 """Selection on validation: for a loss run at several settings, which one its validation runs choose.
 
-Every loss with more than one setting gets a row per rule, `<loss>@<rule>` (scripts/settings.py RULES), that
+Every loss with more than one setting gets a row per rule, `<loss>@<rule>` (scripts/loss_settings.py RULES), that
 reports the chosen setting's cell as it is (its full runs at its own protocol epoch), with the chosen setting's tag
 in `selected`:
 
@@ -17,12 +17,9 @@ its row has no value, and a problem says why. The per-setting rows stay: the pap
 
 import math
 
-from experiments.config import LOSS_KEYS
-from scripts.settings import cell_name, setting_of, setting_order
-
-# A cell less its setting: the condition of a table column, and its level.
-CONDITION = ("recipe", "dataset", "noise_type")
-LEVEL = ("noise", "noise_variant")
+from experiments.identity import GROUP, LEVEL
+from experiments.schema import LOSS_KEYS
+from scripts.loss_settings import cell_name, setting_of, setting_order
 
 
 def selection_rows(cells: list[dict]) -> tuple[list[dict], list[dict | None], list[str]]:
@@ -30,7 +27,7 @@ def selection_rows(cells: list[dict]) -> tuple[list[dict], list[dict | None], li
     reports, or None when the rule could not choose; and the problems, one line each."""
     groups: dict[tuple, dict[tuple, dict[str, dict]]] = {}
     for cell in cells:
-        levels = groups.setdefault((*(cell[k] for k in CONDITION), cell["loss"]), {})
+        levels = groups.setdefault((*(cell[k] for k in GROUP), cell["loss"]), {})
         levels.setdefault(tuple(cell[k] for k in LEVEL), {})[cell["setting"]] = cell
     rows, sources, problems = [], [], []
 
@@ -38,7 +35,7 @@ def selection_rows(cells: list[dict]) -> tuple[list[dict], list[dict | None], li
         tag = f"{like['loss']}@{rule}"
         note = f"not a candidate, its val run diverged: {', '.join(excluded)}" if excluded else None
         if chosen is None:
-            rows.append({**{k: like[k] for k in (*CONDITION, *LEVEL, "loss")}, **dict.fromkeys(LOSS_KEYS),
+            rows.append({**{k: like[k] for k in (*GROUP, *LEVEL, "loss")}, **dict.fromkeys(LOSS_KEYS),
                          "setting": tag, "note": note})
             problems.append(f"{cell_name(rows[-1])}: no choice, {why}")
         else:

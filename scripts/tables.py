@@ -14,77 +14,43 @@ tables and copies runs.csv, curves.csv, cells.csv and noise.csv (scripts/aggrega
 """
 
 import argparse
-import html
 import math
-import re
-import sys
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
+from experiments.identity import CELL
 from scripts import paired
 from scripts.aggregate import (
     CELL_COLUMNS,
-    CELL_KEYS,
-    SETTING_COLUMNS,
+    INTEGER_COLUMNS,
     Aggregation,
     aggregate,
-    nullable_integers,
     paper_recipe,
     paper_recipe_tag,
     recipe_differences,
     status_report,
     write_csvs,
 )
-from scripts.claims import CLAIMS, OURS, SELECTIONS, ClaimsError, load_claims, unplaced
+from scripts.claims import CLAIMS, OURS, load_claims, refusing_bad_claims, unplaced
 from scripts.layout import PAPER_DATASETS, PAPER_NOISE_TYPE, PAPER_TABLES, ZOO, table_of
-from scripts.settings import (
+from scripts.loss_settings import (
     PAPER_SETTINGS,
     dataset_label,
-    format_level,
     ordered_settings,
-    parameter_text,
     setting,
-    setting_label,
     setting_of,
     setting_tag,
 )
+from scripts.runs import SETTING_COLUMNS, nullable_integers
+from scripts.table_formats import Column, Table, write_table
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / "results" / "paper_reference.csv"
 # What a table keeps of a cell of cells.csv, besides its keys: its numbers and, for a row of selection, the setting
 # it selected.
-VALUE_COLUMNS = [c for c in CELL_COLUMNS if c not in (*CELL_KEYS, *SETTING_COLUMNS, "val_run_dir")]
-
-
-@dataclass(frozen=True)
-class Column:
-    """A column of a table: a dataset at a noise level, or with a set of human labels (noise_variant)."""
-
-    dataset: str
-    noise: float
-    noise_variant: str = ""
-
-    def label(self) -> str:
-        return self.noise_variant or f"η={format_level(self.noise)}"
-
-
-@dataclass
-class Table:
-    name: str  # the file stem
-    title: str
-    columns: list[Column]  # grouped by dataset
-    settings: list[dict]  # rows (scripts.settings.setting)
-    cells: pd.DataFrame  # tidy: one row per (column, setting), in the table's reading order
-    with_reference: bool
-    recipe_note: str = ""  # for a recipe other than the paper's: how it differs
-    claims: pd.DataFrame | None = None  # the published numbers of its cells (scripts/claims.py), when it has any
-
-    @property
-    def datasets(self) -> list[str]:
-        return list(dict.fromkeys(column.dataset for column in self.columns))
+VALUE_COLUMNS = [c for c in CELL_COLUMNS if c not in (*CELL, *SETTING_COLUMNS, "val_run_dir")]
 
 
 def load_reference(path: Path) -> pd.DataFrame:
@@ -125,6 +91,23 @@ def losses_by_noise(
     last-epoch and oracle values.
     """
     recipe = recipe or paper_recipe_tag()
+    records = _records(name, cells, columns, settings, noise_type, reference, significant or {}, recipe)
+    frame = nullable_integers(pd.DataFrame(records), INTEGER_COLUMNS)
+    if reference is not None:
+        frame["diff_vs_paper"] = frame["protocol_mean"] - frame["paper_top1"]
+    eligible = pd.Series(chosen_without_test(settings) * len(columns), index=frame.index)  # columns, then rows
+    shown = frame["protocol_mean_with_diverged"].astype(float).round(2).where(eligible)
+    column_of = [frame["dataset"], frame["noise"], frame["noise_variant"]]
+    frame["best"] = shown.notna() & (shown == shown.groupby(column_of).transform("max"))
+    shown_claims = None if claims is None else _add_claims(frame, claims[claims["recipe_tag"] == recipe])
+    return Table(name, title, columns, settings, frame, reference is not None, recipe_note, shown_claims)
+
+
+def _records(name: str, cells: pd.DataFrame, columns: list[Column], settings: list[dict], noise_type: str,
+             reference: pd.DataFrame | None, significant: Mapping[tuple, int], recipe: str) -> list[dict]:
+    """losses_by_noise's rows of its tidy frame, column after column, each with every setting in order: the
+    setting's keys, its cell's numbers from `cells` (a row of selection with the parameters it selected), its mark
+    and the paper's number."""
     mine = cells[(cells["noise_type"] == noise_type) & (cells["recipe"] == recipe)].fillna({"noise_variant": ""})
     ours = {(r.dataset, r.noise, r.noise_variant, r.setting): r for r in mine.itertuples()}
     paper = (
@@ -135,34 +118,19 @@ def losses_by_noise(
         for loss in settings:
             key = setting_tag(loss)
             found = ours.get((column.dataset, column.noise, column.noise_variant, key))
-            # A row of selection takes the parameters of the setting it selected.
             params = found if loss["rule"] and found is not None else None
             record = {
-                "table": name,
-                "recipe": recipe,
-                "dataset": column.dataset,
-                "noise": column.noise,
-                "noise_type": noise_type,
-                "noise_variant": column.noise_variant,
-                "setting": key,
-                "loss": loss["name"],
+                "table": name, "recipe": recipe, "dataset": column.dataset, "noise": column.noise,
+                "noise_type": noise_type, "noise_variant": column.noise_variant, "setting": key, "loss": loss["name"],
                 **{c: getattr(params, c) if params is not None else loss[c] for c in SETTING_COLUMNS[1:]},
-                "significant_vs_ce": (significant or {}).get(
+                "significant_vs_ce": significant.get(
                     (recipe, column.dataset, noise_type, column.noise, column.noise_variant, key), 0),
+                **{c: getattr(found, c) if found is not None else math.nan for c in VALUE_COLUMNS},
             }
-            record.update({c: getattr(found, c) if found is not None else math.nan for c in VALUE_COLUMNS})
             if reference is not None:
                 record["paper_top1"] = paper.get((column.dataset, column.noise, key), math.nan)
             records.append(record)
-    frame = nullable_integers(pd.DataFrame(records))
-    if reference is not None:
-        frame["diff_vs_paper"] = frame["protocol_mean"] - frame["paper_top1"]
-    eligible = pd.Series(chosen_without_test(settings) * len(columns), index=frame.index)  # columns, then rows
-    shown = frame["protocol_mean_with_diverged"].astype(float).round(2).where(eligible)
-    column_of = [frame["dataset"], frame["noise"], frame["noise_variant"]]
-    frame["best"] = shown.notna() & (shown == shown.groupby(column_of).transform("max"))
-    shown_claims = None if claims is None else _add_claims(frame, claims[claims["recipe_tag"] == recipe])
-    return Table(name, title, columns, settings, frame, reference is not None, recipe_note, shown_claims)
+    return records
 
 
 def chosen_without_test(settings: list[dict]) -> list[bool]:
@@ -174,7 +142,7 @@ def chosen_without_test(settings: list[dict]) -> list[bool]:
 
 def _add_claims(frame: pd.DataFrame, claims: pd.DataFrame) -> pd.DataFrame | None:
     """Sets each claim of `claims` beside its cell of `frame` (in place); returns the claims placed, None if none."""
-    cell = ["dataset", "noise", "noise_variant", "setting", "noise_type"]
+    cell = [key for key in CELL if key != "recipe"]  # `frame` and `claims` are of one recipe
     by_cell = {tuple(c[k] for k in cell): c for c in claims.to_dict("records")}
     found = [by_cell.get(tuple(r[k] for k in cell)) for r in frame.to_dict("records")]
     if not any(found):
@@ -249,215 +217,6 @@ def build_tables(
     return tables
 
 
-@dataclass(frozen=True)
-class Dialect:
-    """How one output format spells text, bold and the frame around the rows."""
-
-    suffix: str
-    escape: Callable[[str], str]
-    bold: Callable[[str], str]
-    document: Callable[["Table", list[list[str]], str], str]
-
-
-def render(table: Table, dialect: Dialect) -> str:
-    cells = {(r.dataset, r.noise, r.noise_variant, r.setting): r for r in table.cells.itertuples()}
-    body = [
-        [dialect.escape(setting_label(loss))]
-        + [
-            _cell_text(cells[c.dataset, c.noise, c.noise_variant, setting_tag(loss)], table, dialect)
-            for c in table.columns
-        ]
-        for loss in table.settings
-    ]
-    missing = int(table.cells["protocol_mean"].isna().sum())
-    footer = f"Missing cells (no protocol value): {missing} of {len(table.cells)}."
-    return dialect.document(table, body, footer)
-
-
-def _cell_text(cell, table: Table, dialect: Dialect) -> str:
-    escape = dialect.escape
-    notes = []
-    if pd.isna(cell.protocol_mean):
-        text = escape("—")
-    else:
-        mean = escape(f"{cell.protocol_mean:.2f}")
-        text = (dialect.bold(mean) if cell.best else mean) + (
-            escape(" " + paired.mark(cell.significant_vs_ce)) if cell.significant_vs_ce else "")
-        if pd.notna(cell.protocol_std):
-            text += escape(f" ± {cell.protocol_std:.2f}")
-        notes.append(f"n={cell.n}")
-    if isinstance(cell.selected, str):
-        notes.append(parameter_text(setting_of({**cell._asdict(), "setting": cell.selected})))
-    if pd.notna(cell.n_diverged) and cell.n_diverged > 0:
-        diverged = f"{cell.n_diverged} diverged"
-        if pd.notna(cell.protocol_mean_with_diverged):
-            diverged += f": {cell.protocol_mean_with_diverged:.2f} counting them at chance"
-        notes.append(diverged)
-    if isinstance(cell.note, str):
-        notes.append(cell.note)
-    if notes:
-        text += escape(f" ({', '.join(notes)})")
-    if table.with_reference:
-        if pd.isna(cell.paper_top1):
-            paper = "paper —"
-        elif pd.isna(cell.diff_vs_paper):
-            paper = f"paper {cell.paper_top1:.2f}"
-        else:
-            paper = f"paper {cell.paper_top1:.2f} (Δ {cell.diff_vs_paper:+.2f})".replace("-", "−")
-        text += escape(f"; {paper}")
-    if table.claims is not None and pd.notna(cell.claimed_top1):
-        text += escape(_beside_claim(cell))
-    return text
-
-
-def _beside_claim(cell) -> str:
-    """E.g. "; last 67.89, oracle 76.90; claimed 77.69 (Δ protocol −8.00, last −9.80, oracle −0.79)": our values
-    that the protocol's leaves out, the published one, and ours − published for each of ours that is known."""
-    def number(value: float) -> str:
-        return "—" if pd.isna(value) else f"{value:.2f}"
-
-    ours = f"last {number(cell.last_epoch_mean)}, oracle {number(cell.oracle_best_test_mean)}"
-    deltas = ", ".join(f"{name} {getattr(cell, f'diff_{name}_vs_claimed'):+.2f}" for name in OURS
-                       if pd.notna(getattr(cell, f"diff_{name}_vs_claimed")))
-    claimed = f"claimed {cell.claimed_top1:.2f}" + (f" (Δ {deltas})" if deltas else "")
-    return f"; {ours}; {claimed}".replace("-", "−")
-
-
-def _caption(table: Table) -> str:
-    caption = (
-        "Top-1 test accuracy (%) at the epoch of lowest validation error: mean ± std over n full runs (std when n > 1)."
-    )
-    if table.with_reference:
-        caption += " paper: the published value; Δ: ours − paper."
-    caption += (" Bold: our best per column among the rows chosen without the test set (a loss's only setting, a row"
-                " of selection on validation; never one of several settings of a loss), diverged runs counted at"
-                " chance accuracy. —: no value.")
-    if any(loss["rule"] for loss in table.settings):
-        caption += (" @val: the setting of the loss with the best validation accuracy in the column; @val-dataset:"
-                    " the one with the best mean validation accuracy over the dataset's noise levels (its parameters"
-                    " in brackets).")
-    if table.cells["significant_vs_ce"].any():
-        caption += (" †+, †−: above or below CE (two-sided), paired t-test over at least 3 seeds, diverged runs at"
-                    " chance, Holm-adjusted p < 0.05 within its family (paired.csv): TCE's rows of selection against CE"
-                    " across all of the table's columns (confirmatory), every other row of the table (exploratory);"
-                    " it rests on normality: an exact test over n seeds cannot go below p = 2/2^n, 0.0625 at n = 5.")
-    if table.claims is not None:
-        caption += (" last, oracle: our mean test accuracy at each run's last epoch and at its best test epoch (which"
-                    " peeks at the test set); claimed: the published value; Δ: ours − claimed. "
-                    + " ".join(_claim_source(claim) for claim in
-                               table.claims.drop_duplicates(["source", "selection", "read_in"]).to_dict("records")))
-    if table.recipe_note:
-        caption += f" {table.recipe_note}"
-    return caption
-
-
-def _claim_source(claim: dict) -> str:
-    """The caption's sentence on a source of claims: who claims, how the number was selected, which value of ours
-    selects the same way, and whether the number was checked against the paper."""
-    words, ours = SELECTIONS[claim["selection"]]
-    unverified = "" if claim["verified"] else f" (not verified against the paper: quoted in {claim['read_in']})"
-    return (f"Claimed by {claim['source']} for recipe={claim['recipe']} {words}: compare it with our {ours}"
-            f"{unverified}.")
-
-
-def _header(table: Table) -> list[str]:
-    return ["noise (η)"] + [f"{dataset_label(c.dataset)} {c.label()}" for c in table.columns]
-
-
-def _markdown_document(table: Table, body: list[list[str]], footer: str) -> str:
-    header = _header(table)
-    lines = [f"### {_markdown_escape(table.title)}", "", _markdown_escape(_caption(table)), ""]
-    lines.append("| " + " | ".join(_markdown_escape(h) for h in header) + " |")
-    lines.append("|" + "---|" * len(header))
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    lines += ["", _markdown_escape(footer)]
-    return "\n".join(lines) + "\n"
-
-
-def _latex_document(table: Table, body: list[list[str]], footer: str) -> str:
-    widths = [sum(c.dataset == d for c in table.columns) for d in table.datasets]
-    # A vertical rule after each dataset's columns but the last, as in the tabular's column specification.
-    rules = ["|"] * (len(table.datasets) - 1) + [""]
-    groups = " & ".join(
-        rf"\multicolumn{{{width}}}{{c{rule}}}{{{_latex_escape(dataset_label(d))}}}"
-        for d, width, rule in zip(table.datasets, widths, rules, strict=True)
-    )
-    labels = [c.noise_variant or format_level(c.noise) for c in table.columns]
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{_latex_escape(table.title)}. {_latex_escape(_caption(table))}}}",
-        r"\begin{tabular}{l|" + "|".join("l" * width for width in widths) + "}",
-        r"\hline",
-        rf" & {groups} \\",
-        " & ".join([_latex_escape("noise (η)"), *map(_latex_escape, labels)]) + r" \\",
-        r"\hline",
-        *(" & ".join(row) + r" \\" for row in body),
-        r"\hline",
-        r"\end{tabular}",
-        "",
-        _latex_escape(footer),
-        r"\end{table}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _markdown_escape(text: str) -> str:
-    return text.replace("|", r"\|")
-
-
-_LATEX_REPLACEMENTS = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "<": r"$<$",
-    ">": r"$>$",
-    "α": r"$\alpha$",
-    "η": r"$\eta$",
-    "±": r"$\pm$",
-    "Δ": r"$\Delta$",
-    "−": r"$-$",
-    "—": "---",
-}
-_LATEX_SPECIAL = re.compile("|".join(map(re.escape, _LATEX_REPLACEMENTS)))
-
-
-def _latex_escape(text: str) -> str:
-    return _LATEX_SPECIAL.sub(lambda match: _LATEX_REPLACEMENTS[match.group()], text)
-
-
-def html_table(header: list[str], body: list[list[str]]) -> str:
-    """An HTML table of the plain-text `header` and the `body` cells, which are HTML already (escaped)."""
-    rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
-    rows += ["<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in body]
-    return "<table>\n" + "\n".join(rows) + "\n</table>"
-
-
-def _html_document(table: Table, body: list[list[str]], footer: str) -> str:
-    return (f"<h3>{html.escape(table.title)}</h3>\n<p>{html.escape(_caption(table))}</p>\n"
-            f"{html_table(_header(table), body)}\n<p>{html.escape(footer)}</p>\n")
-
-
-MARKDOWN = Dialect(".md", _markdown_escape, lambda text: f"**{text}**", _markdown_document)
-LATEX = Dialect(".tex", _latex_escape, lambda text: rf"\textbf{{{text}}}", _latex_document)
-HTML = Dialect(".html", html.escape, lambda text: f"<b>{text}</b>", _html_document)
-
-
-def write_table(table: Table, out_dir: Path) -> str:
-    """Writes the table as .md, .tex and tidy .csv under out_dir; returns the Markdown."""
-    for dialect in (MARKDOWN, LATEX):
-        (out_dir / f"{table.name}{dialect.suffix}").write_text(render(table, dialect))
-    table.cells.to_csv(out_dir / f"{table.name}.csv", index=False)
-    return render(table, MARKDOWN)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run directories")
@@ -466,11 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--claims", type=Path, default=CLAIMS, help="the peers' published numbers (CSV)")
     parser.add_argument("--datasets", nargs="+", help="only the tables of these datasets (default: all)")
     args = parser.parse_args(argv)
-    try:
+    with refusing_bad_claims("tables"):
         claims = load_claims(args.claims)
-    except ClaimsError as error:
-        print(f"tables: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
     aggregation = aggregate(args.runs)
     print("\n".join([status_report(aggregation), *unplaced(claims)]), end="\n\n")
     args.out.mkdir(parents=True, exist_ok=True)

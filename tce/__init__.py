@@ -13,41 +13,27 @@ backward loss correction ("forward", "backward") and ELR ("elr", beta, lambda_).
 logits and labels (LOSS_NEEDS: the model's parameters, a transition matrix, each sample's index and a memory),
 which their caller passes by name.
 
-Each is a function of logits (N, C) and class indices (N,) in `tce.functional` (also exported here) and an
-nn.Module: `build_loss(name, reduction=..., **params)` builds one by name, LOSSES lists the names and
-LOSS_PARAMS the parameters of each with their defaults; `tce.batched` computes many settings of one loss in
-one call (a pack of runs trained side by side). The package needs torch only.
+Each is a function of logits (N, C) and class indices (N,), exported here from `tce.functional` (the paper's
+losses and those of the earlier literature), `tce.losses_2021_2025` and `tce.losses_with_needs`, all made by
+`tce.loss_maker` out of their loss per sample, and an nn.Module: `build_loss(name, reduction=..., **params)`
+builds one by name, LOSSES lists the names and LOSS_PARAMS the parameters of each with their defaults;
+`tce.batched` computes many settings of one loss in one call (a pack of runs trained side by side). The package
+needs torch only.
 """
 
 from tce import batched
 from tce.factory import LOSS_NEEDS, LOSS_PARAMS, LOSSES, build_loss
 from tce.functional import (
-    active_negative_loss,
-    asymmetric_exponential_loss,
-    asymmetric_generalized_cross_entropy,
-    asymmetric_unhinged_loss,
-    backward_correction,
     cross_entropy,
-    early_learning_regularization,
-    epsilon_softmax_and_mae,
     focal_loss,
-    forward_correction,
     generalized_cross_entropy,
     hard_bootstrapping,
-    inverse_transition,
-    jensen_shannon_loss,
-    joint_asymmetric_loss,
     label_smoothing_cross_entropy,
-    logit_clipping,
     mae_loss,
     mse_loss,
-    nce_and_ael,
-    nce_and_agce,
-    nce_and_aul,
     nce_and_mae,
     nce_and_rce,
     normalized_cross_entropy,
-    normalized_negative_cross_entropy,
     poly1_cross_entropy,
     reverse_cross_entropy,
     soft_bootstrapping,
@@ -55,6 +41,26 @@ from tce.functional import (
     tamed_cross_entropy,
     tamed_nll,
     taylor_cross_entropy,
+)
+from tce.losses_2021_2025 import (
+    asymmetric_exponential_loss,
+    asymmetric_generalized_cross_entropy,
+    asymmetric_unhinged_loss,
+    epsilon_softmax_and_mae,
+    jensen_shannon_loss,
+    logit_clipping,
+    nce_and_ael,
+    nce_and_agce,
+    nce_and_aul,
+    normalized_negative_cross_entropy,
+)
+from tce.losses_with_needs import (
+    active_negative_loss,
+    backward_correction,
+    early_learning_regularization,
+    forward_correction,
+    inverse_transition,
+    joint_asymmetric_loss,
 )
 from tce.modules import CrossEntropy, FunctionalLoss, MAELoss, MSELoss, TamedCrossEntropy
 

@@ -16,48 +16,23 @@ need them, whose weight (PENALTY[name]) the caller takes out of the parameters a
 Values are checked by `check_params` for each setting, not here: a tensor's values are the caller's.
 """
 
-from collections.abc import Callable
-
 import torch
 
-from tce import functional
-from tce._checks import check_alpha, check_logits_and_target
 from tce.factory import _LOSS_FUNCTIONS, LOSSES
+from tce.loss_maker import checked_logits
 
-# (what per_sample takes: the log-probabilities or the logits; per_sample) of the paper's losses; the others carry
-# theirs (tce.functional's _loss_of_log_probs).
-_PAPER = {
-    "ce": (functional.log_probs_of, functional.cross_entropy_per_sample),
-    "tce": (functional.log_probs_of, functional.tamed_per_sample),
-    "mse": (functional._identity, functional.mse_per_sample),
-    "mae": (functional._identity, functional.mae_per_sample),
-}
-_FORMS: dict[str, tuple[Callable, Callable]] = {
-    **_PAPER, **{name: (loss.prepare, loss.per_sample) for name, loss in _LOSS_FUNCTIONS.items()},
-}
 #: For each loss, the parameters that take one value per call.
-PER_CALL: dict[str, tuple[str, ...]] = {name: (*_LOSS_FUNCTIONS[name].per_call,) if name in _LOSS_FUNCTIONS else ()
-                                        for name in LOSSES}
+PER_CALL: dict[str, tuple[str, ...]] = {name: loss.per_call for name, loss in _LOSS_FUNCTIONS.items()}
 #: For each loss that needs the model's parameters, the parameter that weighs its L1 penalty; None for the others.
-PENALTY: dict[str, str | None] = {name: _LOSS_FUNCTIONS[name].penalty if name in _LOSS_FUNCTIONS else None
-                                  for name in LOSSES}
+PENALTY: dict[str, str | None] = {name: loss.penalty for name, loss in _LOSS_FUNCTIONS.items()}
 
 
 def check_params(name: str, params: dict) -> dict:
     """Every parameter of the loss `name`, defaults filled in and values checked, as build_loss checks them: a
     TypeError for an unknown or missing one, a ValueError for a bad value."""
-    if name in _LOSS_FUNCTIONS:
-        return _LOSS_FUNCTIONS[name].check_params(params)
-    if name not in _PAPER:
+    if name not in _LOSS_FUNCTIONS:
         raise ValueError(f"unknown loss {name!r}; valid names are {LOSSES}")
-    if name == "tce":
-        unknown = set(params) - {"alpha"}
-        if unknown:
-            raise TypeError(f"tamed_cross_entropy() got an unexpected keyword argument {sorted(unknown)[0]!r}")
-        return {"alpha": check_alpha(params.get("alpha", 1.0))}
-    if params:
-        raise TypeError(f"{name} takes no parameters, got {sorted(params)}")
-    return {}
+    return _LOSS_FUNCTIONS[name].check_params(params)
 
 
 def family(name: str, params: dict) -> tuple:
@@ -68,7 +43,5 @@ def family(name: str, params: dict) -> tuple:
 def per_sample_loss(name: str, logits: torch.Tensor, target: torch.Tensor, **params) -> torch.Tensor:
     """The (N,) losses of rows that each may have their own parameters and needs, without a penalty (see the module
     docstring)."""
-    check_logits_and_target(logits, target)
-    logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-    prepare, per_sample = _FORMS[name]
-    return per_sample(prepare(logits), target.long(), **params)
+    loss = _LOSS_FUNCTIONS[name]
+    return loss.per_sample(loss.prepare(checked_logits(logits, target)), target.long(), **params)

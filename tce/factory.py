@@ -5,12 +5,20 @@ import inspect
 from torch import nn
 
 from tce import functional
+from tce import losses_2021_2025 as recent
+from tce import losses_with_needs as with_needs
+from tce.loss_maker import NEEDS
 from tce.modules import CrossEntropy, FunctionalLoss, MAELoss, MSELoss, TamedCrossEntropy
 
 # The paper's losses, each with a module class of its own.
 _LOSS_CLASSES = {"ce": CrossEntropy, "mse": MSELoss, "mae": MAELoss, "tce": TamedCrossEntropy}
-# The losses it is compared with, each a function of tce.functional wrapped by FunctionalLoss.
+# Every loss as a function: the paper's (the classes above call them), then the losses it is compared with, which
+# FunctionalLoss wraps.
 _LOSS_FUNCTIONS = {
+    "ce": functional.cross_entropy,
+    "mse": functional.mse_loss,
+    "mae": functional.mae_loss,
+    "tce": functional.tamed_cross_entropy,
     "gce": functional.generalized_cross_entropy,
     "rce": functional.reverse_cross_entropy,
     "sce": functional.symmetric_cross_entropy,
@@ -24,31 +32,29 @@ _LOSS_FUNCTIONS = {
     "bootstrap_soft": functional.soft_bootstrapping,
     "bootstrap_hard": functional.hard_bootstrapping,
     # Those of 2021-2025 that need nothing but logits and labels.
-    "agce": functional.asymmetric_generalized_cross_entropy,
-    "aul": functional.asymmetric_unhinged_loss,
-    "ael": functional.asymmetric_exponential_loss,
-    "nce+agce": functional.nce_and_agce,
-    "nce+aul": functional.nce_and_aul,
-    "nce+ael": functional.nce_and_ael,
-    "nnce": functional.normalized_negative_cross_entropy,
-    "eps_softmax": functional.epsilon_softmax_and_mae,
-    "js": functional.jensen_shannon_loss,
-    "logit_clip": functional.logit_clipping,
-    # Those that need more from their caller (tce.functional.NEEDS): the model's parameters, a transition matrix, the
+    "agce": recent.asymmetric_generalized_cross_entropy,
+    "aul": recent.asymmetric_unhinged_loss,
+    "ael": recent.asymmetric_exponential_loss,
+    "nce+agce": recent.nce_and_agce,
+    "nce+aul": recent.nce_and_aul,
+    "nce+ael": recent.nce_and_ael,
+    "nnce": recent.normalized_negative_cross_entropy,
+    "eps_softmax": recent.epsilon_softmax_and_mae,
+    "js": recent.jensen_shannon_loss,
+    "logit_clip": recent.logit_clipping,
+    # Those that need more from their caller (tce.loss_maker.NEEDS): the model's parameters, a transition matrix, the
     # sample's index and a memory.
-    "anl_ce": functional.active_negative_loss,
-    "jal_ce": functional.joint_asymmetric_loss,
-    "forward": functional.forward_correction,
-    "backward": functional.backward_correction,
-    "elr": functional.early_learning_regularization,
+    "anl_ce": with_needs.active_negative_loss,
+    "jal_ce": with_needs.joint_asymmetric_loss,
+    "forward": with_needs.forward_correction,
+    "backward": with_needs.backward_correction,
+    "elr": with_needs.early_learning_regularization,
 }
-LOSSES = (*_LOSS_CLASSES, *_LOSS_FUNCTIONS)
+LOSSES = tuple(_LOSS_FUNCTIONS)
 
-#: For each name in LOSSES, what the loss needs beyond logits and targets (names of tce.functional.NEEDS), which its
+#: For each name in LOSSES, what the loss needs beyond logits and targets (names of tce.loss_maker.NEEDS), which its
 #: caller passes by name: e.g. LOSS_NEEDS["elr"] == ("index", "memory"), LOSS_NEEDS["ce"] == ().
-LOSS_NEEDS: dict[str, tuple[str, ...]] = {
-    name: _LOSS_FUNCTIONS[name].needs if name in _LOSS_FUNCTIONS else () for name in LOSSES
-}
+LOSS_NEEDS: dict[str, tuple[str, ...]] = {name: loss.needs for name, loss in _LOSS_FUNCTIONS.items()}
 
 
 def _parameters(loss) -> dict[str, float | int | str | None]:
@@ -57,14 +63,14 @@ def _parameters(loss) -> dict[str, float | int | str | None]:
     return {
         name: None if param.default is param.empty else param.default
         for name, param in inspect.signature(loss).parameters.items()
-        if name not in ("logits", "target", "reduction", *functional.NEEDS)
+        if name not in ("logits", "target", "reduction", *NEEDS)
     }
 
 
 #: For each name in LOSSES, the parameters build_loss takes besides `reduction`, with their defaults (None
 #: where required), e.g. LOSS_PARAMS["sce"] == {"alpha": None, "beta": None, "A": math.log(1e-4)}.
 LOSS_PARAMS: dict[str, dict[str, float | int | str | None]] = {
-    name: _parameters(loss) for name, loss in {**_LOSS_CLASSES, **_LOSS_FUNCTIONS}.items()
+    name: _parameters(loss) for name, loss in _LOSS_FUNCTIONS.items()
 }
 
 

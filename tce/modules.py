@@ -58,8 +58,8 @@ class TamedCrossEntropy(_ClassificationLoss):
 
 
 class FunctionalLoss(_ClassificationLoss):
-    """One of the robust and regularised losses of `tce.functional` (generalized_cross_entropy and the others
-    that have a `check_params`), with its parameters, which are checked and given their defaults when built.
+    """One of the losses that `tce.loss_maker` makes (generalized_cross_entropy and the others that have a
+    `check_params`), with its parameters, which are checked and given their defaults when built.
 
     E.g. FunctionalLoss(tce.functional.symmetric_cross_entropy, alpha=0.1, beta=1.0); `tce.build_loss`
     builds these by name. What the function needs beyond logits and targets (its `needs`: the model's parameters, a

@@ -3,8 +3,9 @@ a run in the test's process."""
 
 from pathlib import Path
 
-from experiments.config import compose as compose_train
-from experiments.config import resolve, run_name
+from experiments.identity import run_name
+from experiments.resolve import compose as compose_train
+from experiments.resolve import resolve
 from experiments.run import run_pack
 
 __all__ = ["compose_train", "tiny", "train_run", "train_tiny"]

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data import load_dataset, shared_images  # noqa: E402
-from experiments.config import compose, resolve  # noqa: E402
+from experiments.resolve import compose, resolve  # noqa: E402
 from experiments.run import run_data_for  # noqa: E402
 from experiments.trainer import Member, PackTrainer, initial_model_state  # noqa: E402
 

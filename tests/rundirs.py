@@ -12,11 +12,12 @@ import yaml
 from omegaconf import OmegaConf
 
 from data import FINGERPRINT_KEYS, class_count
-from experiments.config import CONFIGS, TrainConfig, loss_tag, with_defaults
 from experiments.evaluation import ECE_BINS, METRIC_COLUMNS
-from experiments.records import LIBRARIES
-from experiments.rundir import CALIBRATION_COLUMNS
-from scripts.aggregate import REQUIRED_METRICS
+from experiments.identity import loss_tag
+from experiments.provenance import LIBRARIES
+from experiments.resolve import CONFIGS, with_defaults
+from experiments.rundir import CALIBRATION_COLUMNS, REQUIRED_METRICS
+from experiments.schema import TrainConfig
 
 # ResNet-20's parameters less its last layer (64 -> C weights and C biases), counted by hand from the layer list.
 RESNET20_BODY_PARAMS = 269_722 - 65 * 10
@@ -170,7 +171,7 @@ def _dataset_group(name: str) -> dict:
 
 def _config(run: dict, recipe: dict) -> dict:
     """The resolved config a CPU run of these keys records: the schema's defaults, the dataset's group, the keys,
-    the derived values (experiments.config.with_defaults) and resolve's device defaults."""
+    the derived values (experiments.resolve.with_defaults) and resolve's device defaults."""
     dataset = run["dataset"]["name"]
     group = _dataset_group(dataset) if (CONFIGS / "dataset" / f"{dataset}.yaml").exists() else {"name": dataset}
     cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), {"dataset": group}, run, recipe,

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from data import FINGERPRINT_KEYS
-from experiments.config import LOSS_KEYS
+from experiments.schema import LOSS_KEYS
 from rundirs import write_run
 from scripts.aggregate import aggregate, main, status_report
 

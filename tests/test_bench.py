@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from experiments import cost, precision, records
+from experiments import cost, precision, provenance
 from scripts import bench
 
 
@@ -14,7 +14,7 @@ def test_bench_runs_every_measurement_and_writes_its_json(tmp_path):
     # Sized for seconds: that every measurement runs and lands in the JSON, not the speeds.
     result = bench.measure("cpu", steps=1, repeats=1, pack=2, warmup=0, train_images=512, test_images=64)
     path = bench.write(result, tmp_path, "python -m scripts.bench --steps 1")
-    assert path == tmp_path / f"{records.slug(result['device'])}.json"
+    assert path == tmp_path / f"{provenance.slug(result['device'])}.json"
     out = json.loads(path.read_text())
     # The default precision is strict fp32; every precision the CPU computes natively is measured too.
     assert out["precision"] == "fp32" and out["pack"] == 2
@@ -42,7 +42,7 @@ def test_rates_from_timings_against_hand_computed_numbers():
     train_s = {"naive": [4.0, 2.0, 9.0], "fp32": [1.28, 1.0, 2.0], "tce": [1.408], "packed": [1.6]}
     eval_s = {"single": [0.5], "packed": [0.8, 0.7, 0.9]}
     out = bench.rates(train_s, eval_s, steps=10, batch_size=128, pack=2, test_images=2000, precision="fp32",
-                      precisions=("fp32",), eval_train_size=5000)
+                      precisions=("fp32",))
     assert out["naive_img_s"] == pytest.approx(320) and out["engine_img_s"] == pytest.approx(1000)
     assert out["ratio"] == pytest.approx(3.125) and out["ratio_by_precision"] == {"fp32": pytest.approx(3.125)}
     assert out["ce_step_s"] == pytest.approx(0.128) and out["tce_over_ce_step"] == pytest.approx(1.1)
@@ -85,8 +85,8 @@ def test_grid_images_follow_the_presets():
 
 
 def test_slug():
-    assert records.slug("cpu (x86_64 AVX2, 2 threads)") == "cpu-x86_64-avx2-2-threads"
-    assert records.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+    assert provenance.slug("cpu (x86_64 AVX2, 2 threads)") == "cpu-x86_64-avx2-2-threads"
+    assert provenance.slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
 
 
 def test_a_recipes_network_costs_its_forward_flops_in_resnet20_images():
@@ -112,7 +112,7 @@ def test_apl_zoo_counts_each_recipes_images_at_its_networks_cost_and_never_packs
     assert not bench.grid_packs("apl_zoo") and bench.grid_packs("zoo")
     out = bench.rates({"naive": [4.0], "fp32": [1.28], "tce": [1.408], "packed": [0.64]}, {"single": [0.5],
                       "packed": [0.5]}, steps=10, batch_size=128, pack=2, test_images=2000, precision="fp32",
-                      precisions=("fp32",), eval_train_size=5000)
+                      precisions=("fp32",))
     # 1000 training and 4000 evaluated images/s one run at a time; packs would be faster, but these networks do not.
     assert out["grids"]["apl_zoo"]["mode"] == "single"
     assert out["grids"]["apl_zoo"]["estimate"] == pytest.approx((295_000 / 1000 + 95_000 / 4000) * weight / 3600)

@@ -11,7 +11,8 @@ import pytest
 from rundirs import write_run
 from scripts.aggregate import aggregate
 from scripts.claims import CLAIM_COLUMNS, CLAIMS, SELECTIONS, ClaimsError, load_claims
-from scripts.tables import DEFAULT_REFERENCE, MARKDOWN, build_tables, load_reference, main, render
+from scripts.table_formats import MARKDOWN, render
+from scripts.tables import DEFAULT_REFERENCE, build_tables, load_reference, main
 
 # A recipe preset as configs/recipe/ will hold them: CIFAR-N's ResNet-34 recipe, shortened to 3 epochs.
 PRESET = """\
@@ -42,7 +43,7 @@ def configs(tmp_path, monkeypatch):
     shutil.copytree("configs", root)
     (root / "recipe").mkdir(exist_ok=True)
     (root / "recipe" / "r34_test.yaml").write_text(PRESET)
-    monkeypatch.setattr("experiments.config.CONFIGS", root)
+    monkeypatch.setattr("experiments.resolve.CONFIGS", root)
     monkeypatch.setattr("scripts.claims.CONFIGS", root)
     return root
 

@@ -13,9 +13,11 @@ from omegaconf.errors import ValidationError
 import tce
 from compose import compose_train
 from experiments import precision
-from experiments.config import LOSS_KEYS, ConfigError, loss_params, resolve, run_name
+from experiments.identity import run_name
+from experiments.resolve import resolve
+from experiments.schema import LOSS_KEYS, ConfigError, loss_params
 from experiments.trainer import lr_at
-from scripts.settings import setting, setting_label
+from scripts.loss_settings import setting, setting_label
 
 REPO = Path(__file__).resolve().parents[1]
 

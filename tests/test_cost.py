@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from compose import compose_train, train_tiny
-from experiments import config, cost, records
-from experiments.config import resolve
+from experiments import cost, provenance
+from experiments import resolve as resolution
+from experiments.resolve import resolve
 
 
 def _cfg(*overrides: str):
@@ -16,13 +17,13 @@ def _cfg(*overrides: str):
 
 
 def test_the_estimate_comes_from_the_bench_record_of_the_device(tmp_path):
-    name = records.device_name(torch.device("cpu"))
+    name = provenance.device_name(torch.device("cpu"))
     record = {"engine_img_s_by_precision": {"fp32": 100.0}, "eval_img_s": 1000.0}
-    (tmp_path / f"{records.slug(name)}.json").write_text(json.dumps(record))
+    (tmp_path / f"{provenance.slug(name)}.json").write_text(json.dumps(record))
     cfg = _cfg("dataset.train_size=1000", "dataset.test_size=500", "holdout=200", "eval_train_size=300", "epochs=10")
     # 800 training images at 100/s and 300 + 200 + 500 evaluated at 1000/s, for 10 epochs, 4 of them done.
-    assert cost.seconds([(cfg, 4)], torch.device("cpu"), tmp_path) == (pytest.approx(6 * (8 + 1)),
-                                                                        f"the bench record {records.slug(name)}.json")
+    assert cost.seconds([(cfg, 4)], torch.device("cpu"), tmp_path) == (
+        pytest.approx(6 * (8 + 1)), f"the bench record {provenance.slug(name)}.json")
 
 
 def test_without_a_record_a_rough_rate_is_used_and_named(tmp_path):
@@ -46,15 +47,15 @@ def test_a_long_run_says_so_before_it_trains(tmp_path, caplog, monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU")
 def test_device_auto_on_a_real_dataset_says_it_trains_on_the_cpu(caplog, monkeypatch):
-    monkeypatch.setattr(config, "_said", set())  # said once per process: this test's process may have said it
+    monkeypatch.setattr(resolution, "_said", set())  # said once per process: this test's process may have said it
     with caplog.at_level(logging.WARNING, logger="tce"):
         resolve(compose_train("dataset=mnist", "device=auto"))
     assert "device=auto: no usable GPU here, so mnist trains on the CPU" in caplog.text
 
 
 def test_another_network_costs_its_forward_flops_and_the_source_says_so(tmp_path):
-    name = records.device_name(torch.device("cpu"))
-    (tmp_path / f"{records.slug(name)}.json").write_text(json.dumps({"engine_img_s_by_precision": {"fp32": 100.0},
+    name = provenance.device_name(torch.device("cpu"))
+    (tmp_path / f"{provenance.slug(name)}.json").write_text(json.dumps({"engine_img_s_by_precision": {"fp32": 100.0},
                                                                      "eval_img_s": 1000.0}))
     cfg = _cfg("model=cnn8", "dataset.train_size=1000", "dataset.test_size=500", "holdout=200", "eval_train_size=300",
                "epochs=10")

@@ -3,9 +3,13 @@
 import pytest
 import torch
 
-from data import check_noise, class_map, corrupt_labels, holdout_split, noise_matrix
+from data import NoiseSpec, class_map, corrupt_labels, holdout_split, noise_matrix
 from data.synthetic import make_synthetic
 from rundata import run_data
+
+
+def check_noise(dataset: str, noise_type: str, noise: float, noise_set: str | None, train_size: int | None = None):
+    NoiseSpec(rate=noise, type=noise_type, set=noise_set).check(dataset, train_size, None)
 
 LABELS = torch.arange(100_000) % 10
 

@@ -9,7 +9,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from compose import compose_train
-from experiments.config import flatten
+from experiments.schema import flatten
 
 REPO = Path(__file__).resolve().parents[1]
 ROW = re.compile(r"^\| `(?P<key>[^`]+)` \| `(?P<default>[^`]*)` \|", re.M)

@@ -14,8 +14,9 @@ from processes import cli
 
 from compose import compose_train, tiny, train_tiny
 from data import holdout_split, load_dataset
-from experiments.config import LOSS_KEYS, REPLACED_WEIGHT_DECAY, TRANSITION_KEYS, ConfigError, resolve
+from experiments.resolve import resolve
 from experiments.rundir import METRIC_COLUMNS
+from experiments.schema import LOSS_KEYS, REPLACED_WEIGHT_DECAY, TRANSITION_KEYS, ConfigError
 from models import ResNet
 
 RESNET8_PARAMS = sum(p.numel() for p in ResNet(8, 3, 10).parameters())

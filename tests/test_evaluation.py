@@ -7,7 +7,6 @@ import torch
 
 from compose import compose_train, tiny
 from data import load_dataset
-from experiments.config import resolve
 from experiments.evaluation import (
     ECE_BINS,
     add,
@@ -16,6 +15,7 @@ from experiments.evaluation import (
     epoch_metrics,
     expected_calibration_error,
 )
+from experiments.resolve import resolve
 from experiments.run import run_data_for
 from experiments.trainer import Member, PackTrainer, initial_model_state
 

@@ -23,11 +23,14 @@ from torch._dynamo.testing import CompileCounter
 import tce
 from compose import compose_train, tiny, train_tiny
 from experiments import interrupt, trainer
-from experiments.config import loss_params, resolve, run_name
+from experiments.identity import run_name
 from experiments.interrupt import RunInterrupted
 from experiments.killpoints import ENV as KILL_AT
 from experiments.lock import LockBusy, RunLock
+from experiments.resolve import resolve
 from experiments.run import StartError, run_pack
+from experiments.rundir import WRITE_ORDER
+from experiments.schema import loss_params
 from experiments.trainer import compiled_graphs
 
 RUN = "synthetic/ce/noise0.4-uniform-holdout32-seed0"
@@ -65,9 +68,11 @@ def test_a_run_killed_at_every_point_of_an_epoch_ends_complete_with_the_uninterr
     the run without training, with exactly the rows, calibration sums and summary of an uninterrupted run."""
     args = tiny(tmp_path / "killed", f"epochs={EPOCHS}", "noise=0.4", "threads=1")
     run_dir = tmp_path / "killed" / RUN
-    kills = [("metrics", 1), ("calibration", 2), ("summary", 3), ("checkpoint", 4)]
-    # What summary.json counts when each kill lands: the summary is the epoch's last write.
-    summarized = {"metrics": 0, "calibration": 1, "summary": 3, "checkpoint": 3}
+    # After each write of an epoch but the first, then after the first (the checkpoint) of the last epoch.
+    kills = [*zip(WRITE_ORDER[1:], range(1, EPOCHS), strict=True), (WRITE_ORDER[0], EPOCHS)]
+    # What summary.json counts when each kill lands: the epoch once its summary is written, else the one before.
+    summarized = {point: epoch if WRITE_ORDER.index(point) >= WRITE_ORDER.index("summary") else epoch - 1
+                  for point, epoch in kills}
     for point, epoch in kills:
         proc = cli(*args, kill_at=f"{point}:{epoch}")
         out = finish(proc)

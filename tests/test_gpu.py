@@ -20,7 +20,7 @@ from test_packing import MEMBERS, assert_pack_equals_alone
 from compose import compose_train, train_run
 from data import load_dataset
 from experiments import precision
-from experiments.config import resolve
+from experiments.resolve import resolve
 from scripts import bench, gpu_check
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]

@@ -11,11 +11,12 @@ import scipy.stats
 import torch
 
 from compose import compose_train, train_tiny
-from data import prepare_run_data
 from data.draws import generator
 from data.instance_noise import instance_noisy_labels
 from data.synthetic import make_synthetic
-from experiments.config import ConfigError, resolve, run_name
+from experiments.identity import run_name
+from experiments.resolve import resolve
+from experiments.schema import ConfigError
 from rundata import run_data
 
 
@@ -102,8 +103,7 @@ def test_generated_on_the_whole_training_set_before_the_holdout():
     assert torch.equal(whole.noisy_labels, instance_noisy_labels(dataset.train_images, dataset.train_labels, 10,
                                                                  0.4, 0.1, seed=2))
     assert whole.realized_rate == (whole.noisy_labels != dataset.train_labels).double().mean().item()
-    wider = prepare_run_data(dataset, **{**kwargs, "instance_std": 0.3}, holdout=0, clean_val=False, split_seed=0,
-                             batch_size=32, drop_last=False, seed=0, device="cpu")
+    wider = run_data(dataset, **kwargs, instance_std=0.3, holdout=0, batch_size=32)
     assert not torch.equal(wider.noisy_labels, whole.noisy_labels)
 
 

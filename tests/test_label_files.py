@@ -1,6 +1,6 @@
 """noise_type=file: every format of the published noisy-label files, from tiny files written as those are; the
 checks (SHA-256, length, clean labels) before training; pickles that would run code; and a run's labels exported
-with data.export_labels and trained on again."""
+with scripts.export_labels and trained on again."""
 
 import io
 import json
@@ -15,14 +15,16 @@ import torch
 
 from compose import compose_train, tiny, train_tiny
 from data import DatasetError
-from data.export_labels import main as export_main
 from data.label_files import LabelFileError, label_file_bytes, read_label_file, sha256_of
 from data.safe_pickle import load_torch_file
 from data.synthetic import make_synthetic
-from experiments.config import ConfigError, resolve, run_name
+from experiments.identity import run_name
+from experiments.resolve import resolve
 from experiments.run import run_data_for
 from experiments.rundir import RunDir, RunDirError
+from experiments.schema import ConfigError
 from rundata import run_data
+from scripts.export_labels import main as export_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CLEAN = np.array([6, 9, 9, 4, 1, 1, 2, 7, 8, 3])
@@ -245,7 +247,7 @@ def test_a_relative_path_is_made_absolute(tmp_path, monkeypatch):
     assert resolve(compose_train(*TINY_FILE, "noise_file=labels.json")).noise_file == str(tmp_path / "labels.json")
 
 
-# data.export_labels
+# scripts.export_labels
 
 
 def test_exported_labels_round_trip_through_noise_type_file(tmp_path, capsys):

@@ -19,8 +19,10 @@ from test_packing import assert_states_equal_in_float64, members_of
 
 from compose import compose_train, tiny, train_tiny
 from data import load_dataset, shared_images
-from experiments.config import ConfigError, recipe, recipe_tag, resolve, run_name
+from experiments.identity import recipe, recipe_tag, run_name
 from experiments.needs import make_needs
+from experiments.resolve import resolve
+from experiments.schema import ConfigError
 from experiments.sweep import pack_key
 from experiments.trainer import PackTrainer
 

@@ -11,7 +11,9 @@ from test_loss_zoo import NEEDING, random_batch, value_and_grad
 
 import tce
 from compose import compose_train
-from experiments.config import LOSS_KEYS, ConfigError, resolve, run_name
+from experiments.identity import run_name
+from experiments.resolve import resolve
+from experiments.schema import LOSS_KEYS, ConfigError
 
 NEW_LOSSES = ("agce", "aul", "ael", "nce+agce", "nce+aul", "nce+ael", "nnce", "eps_softmax", "js", "logit_clip")
 

@@ -1,4 +1,4 @@
-"""The peers' networks (models/cnn.py, models/kuangliu_resnet.py): sizes counted by hand from the authors' layer
+"""The peers' networks (models/cnn.py, models/resnet34_preact18.py): sizes counted by hand from the authors' layer
 lists, shapes, init, how the config selects them, and that run directories of ResNet-20 keep their identity."""
 
 import math
@@ -10,8 +10,10 @@ from omegaconf import OmegaConf
 
 import models
 from compose import compose_train
-from experiments.config import CONFIGS, ConfigError, recipe, resolve
+from experiments.identity import recipe
+from experiments.resolve import CONFIGS, resolve
 from experiments.rundir import RunDir, RunDirError
+from experiments.schema import ConfigError
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -89,7 +91,8 @@ def test_the_hand_counts_themselves():
 
 
 def build(name: str, in_channels: int, classes: int, members: int = 1) -> torch.nn.Module:
-    return models.build(resolve(compose_train(f"model={name}")), in_channels, classes, members)
+    cfg = resolve(compose_train(f"model={name}"))
+    return models.build(cfg.model.name, cfg.model.depth, in_channels, classes, members)
 
 
 @pytest.mark.parametrize("name", list(HAND_COUNTS))
@@ -105,7 +108,7 @@ def test_parameter_count_and_output_shape(name, in_channels, classes):
 def test_the_paper_resnet_still_builds_by_default():
     cfg = resolve(compose_train())
     assert OmegaConf.to_container(cfg.model) == {"name": "resnet", "depth": 20}
-    assert n_params(models.build(cfg, 3, 10)) == 269_722
+    assert n_params(models.build(cfg.model.name, cfg.model.depth, 3, 10)) == 269_722
 
 
 def test_every_model_has_a_config_group_option():
@@ -174,7 +177,7 @@ def test_bad_model_configs_are_refused_in_one_line(overrides, message):
 def test_a_smaller_synthetic_image_suits_the_pooled_networks():
     """The ResNets pool globally (the authors' avg_pool2d(4) of the 4 x 4 map at 32 x 32), so they read any size."""
     cfg = resolve(compose_train("model=resnet34", "dataset=synthetic", "dataset.image_size=16"))
-    assert models.build(cfg, 3, 10)(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    assert models.build(cfg.model.name, cfg.model.depth, 3, 10)(torch.randn(2, 3, 16, 16)).shape == (2, 10)
 
 
 def test_run_directories_written_before_model_name_keep_their_identity(tmp_path):

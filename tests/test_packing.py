@@ -11,7 +11,8 @@ import torch
 
 from compose import compose_train, tiny
 from data import load_dataset, shared_images
-from experiments.config import resolve, run_name
+from experiments.identity import run_name
+from experiments.resolve import resolve
 from experiments.run import run_data_for, run_pack
 from experiments.trainer import Member, PackTrainer, initial_model_state
 

@@ -10,7 +10,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from compose import compose_train
-from experiments.config import TrainConfig, flatten, recipe, with_defaults
+from experiments.identity import recipe
+from experiments.resolve import with_defaults
+from experiments.schema import TrainConfig, flatten
 from rundirs import write_run
 from scripts import tables
 from scripts.aggregate import aggregate, paper_recipe_tag, status_report

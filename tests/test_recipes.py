@@ -15,7 +15,9 @@ from test_fault_tolerance import one_thread, rows, summary, without_seconds  # n
 from test_packing import FLOAT64_STEP, assert_pack_equals_alone, configs
 
 from compose import compose_train, train_run
-from experiments.config import ConfigError, recipe, recipe_tag, resolve
+from experiments.identity import recipe, recipe_tag
+from experiments.resolve import resolve
+from experiments.schema import ConfigError
 from experiments.sweep import plan
 from experiments.trainer import clip_grad_norms, lr_at
 from models import ResNet, pack_state_dicts, unpack_state_dict

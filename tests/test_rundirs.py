@@ -7,7 +7,7 @@ import json
 import yaml
 
 from compose import train_tiny
-from experiments.config import flatten
+from experiments.schema import flatten
 from rundirs import write_run
 
 

@@ -3,20 +3,12 @@ import math
 import pandas as pd
 import pytest
 
-from experiments.config import LOSS_KEYS
+from experiments.schema import LOSS_KEYS
 from rundirs import write_run
-from scripts.aggregate import aggregate, setting
-from scripts.tables import (
-    DEFAULT_REFERENCE,
-    LATEX,
-    MARKDOWN,
-    Column,
-    build_tables,
-    load_reference,
-    losses_by_noise,
-    main,
-    render,
-)
+from scripts.aggregate import aggregate
+from scripts.loss_settings import setting
+from scripts.table_formats import LATEX, MARKDOWN, Column, render
+from scripts.tables import DEFAULT_REFERENCE, build_tables, load_reference, losses_by_noise, main
 
 CE, TCE1 = setting("ce"), setting("tce", alpha=1.0)
 

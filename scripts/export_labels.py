@@ -1,6 +1,6 @@
 """Write a run's noisy labels as a label file that others load (here with noise_type=file):
 
-    python -m data.export_labels RUN_DIR --format npy|csv|json [--output PATH]
+    python -m scripts.export_labels RUN_DIR --format npy|csv|json [--output PATH]
 
 npy and json hold the noisy labels only, from RUN_DIR/noisy_labels.npy. csv holds the clean labels too
 (label,label_noisy, as chenpf1025/IDN's files), so that a loader can check them: it reads the run's dataset (the
@@ -23,6 +23,7 @@ from data.files import write_atomic
 from data.label_files import WRITE_FORMATS, integer_labels, label_file_bytes
 from data.noise import noise_matrix
 from data.sources import class_count, load_dataset
+from experiments.rundir import NOISE_MATRIX, NOISY_LABELS, RunDir
 
 
 class ExportError(Exception):
@@ -39,24 +40,23 @@ def _clean_labels(run_dir: pathlib.Path, config, noisy: np.ndarray) -> np.ndarra
         raise ExportError(f"csv needs the clean labels of the run's dataset: {error}") from None
     clean = dataset.train_labels
     try:
-        recorded = np.loadtxt(run_dir / "noise_matrix.csv", delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+        recorded = RunDir(run_dir).read_noise_matrix()
     except (OSError, ValueError) as error:
         raise ExportError(f"cannot read the noise matrix of {run_dir} ({one_line(error)})") from None
-    recorded = recorded[:, 1:]
     if len(clean) != len(noisy) or not np.array_equal(
         noise_matrix(clean, torch.from_numpy(noisy), dataset.num_classes).numpy(), recorded
     ):
         raise ExportError(f"the {ds.name} training labels under {ds.root!r} are not those the run in {run_dir} "
-                          "trained on (they do not give its noise_matrix.csv)")
+                          f"trained on (they do not give its {NOISE_MATRIX})")
     return clean.numpy()
 
 
 def export(run_dir: pathlib.Path, fmt: str, output: pathlib.Path) -> str:
     """Writes the labels of the run in `run_dir` to `output` in format `fmt`; returns the file's SHA-256."""
     try:
-        config = OmegaConf.load(run_dir / "config.yaml")
+        config = OmegaConf.load(RunDir(run_dir).config)
         num_classes = class_count(config.dataset.name, config.dataset.num_classes)
-        noisy = integer_labels(np.load(run_dir / "noisy_labels.npy", allow_pickle=False), num_classes)
+        noisy = integer_labels(RunDir(run_dir).read_noisy_labels(), num_classes)
     except (OSError, ValueError) as error:
         raise ExportError(f"{run_dir} is not a run directory with noisy labels ({one_line(error)})") from None
     clean = _clean_labels(run_dir, config, noisy) if fmt == "csv" else None
@@ -69,8 +69,8 @@ def export(run_dir: pathlib.Path, fmt: str, output: pathlib.Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m data.export_labels", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=pathlib.Path, help="a run directory (holds noisy_labels.npy)")
+    parser = argparse.ArgumentParser(prog="python -m scripts.export_labels", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=pathlib.Path, help=f"a run directory (holds {NOISY_LABELS})")
     parser.add_argument("--format", choices=WRITE_FORMATS, required=True)
     parser.add_argument("--output", type=pathlib.Path, help="the file to write (default noisy_labels.<format>)")
     args = parser.parse_args(argv)

@@ -9,8 +9,8 @@ the final 4 x 4 map) and Linear 512 -> C. No convolution has a bias.
   Initialised as the APL family does (models/init.py); CIFAR-N's code keeps PyTorch's default init instead.
 - preact_resnet18: PreActBlocks [2, 2, 2, 2] (BN-ReLU-conv-BN-ReLU-conv, a bare 1x1 convolution shortcut taken
   after the first BN-ReLU where the shape changes), as DivideMix builds it (LiJunnan1992/DivideMix PreResNet.py
-  `ResNet18`, @d9d3058), the network of its CE baseline; PyTorch's default init, as the authors'. The issue that
-  asked for it (and our notes) expected a final BatchNorm and ReLU before the pooling; the authors' code has none:
+  `ResNet18`, @d9d3058), the network of its CE baseline; PyTorch's default init, as the authors'. One might expect
+  a final BatchNorm and ReLU before the pooling; the authors' code has none:
   the last block's sum goes straight to the pooling, and the stem keeps its BN-ReLU, so the first block normalises
   the stem's ReLU output once more. He et al.'s pre-activation ResNet (ECCV 2016) has it the other way round.
 """

@@ -1,7 +1,7 @@
 """Loss settings as the tables name and order them: the rows of cells.csv, the tables and paired.csv.
 
-A setting is a loss and its parameters, {"name", "rule", and every key of experiments.config.LOSS_KEYS}; its tag
-(the `setting` column) is experiments.config.loss_tag, e.g. "tce-a1.5". A setting with a rule (RULES) is the row of
+A setting is a loss and its parameters, {"name", "rule", and every key of experiments.schema.LOSS_KEYS}; its tag
+(the `setting` column) is experiments.identity.loss_tag, e.g. "tce-a1.5". A setting with a rule (RULES) is the row of
 selection on validation (scripts/selection.py): "tce@val" reports the setting of TCE that the validation runs chose.
 """
 
@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 import pandas as pd
 
 import tce
-from experiments.config import LOSS_KEYS, loss_tag, number_text
+from experiments.identity import loss_tag, number_text
+from experiments.schema import LOSS_KEYS
 
 DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10+", "cifar100": "CIFAR-100+", "svhn": "SVHN"}
 PAPER_LOSSES = ("ce", "mse", "mae", "tce")
@@ -65,7 +66,7 @@ def _none_if_nan(value):
 
 def parameter_text(loss: Mapping) -> str:
     """The parameters of a setting, e.g. "α=1.5", "α=0.1 β=1 A=-9.210340371976182", "τ=1 p=2 code" (a word as
-    itself; every number exact, experiments.config.number_text); "" for none."""
+    itself; every number exact, experiments.identity.number_text); "" for none."""
     def text(key: str, value) -> str:
         if isinstance(value, str):
             return value
