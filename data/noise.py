@@ -11,7 +11,7 @@ from data.draws import generator as seeded
 
 # Noise drawn by corrupt_labels. The last three flip each sample of a source class to one fixed target class.
 MAPPED_NOISE_TYPES = ("asymmetric", "asymmetric_block", "pairflip")
-ARTIFICIAL_NOISE_TYPES = ("uniform", "symmetric", *MAPPED_NOISE_TYPES)
+ARTIFICIAL_NOISE_TYPES = ("uniform", "symmetric", "symmetric_per_class", *MAPPED_NOISE_TYPES)
 
 # Patrini et al. (giorgiop/loss-correction noise.py), copied by SCE and APL: source class -> target class.
 _DIGIT_MAP = {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}
@@ -109,6 +109,9 @@ def corrupt_labels(
     (the paper's "labels replaced randomly").
     kind "symmetric": as uniform, but the new label is drawn from the other C - 1 classes, so exactly `rate` of
     them are wrong.
+    kind "symmetric_per_class": the APL family's symmetric noise (HanxunH/Active-Passive-Losses dataset.py @fdd52a2,
+    copied by SCELoss-Reproduce): int(int(rate * N) / C) samples of every class, the same count for each, get a
+    label drawn from the other C - 1 classes; a class with fewer samples than that is a ValueError.
     kinds "asymmetric", "asymmetric_block", "pairflip" (need `class_map`, from data.noise.class_map): for every
     source class c with class_map[c] >= 0, exactly round(rate * n_c) of its n_c samples (Python's round: halves
     to even) get the label class_map[c]; classes mapped to -1 stay clean. All flips are chosen from the clean
@@ -129,6 +132,8 @@ def corrupt_labels(
         return _flip_by_class(labels, rate, num_classes, seed, _checked_map(class_map, kind, num_classes))
     if class_map is not None:
         raise ValueError(f"class_map: only used with noise_type {', '.join(MAPPED_NOISE_TYPES)}, not {kind}")
+    if kind == "symmetric_per_class":
+        return _symmetric_per_class(labels, rate, num_classes, seed)
     generator = seeded("label-noise", seed)
     noisy = labels.clone()
     count = round(rate * len(labels))
@@ -139,6 +144,21 @@ def corrupt_labels(
         # A non-zero offset modulo C lands uniformly on each of the other C - 1 classes.
         offsets = torch.randint(1, num_classes, (count,), generator=generator)
         noisy[chosen] = (labels[chosen] + offsets) % num_classes
+    return noisy
+
+
+def _symmetric_per_class(labels: torch.Tensor, rate: float, num_classes: int, seed: int) -> torch.Tensor:
+    """APL's symmetric noise: the same count int(int(rate N) / C) of every class relabelled to another class."""
+    count = int(int(rate * len(labels)) / num_classes)  # the authors' arithmetic, truncations included
+    sizes = torch.bincount(labels, minlength=num_classes)
+    if count > int(sizes.min()):
+        raise ValueError(f"noise: symmetric_per_class relabels {count} samples of every class at rate {rate}, but a "
+                         f"class has only {int(sizes.min())}")
+    generator = seeded("label-noise", seed)
+    chosen = first_per_class(labels, torch.full((num_classes,), count, dtype=torch.int64), generator)
+    offsets = torch.randint(1, num_classes, (len(chosen),), generator=generator)
+    noisy = labels.clone()
+    noisy[chosen] = (labels[chosen] + offsets) % num_classes
     return noisy
 
 
@@ -177,7 +197,7 @@ def nominal_transition(noise_type: str, rate: float, num_classes: int) -> torch.
     eye, ones = torch.eye(num_classes, dtype=torch.float64), torch.ones(num_classes, num_classes, dtype=torch.float64)
     if noise_type == "uniform":
         return (1 - rate) * eye + rate / num_classes * ones
-    if noise_type == "symmetric":
+    if noise_type in ("symmetric", "symmetric_per_class"):
         return (1 - rate) * eye + rate / (num_classes - 1) * (ones - eye)
     return None
 

@@ -91,6 +91,16 @@ DATASET_LOSS_DEFAULTS: dict[str, dict[str, dict[str, float]]] = {
     # shengliu66/ELR ELR/config_cifar10.json @2f4cd32, config_cifar100.json @4e6cb7d, read against the repository. No
     # MNIST setting: CIFAR-10's, the other 10-class one.
     "elr": {"cifar10": {"beta": 0.7, "lambda_": 3.0}, "cifar100": {"beta": 0.9, "lambda_": 7.0}},
+    # The APL family's CIFAR-100 runs, HanxunH/Active-Passive-Losses slurm/cifar100/<loss>.slurm @89fa39a (symmetric
+    # blocks), those of the fdd52a2 result log; CIFAR-10 and MNIST run their signature's defaults (alpha = beta = 1,
+    # gamma 0.5, q 0.7). Its notebook's notes say q 0.3 for NGCE where the script passes 0.2: the script's is taken.
+    "ngce": {"cifar100": {"q": 0.2}},
+    "ngce+nce": {"cifar100": {"q": 0.2}},
+    "ngce+mae": {"cifar100": {"alpha": 10.0, "q": 0.2}},
+    "ngce+rce": {"cifar100": {"alpha": 10.0, "beta": 0.1, "q": 0.2}},
+    "nfl+mae": {"cifar100": {"alpha": 10.0}},
+    "nfl+rce": {"cifar100": {"alpha": 10.0, "beta": 0.1}},
+    "gce+rce": {"cifar100": {"beta": 0.1}},
 }
 
 

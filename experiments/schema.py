@@ -14,7 +14,7 @@ import tce
 from data.sources import DEFAULT_ROOT
 
 COMPILE_MODES = ("default", "reduce-overhead")
-SCHEDULES = ("step", "cosine")  # optim.schedule: experiments.trainer.lr_at computes each
+SCHEDULES = ("step", "cosine", "cosine_restarts", "exponential")  # optim.schedule: experiments.trainer.lr_at
 
 
 class ConfigError(ValueError):
@@ -98,9 +98,13 @@ class OptimConfig:
     # Fractions of `epochs` at which the lr is multiplied by lr_gamma: 128 and 192 of 256, as in the paper.
     lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
     lr_gamma: float = 0.1
-    # The lr of each epoch (SCHEDULES): "step" at lr_milestones and lr_gamma, the paper's; "cosine" from lr to 0 over
-    # `epochs`, once per epoch, as torch's CosineAnnealingLR(T_max=epochs, eta_min=0) (lr_milestones unused).
+    # The lr of each epoch (SCHEDULES), every one stepped once per epoch as torch's schedulers are: "step" at
+    # lr_milestones and lr_gamma, the paper's; "cosine" from lr to lr_min over `epochs` (CosineAnnealingLR(T_max=epochs,
+    # eta_min=lr_min)); "cosine_restarts" from lr to lr_min over every restart_epochs (CosineAnnealingWarmRestarts(T_0,
+    # eta_min=lr_min), ELR's); "exponential" times lr_gamma every epoch (StepLR(step_size=1), SCELoss-Reproduce's).
     schedule: str = "step"
+    lr_min: float = 0.0
+    restart_epochs: int | None = None
     # Scale each run's gradient down to this 2-norm over all its parameters before every step, as torch's
     # clip_grad_norm_ (each member of a pack by its own norm); null: no clipping, the paper's.
     clip_grad_norm: float | None = None

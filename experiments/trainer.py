@@ -66,13 +66,18 @@ def initial_model_state(cfg: DictConfig, in_channels: int, num_classes: int) -> 
 
 
 def lr_at(epoch: int, cfg: DictConfig) -> float:
-    """The lr of 1-based `epoch`. Step schedule: divided by 1/lr_gamma after each milestone (128 and 192 of 256
-    epochs). Cosine: lr (1 + cos(pi (epoch - 1) / epochs)) / 2, what torch's CosineAnnealingLR(T_max=epochs,
-    eta_min=0) gives when stepped after each epoch: the first epoch at lr, the last one just above 0."""
-    if cfg.optim.schedule == "cosine":
-        lr = cfg.optim.lr * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs)) / 2
+    """The lr of 1-based `epoch`, as torch's scheduler of the same name gives it when stepped after each epoch.
+    Step: divided by 1/lr_gamma after each milestone (128 and 192 of 256 epochs). Cosine: lr_min + (lr - lr_min)
+    (1 + cos(pi (epoch - 1) / epochs)) / 2, the first epoch at lr, the last just above lr_min; cosine_restarts: the
+    same over each cycle of restart_epochs, starting again at lr; exponential: lr lr_gamma^(epoch - 1)."""
+    optim = cfg.optim
+    if optim.schedule in ("cosine", "cosine_restarts"):
+        period = cfg.epochs if optim.schedule == "cosine" else optim.restart_epochs
+        lr = optim.lr_min + (optim.lr - optim.lr_min) * (1 + math.cos(math.pi * ((epoch - 1) % period) / period)) / 2
+    elif optim.schedule == "exponential":
+        lr = optim.lr * optim.lr_gamma ** (epoch - 1)
     else:
-        lr = cfg.optim.lr * cfg.optim.lr_gamma ** sum(epoch > round(m * cfg.epochs) for m in cfg.optim.lr_milestones)
+        lr = optim.lr * optim.lr_gamma ** sum(epoch > round(m * cfg.epochs) for m in optim.lr_milestones)
     return float(f"{lr:.12g}")  # 0.001, not 0.0010000000000000002
 
 

@@ -91,6 +91,12 @@ def _recipe_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
          f"optim.lr_milestones: fractions of epochs in (0, 1], got {list(optim.lr_milestones)}"),
         (0 < optim.lr_gamma <= 1, f"optim.lr_gamma: must be in (0, 1], got {optim.lr_gamma}"),
         (optim.schedule in SCHEDULES, f"optim.schedule: must be one of {', '.join(SCHEDULES)}, got {optim.schedule!r}"),
+        (math.isfinite(optim.lr_min) and 0 <= optim.lr_min < optim.lr,
+         f"optim.lr_min: must be a number in [0, optim.lr), got {optim.lr_min}"),
+        ((optim.schedule == "cosine_restarts") == (optim.restart_epochs is not None)
+         and (optim.restart_epochs is None or optim.restart_epochs >= 1),
+         f"optim.restart_epochs: the epochs of a cycle (>= 1) with schedule=cosine_restarts, null otherwise, got "
+         f"{optim.restart_epochs} with schedule={optim.schedule}"),
         (optim.clip_grad_norm is None or (math.isfinite(optim.clip_grad_norm) and optim.clip_grad_norm > 0),
          f"optim.clip_grad_norm: must be a finite number > 0 or null, got {optim.clip_grad_norm}"),
     ]

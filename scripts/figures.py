@@ -12,6 +12,9 @@
 - reliability_<dataset>_<condition>: reliability diagrams of CE and every TCE setting at the protocol's epoch,
   the full runs' test predictions pooled (their calibration.csv): accuracy per confidence bin against the
   diagonal, and the ECE.
+- claimed_vs_ours (in the report only, scripts/report.py): for a recipe with published numbers (results/claims.csv),
+  each claim (x) against our value that selects its epoch the same way (y), a point per cell coloured by loss,
+  hollow where the claim differs from our cell in a way no setting expresses, and the y = x line.
 - memorization_<dataset>: per noisy condition (noise level, type and set), test accuracy and noisy_fit (the % of
   relabelled training samples predicted as their noisy label) against epoch, one line per loss, the protocol's
   epoch marked: CE's peak and its fall as it memorizes the noise, against a robust loss's plateau.
@@ -345,6 +348,36 @@ def _condition_label(condition: tuple) -> str:
     if noise_variant:
         return f"{noise_type} noise, {noise_variant}"
     return f"η = {format_level(noise)}" + ("" if noise_type == "uniform" else f" ({noise_type})")
+
+
+def plot_claimed_vs_ours(compared: pd.DataFrame, title: str) -> plt.Figure | None:
+    """Claimed (x) against ours (y) for every row of `compared` (scripts.claims.beside_ours) whose `ours` is known:
+    a point per cell coloured by its loss, filled where like is compared with like (`differs` empty), hollow where
+    not, and the y = x line; None when no row has both."""
+    both = compared[compared["ours"].notna()]
+    if both.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    losses = sorted(set(both["loss"]))
+    colors = plt.get_cmap("tab20" if len(losses) > 10 else "tab10")
+    for i, loss in enumerate(losses):
+        mine = both[both["loss"] == loss]
+        color = colors(i % colors.N)
+        alike = mine["differs"] == ""
+        ax.scatter(mine.loc[alike, "top1"], mine.loc[alike, "ours"], color=color, label=loss, s=28, zorder=3)
+        ax.scatter(mine.loc[~alike, "top1"], mine.loc[~alike, "ours"], facecolors="none", edgecolors=color, s=28,
+                   label=None if alike.any() else loss, zorder=3)
+    low = min(both["top1"].min(), both["ours"].min())
+    high = max(both["top1"].max(), both["ours"].max())
+    pad = max(1.0, 0.05 * (high - low))
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.5", linestyle="--", linewidth=1, label="y = x")
+    ax.set(xlim=(low - pad, high + pad), ylim=(low - pad, high + pad), aspect="equal",
+           xlabel="claimed top-1 (%)", ylabel="ours, selected as the claim was (%)",
+           title=f"{title}: {len(both)} cells ({int((both['differs'] != '').sum())} hollow: differ)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize="small", frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 def save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:

@@ -22,6 +22,9 @@ LOSS_LABELS = {
     "agce": "AGCE", "aul": "AUL", "ael": "AEL", "nce+agce": "NCE+AGCE", "nce+aul": "NCE+AUL", "nce+ael": "NCE+AEL",
     "nnce": "NNCE", "eps_softmax": "CE_ε+MAE", "js": "JS", "logit_clip": "LogitClip",
     "anl_ce": "ANL-CE", "jal_ce": "JAL-CE", "forward": "Forward", "backward": "Backward", "elr": "ELR",
+    "apl_mae": "MAE (APL)", "nfl": "NFL", "ngce": "NGCE", "nmae": "NMAE", "nrce": "NRCE", "nfl+nce": "NFL+NCE",
+    "nfl+mae": "NFL+MAE", "nfl+rce": "NFL+RCE", "ngce+nce": "NGCE+NCE", "ngce+mae": "NGCE+MAE", "ngce+rce": "NGCE+RCE",
+    "gce+mae": "GCE+MAE", "gce+rce": "GCE+RCE", "gce+nce": "GCE+NCE", "mae+rce": "MAE+RCE",
 }
 PARAM_SYMBOLS = {"alpha": "α", "beta": "β", "q": "q", "A": "A", "gamma": "γ", "t": "t", "epsilon": "ε",
                  "a": "a", "m": "m", "pi": "π", "tau": "τ", "p_norm": "p", "delta": "δ", "lambda_": "λ"}

@@ -5,8 +5,9 @@
 A single static HTML file, the figures embedded as PNG (data URIs), no script and no server: it opens in any
 browser, and it can be mailed or attached to a review as it is. Tables with no protocol value at all are left out
 (the paper's Tables 1 and 2 before any of their runs exist, say). A table of every noise condition says what each
-noise is (its realized rate and fingerprint); the recipes found, the runs that are not complete and what the
-protocol left out are listed, as `make tables` prints them.
+noise is (its realized rate and fingerprint); per recipe with published numbers (results/claims.csv), a scatter of
+claimed against ours and the claims that no run has a value for yet; the recipes found, the runs that are not
+complete and what the protocol left out are listed, as `make tables` prints them.
 """
 
 import argparse
@@ -24,8 +25,8 @@ from experiments.lifecycle import COMPLETE
 from experiments.provenance import git_commit
 from scripts import paired, table_formats, tables
 from scripts.aggregate import Aggregation, aggregate, noise_table, recipe_lines
-from scripts.claims import load_claims, refusing_bad_claims, unplaced
-from scripts.figures import all_figures
+from scripts.claims import beside_ours, load_claims, load_out_of_scope, refusing_bad_claims, status_lines
+from scripts.figures import all_figures, plot_claimed_vs_ours
 from scripts.runs import FOUND_STATUSES, NOISE_COLUMNS
 
 STYLE = """
@@ -36,6 +37,15 @@ th { background: #f0f0f0; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0 1.5em; }
 .muted { color: #666; }
 """
+
+
+CLAIMS_CAPTION = (
+    "Each recipe's published numbers (results/claims.csv) against ours: a point per cell, the claimed top-1 (x) "
+    "against our mean top-1 selected as the claim was (y: at the last epoch, at the best test epoch, or at the "
+    "epoch of best validation accuracy), coloured by loss; hollow where the claim differs from our cell in a way no "
+    "setting of ours expresses (the tables print how, beside Δ); the dashed line is y = x. A claim of unknown "
+    "selection is compared with none of ours."
+)
 
 
 def figure_png(fig: plt.Figure) -> str:
@@ -84,6 +94,38 @@ def noise_html(noise: pd.DataFrame) -> str:
     return table_formats.html_table(header, body)
 
 
+def claims_html(claims: pd.DataFrame, cells: pd.DataFrame) -> str:
+    """Published numbers beside ours, per recipe preset that has claims and runs: the scatter of claimed against
+    ours, and the claims still without a value of ours; a line per recipe whose claims have no runs at all."""
+    joined = beside_ours(claims, cells)
+    parts, idle = [], []
+    for preset, group in joined.groupby("recipe", sort=True):
+        fill = f"python -m scripts.claims --missing {preset} prints the sweep that fills them and its cost"
+        if not group["has_runs"].any():
+            idle.append(f"recipe={preset}: {len(group)} claims, no runs yet ({fill}).")
+            continue
+        both = group[group["ours"].notna()]
+        parts.append(f"<h3>recipe={html.escape(preset)}</h3>")
+        parts.append(f"<p>{len(group)} claims: {len(both)} beside a value of ours that selects the same way, "
+                     f"{int((group['has_runs'] & group['ours'].isna()).sum())} with runs but no such value (selection "
+                     f"unknown, or no run yet has it), {int((~group['has_runs']).sum())} without runs ({fill}).</p>")
+        fig = plot_claimed_vs_ours(group, f"recipe={preset}")
+        if fig is not None:
+            parts.append(f"<img alt='claimed against ours, recipe={html.escape(preset)}' src='{figure_png(fig)}'>")
+        waiting = group[group["ours"].isna()]
+        if not waiting.empty:
+            header = ["dataset", "noise", "loss", "params", "claimed", "selection", "runs", "differs"]
+            body = [[html.escape(str(v)) for v in (r.dataset, f"{r.noise_type} {r.noise:g} {r.noise_set}".strip(),
+                                                    r.loss, r.params or "ours", f"{r.top1:.2f}", r.selection,
+                                                    "yes" if r.has_runs else "none", r.differs or "—")]
+                    for r in waiting.itertuples()]
+            parts.append(f"<details><summary>{len(waiting)} claims without a value of ours</summary>\n"
+                         f"{table_formats.html_table(header, body)}\n</details>")
+    if idle:
+        parts.append(lines_html(idle))
+    return "\n".join(parts)
+
+
 def lines_html(lines: list[str]) -> str:
     return "<ul>\n" + "\n".join(f"<li>{html.escape(line.strip())}</li>" for line in lines) + "\n</ul>"
 
@@ -93,7 +135,7 @@ def render(runs_dir: Path) -> str:
     aggregation = aggregate(runs_dir)
     comparison = paired.paired_table(aggregation)
     significant = paired.significant(comparison)
-    claims = load_claims()
+    claims, out_of_scope = load_claims(), load_out_of_scope()
     built = tables.build_tables(aggregation, tables.load_reference(tables.DEFAULT_REFERENCE), significant, claims)
     shown = [t for t in built if t.cells["protocol_mean"].notna().any()]
     counts = {status: sum(r.status == status for r in aggregation.runs) for status in FOUND_STATUSES}
@@ -119,7 +161,9 @@ def render(runs_dir: Path) -> str:
             parts.append(f"<p class='muted'>{html.escape(stem)}: not drawn, {html.escape(missing)}.</p>")
         else:
             parts.append(f"<h3>{html.escape(stem)}</h3>\n<img alt='{html.escape(stem)}' src='{figure_png(fig)}'>")
-    parts += ["<h2>Recipes</h2>", lines_html(recipe_lines(aggregation) + unplaced(claims)),
+    parts += ["<h2>Published numbers beside ours</h2>",
+              f"<p>{html.escape(CLAIMS_CAPTION)}</p>", claims_html(claims, aggregation.cells),
+              "<h2>Recipes</h2>", lines_html(recipe_lines(aggregation) + status_lines(claims, out_of_scope)),
               "<h2>Runs that are not complete</h2>", incomplete_html(aggregation),
               "<h2>Left out by the protocol</h2>", lines_html(aggregation.problems or ["Nothing."]),
               "<h2>Identical copies counted once</h2>", lines_html(aggregation.merged or ["None."])]

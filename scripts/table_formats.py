@@ -42,6 +42,15 @@ class Table:
     def datasets(self) -> list[str]:
         return list(dict.fromkeys(column.dataset for column in self.columns))
 
+    @property
+    def differs_marks(self) -> dict[str, str]:
+        """Each way a claim of the table differs from our cell (its `differs`), in reading order, with the mark
+        that the cells print beside the claim and the caption explains: ‡1, ‡2, ..."""
+        if self.claims is None:
+            return {}
+        texts = [t for t in self.cells["claim_differs"] if isinstance(t, str) and t]
+        return {text: f"‡{i}" for i, text in enumerate(dict.fromkeys(texts), start=1)}
+
 
 @dataclass(frozen=True)
 class Dialect:
@@ -100,20 +109,27 @@ def _cell_text(cell, table: Table, dialect: Dialect) -> str:
             paper = f"paper {cell.paper_top1:.2f} (Δ {cell.diff_vs_paper:+.2f})".replace("-", "−")
         text += escape(f"; {paper}")
     if table.claims is not None and pd.notna(cell.claimed_top1):
-        text += escape(_beside_claim(cell))
+        text += escape(_beside_claim(cell, table.differs_marks))
     return text
 
 
-def _beside_claim(cell) -> str:
-    """E.g. "; last 67.89, oracle 76.90; claimed 77.69 (Δ protocol −8.00, last −9.80, oracle −0.79)": our values
-    that the protocol's leaves out, the published one, and ours − published for each of ours that is known."""
+def _beside_claim(cell, differs_marks: dict[str, str]) -> str:
+    """E.g. "; last 67.89, oracle 76.90; claimed 77.69 ‡1 (Δ protocol −8.00, last −9.80, oracle −0.79)": our
+    values that the protocol's leaves out, the published one with the mark of how it differs from our cell (the
+    caption says), and ours − published for each of ours that is known; a claim of unknown selection has no Δ."""
     def number(value: float) -> str:
         return "—" if pd.isna(value) else f"{value:.2f}"
 
     ours = f"last {number(cell.last_epoch_mean)}, oracle {number(cell.oracle_best_test_mean)}"
+    claimed = f"claimed {cell.claimed_top1:.2f}"
+    if isinstance(cell.claim_differs, str) and cell.claim_differs:
+        claimed += f" {differs_marks[cell.claim_differs]}"
     deltas = ", ".join(f"{name} {getattr(cell, f'diff_{name}_vs_claimed'):+.2f}" for name in OURS
                        if pd.notna(getattr(cell, f"diff_{name}_vs_claimed")))
-    claimed = f"claimed {cell.claimed_top1:.2f}" + (f" (Δ {deltas})" if deltas else "")
+    if cell.claim_selection == "unknown":
+        claimed += " (selection unknown: no Δ)"
+    elif deltas:
+        claimed += f" (Δ {deltas})"
     return f"; {ours}; {claimed}".replace("-", "−")
 
 
@@ -140,6 +156,9 @@ def _caption(table: Table) -> str:
                     " peeks at the test set); claimed: the published value; Δ: ours − claimed. "
                     + " ".join(_claim_source(claim) for claim in
                                table.claims.drop_duplicates(["source", "selection", "read_in"]).to_dict("records")))
+        if table.differs_marks:
+            caption += " How a claim differs from our cell, as far as no setting of ours expresses it: " + " ".join(
+                f"{mark} {text}." for text, mark in table.differs_marks.items())
     if table.recipe_note:
         caption += f" {table.recipe_note}"
     return caption
@@ -149,9 +168,9 @@ def _claim_source(claim: dict) -> str:
     """The caption's sentence on a source of claims: who claims, how the number was selected, which value of ours
     selects the same way, and whether the number was checked against the paper."""
     words, ours = SELECTIONS[claim["selection"]]
-    unverified = "" if claim["verified"] else f" (not verified against the paper: quoted in {claim['read_in']})"
-    return (f"Claimed by {claim['source']} for recipe={claim['recipe']} {words}: compare it with our {ours}"
-            f"{unverified}.")
+    unverified = "" if claim["verified"] else f" (not verified against the source: quoted in {claim['read_in']})"
+    compared = "none of ours" if ours is None else f"our {ours}"
+    return f"Claimed by {claim['source']} for recipe={claim['recipe']} {words}: compare it with {compared}{unverified}."
 
 
 def _header(table: Table) -> list[str]:

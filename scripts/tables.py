@@ -34,7 +34,15 @@ from scripts.aggregate import (
     status_report,
     write_csvs,
 )
-from scripts.claims import CLAIMS, OURS, load_claims, refusing_bad_claims, unplaced
+from scripts.claims import (
+    CLAIMS,
+    OURS,
+    load_claims,
+    load_out_of_scope,
+    out_of_scope_beside,
+    refusing_bad_claims,
+    status_lines,
+)
 from scripts.layout import PAPER_DATASETS, PAPER_NOISE_TYPE, PAPER_TABLES, ZOO, table_of
 from scripts.loss_settings import (
     PAPER_SETTINGS,
@@ -148,10 +156,13 @@ def _add_claims(frame: pd.DataFrame, claims: pd.DataFrame) -> pd.DataFrame | Non
     if not any(found):
         return None
     for column, claim_key in (("claimed_top1", "top1"), ("claim_selection", "selection"),
-                              ("claim_source", "source"), ("claim_verified", "verified")):
+                              ("claim_source", "source"), ("claim_verified", "verified"),
+                              ("claim_differs", "differs")):
         frame[column] = [math.nan if c is None else c[claim_key] for c in found]
+    # A claim of unknown selection is compared with no value of ours.
+    compared = frame["claimed_top1"].where(frame["claim_selection"] != "unknown")
     for ours, column in OURS.items():
-        frame[f"diff_{ours}_vs_claimed"] = frame[column] - frame["claimed_top1"]
+        frame[f"diff_{ours}_vs_claimed"] = frame[column] - compared
     return pd.DataFrame([c for c in found if c is not None])
 
 
@@ -226,9 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="+", help="only the tables of these datasets (default: all)")
     args = parser.parse_args(argv)
     with refusing_bad_claims("tables"):
-        claims = load_claims(args.claims)
+        claims, out_of_scope = load_claims(args.claims), load_out_of_scope(out_of_scope_beside(args.claims))
     aggregation = aggregate(args.runs)
-    print("\n".join([status_report(aggregation), *unplaced(claims)]), end="\n\n")
+    print("\n".join([status_report(aggregation), *status_lines(claims, out_of_scope)]), end="\n\n")
     args.out.mkdir(parents=True, exist_ok=True)
     comparison = paired.paired_table(aggregation)
     if args.datasets is not None:

@@ -9,9 +9,11 @@ of 2021-2025: AGCE, AUL and AEL ("agce", "aul", a, q; "ael", a) and their sums w
 "nce+aul", "nce+ael", alpha, beta and theirs), NNCE ("nnce"), CE with epsilon-softmax plus MAE
 ("eps_softmax", alpha, beta, m), the Jensen-Shannon loss ("js", pi), LogitClip ("logit_clip", tau,
 p_norm, semantics), ANL-CE and JAL-CE ("anl_ce", alpha, beta, delta; "jal_ce", alpha, beta, a, delta), forward and
-backward loss correction ("forward", "backward") and ELR ("elr", beta, lambda_). The last five need more than
+backward loss correction ("forward", "backward") and ELR ("elr", beta, lambda_); these five need more than
 logits and labels (LOSS_NEEDS: the model's parameters, a transition matrix, each sample's index and a memory),
-which their caller passes by name.
+which their caller passes by name. And the APL family's as its authors' code computes them (`tce.apl_losses`):
+APL's MAE ("apl_mae"), NFL, NGCE, NMAE and NRCE ("nfl", "ngce", "nmae", "nrce") and the pairs "nfl+nce",
+"nfl+mae", "nfl+rce", "ngce+nce", "ngce+mae", "ngce+rce", "gce+mae", "gce+rce", "gce+nce", "mae+rce".
 
 Each is a function of logits (N, C) and class indices (N,), exported here from `tce.functional` (the paper's
 losses and those of the earlier literature), `tce.losses_2021_2025` and `tce.losses_with_needs`, all made by
@@ -21,7 +23,7 @@ builds one by name, LOSSES lists the names and LOSS_PARAMS the parameters of eac
 needs torch only.
 """
 
-from tce import batched
+from tce import apl_losses, batched
 from tce.factory import LOSS_NEEDS, LOSS_PARAMS, LOSSES, build_loss
 from tce.functional import (
     cross_entropy,
@@ -74,6 +76,7 @@ __all__ = [
     "MSELoss",
     "TamedCrossEntropy",
     "active_negative_loss",
+    "apl_losses",
     "asymmetric_exponential_loss",
     "batched",
     "asymmetric_generalized_cross_entropy",

@@ -4,6 +4,7 @@ import inspect
 
 from torch import nn
 
+from tce import apl_losses as apl
 from tce import functional
 from tce import losses_2021_2025 as recent
 from tce import losses_with_needs as with_needs
@@ -49,6 +50,22 @@ _LOSS_FUNCTIONS = {
     "forward": with_needs.forward_correction,
     "backward": with_needs.backward_correction,
     "elr": with_needs.early_learning_regularization,
+    # The APL family's normalized losses and active-passive pairs, as its authors' code computes them.
+    "apl_mae": apl.apl_mae,
+    "nfl": apl.normalized_focal_loss,
+    "ngce": apl.normalized_generalized_cross_entropy,
+    "nmae": apl.normalized_mean_absolute_error,
+    "nrce": apl.normalized_reverse_cross_entropy,
+    "nfl+nce": apl.nfl_and_nce,
+    "nfl+mae": apl.nfl_and_mae,
+    "nfl+rce": apl.nfl_and_rce,
+    "ngce+nce": apl.ngce_and_nce,
+    "ngce+mae": apl.ngce_and_mae,
+    "ngce+rce": apl.ngce_and_rce,
+    "gce+mae": apl.gce_and_mae,
+    "gce+rce": apl.gce_and_rce,
+    "gce+nce": apl.gce_and_nce,
+    "mae+rce": apl.mae_and_rce,
 }
 LOSSES = tuple(_LOSS_FUNCTIONS)
 

@@ -243,6 +243,11 @@ def _at(log_probs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return log_probs.gather(1, index[:, None]).squeeze(1)
 
 
+def _column(x: float | torch.Tensor) -> float | torch.Tensor:
+    """A parameter as a column: a tensor of one value per sample (tce.batched) broadcasts over the classes."""
+    return x[:, None] if isinstance(x, torch.Tensor) else x
+
+
 def _log(x: float | torch.Tensor) -> float | torch.Tensor:
     """log of a parameter's value: a Python float, or a tensor of one per sample (tce.batched)."""
     return torch.log(x) if isinstance(x, torch.Tensor) else math.log(x)

@@ -9,7 +9,7 @@ import torch
 
 from tce._checks import FRACTION, NONNEGATIVE, Interval, check_transition
 from tce.functional import normalized_cross_entropy
-from tce.loss_maker import _at, _loss_of_log_probs
+from tce.loss_maker import _at, _column, _loss_of_log_probs
 from tce.losses_2021_2025 import LN_1E_MINUS_7, normalized_negative_cross_entropy
 
 #: Forward and backward correction clip p to [1e-7, 1 - 1e-7] (Keras' epsilon in the authors' code); done on log p.
@@ -21,11 +21,6 @@ ELR_CLAMP = 1e-4
 def inverse_transition(transition: torch.Tensor) -> torch.Tensor:
     """T^-1 in float64 of a transition matrix T that `check_transition` accepts (one-line ValueError otherwise)."""
     return torch.linalg.inv(check_transition(transition))
-
-
-def _column(x: float | torch.Tensor) -> float | torch.Tensor:
-    """A parameter as a column: a tensor of one value per sample (tce.batched) broadcasts over the classes."""
-    return x[:, None] if isinstance(x, torch.Tensor) else x
 
 
 def _per_sample_rows(matrix: torch.Tensor, index: torch.Tensor, by_column: bool, dtype: torch.dtype) -> torch.Tensor:

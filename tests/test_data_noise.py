@@ -288,7 +288,8 @@ def test_check_noise_accepts(dataset, noise_type, noise, noise_set):
         ),
         (("cifar10", "asymmetric_block", 0.2, None), "noise_type: asymmetric_block is defined for cifar100 only"),
         (("cifar10", "uniform", 0.2, "aggre"), "noise_set: only used with noise_type=human"),
-        (("cifar10", "gaussian", 0.2, None), "noise_type: must be one of uniform, symmetric, asymmetric"),
+        (("cifar10", "gaussian", 0.2, None),
+         "noise_type: must be one of uniform, symmetric, symmetric_per_class, asym"),
         (("cifar10", "symmetric", 1.2, None), "noise: must be in [0, 1], got 1.2"),
         (("cifar10", "symmetric", -0.1, None), "noise: must be in [0, 1]"),
     ],
@@ -305,3 +306,18 @@ def test_check_noise_human_needs_the_full_training_set():
     with pytest.raises(ValueError, match="dataset.train_size: human noise labels the full 50000-image"):
         check_noise("cifar10", "human", 0.0, "aggre", train_size=1000)
     check_noise("cifar10", "uniform", 0.2, None, train_size=1000)
+
+
+def test_symmetric_per_class_relabels_the_same_count_of_every_class_as_apl():
+    """APL's arithmetic: int(int(0.45 * 1003) / 10) = int(451 / 10) = 45 of every class, whatever its size, each to
+    another class; the classes here have 100 or 103 samples."""
+    labels = torch.cat([torch.arange(10).repeat(100), torch.tensor([0, 0, 0])])
+    noisy = corrupt_labels(labels, 0.45, 10, "symmetric_per_class", seed=3)
+    wrong = noisy != labels
+    assert [int(wrong[labels == c].sum()) for c in range(10)] == [45] * 10
+    assert int(wrong.sum()) == 450
+    again = corrupt_labels(labels, 0.45, 10, "symmetric_per_class", seed=3)
+    assert torch.equal(noisy, again) and not torch.equal(noisy, corrupt_labels(labels, 0.45, 10,
+                                                                                "symmetric_per_class", seed=4))
+    with pytest.raises(ValueError, match="symmetric_per_class relabels"):
+        corrupt_labels(torch.tensor([0, 0, 0, 1]), 1.0, 2, "symmetric_per_class", seed=0)

@@ -3,6 +3,7 @@ in float64; the per-call parameters group settings; TCE's alpha as a tensor keep
 
 import pytest
 import torch
+from test_apl_losses import SETTINGS as APL_SETTINGS
 from test_loss_zoo import NEEDING
 
 import tce
@@ -39,6 +40,7 @@ SETTINGS = {
     "js": [{"pi": 0.01}, {"pi": 0.5}, {"pi": 0.99}],
     "logit_clip": [{"tau": 0.5}, {"tau": 2.0}, {"tau": 30.0}, {"tau": 1.0, "semantics": "paper"},
                    {"tau": 1.0, "p_norm": 1.0}],
+    **APL_SETTINGS,
 }
 
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from test_apl_losses import APL_LOSSES
 
 import tce
 
@@ -669,11 +670,11 @@ def test_module_checks_parameters_once_and_fills_in_defaults():
 
 
 def test_losses_lists_the_papers_losses_then_the_others():
-    assert ("ce", "mse", "mae", "tce", *FUNCTIONS, *NEEDING) == tce.LOSSES
+    assert ("ce", "mse", "mae", "tce", *FUNCTIONS, *NEEDING, *APL_LOSSES) == tce.LOSSES
 
 
 def test_loss_params_is_the_table():
-    assert {name: params for name, params in tce.LOSS_PARAMS.items() if name not in NEEDING} == {
+    assert {name: params for name, params in tce.LOSS_PARAMS.items() if name not in (*NEEDING, *APL_LOSSES)} == {
         "ce": {}, "mse": {}, "mae": {}, "tce": {"alpha": 1.0}, **TABLE}
     assert list(tce.LOSS_PARAMS) == list(tce.LOSSES)
     assert tce.LOSS_PARAMS["sce"]["A"] == math.log(1e-4)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from test_apl_losses import APL_LOSSES
 from test_loss_zoo import NEEDING, random_batch, value_and_grad
 
 import tce
@@ -18,8 +19,9 @@ from experiments.schema import LOSS_KEYS, ConfigError
 NEW_LOSSES = ("agce", "aul", "ael", "nce+agce", "nce+aul", "nce+ael", "nnce", "eps_softmax", "js", "logit_clip")
 
 
-def test_the_new_losses_follow_the_zoo_before_those_that_need_more():
-    assert tce.LOSSES[-len(NEW_LOSSES) - len(NEEDING):-len(NEEDING)] == NEW_LOSSES
+def test_the_new_losses_follow_the_zoo_before_those_that_need_more_and_the_apl_family():
+    end = len(tce.LOSSES) - len(APL_LOSSES)
+    assert tce.LOSSES[end - len(NEW_LOSSES) - len(NEEDING):end] == NEW_LOSSES + NEEDING
 
 
 # --- epsilon-softmax -------------------------------------------------------------------------------------------
@@ -189,4 +191,7 @@ def test_the_zoo_preset_has_every_loss_beyond_the_papers():
     params = compose_train("experiment=zoo", hydra=True).hydra.sweeper.params
     groups = params.loss.split(",")
     names = {resolve(compose_train(f"loss={group}")).loss.name for group in groups}
-    assert names == set(tce.LOSSES) - {"mse", "mae"} and len(groups) == len(tce.LOSSES) - 2 + 1  # tce1 and tce2
+    # The APL family's normalized losses are for its claims under its own recipes (python -m scripts.claims
+    # --missing apl_cifar10 prints their sweeps), not for the zoo of the paper's recipe.
+    beyond = set(tce.LOSSES) - {"mse", "mae"} - set(APL_LOSSES)
+    assert names == beyond and len(groups) == len(beyond) + 1  # tce1 and tce2

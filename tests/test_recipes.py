@@ -27,7 +27,8 @@ RECIPES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs
 
 def _schedule(epochs: int, **optim) -> OmegaConf:
     return OmegaConf.create({"epochs": epochs, "optim": {"lr": 0.1, "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1,
-                                                         "schedule": "step", **optim}})
+                                                         "schedule": "step", "lr_min": 0.0, "restart_epochs": None,
+                                                         **optim}})
 
 
 def _torch_lrs(scheduler_of, lr: float, epochs: int) -> list[float]:
@@ -50,10 +51,34 @@ def test_cosine_is_torchs_cosine_annealing_to_zero_stepped_per_epoch(epochs, lr)
     assert lr_at(1, cfg) == lr and 0 < lr_at(epochs, cfg) < lr / epochs  # from lr, down to just above 0
 
 
-@pytest.mark.parametrize("epochs, milestones, torch_milestones", [(256, [0.5, 0.75], [128, 192]), (100, [0.6], [60]),
-                                                                  (300, [0.5], [150])])
+def test_cosine_to_a_floor_is_torchs_with_eta_min():
+    """APL's MNIST recipe: cosine from 0.01 to 0.001 over 50 epochs."""
+    cfg = _schedule(50, lr=0.01, schedule="cosine", lr_min=0.001)
+    expected = _torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=50, eta_min=0.001), 0.01, 50)
+    assert [lr_at(e, cfg) for e in range(1, 51)] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("epochs, period", [(150, 10), (23, 7), (5, 1)])
+def test_cosine_restarts_is_torchs_warm_restarts_stepped_per_epoch(epochs, period):
+    """ELR's CIFAR-10 schedule: CosineAnnealingWarmRestarts(T_0=10, eta_min=0.001) of lr 0.02 over 150 epochs."""
+    cfg = _schedule(epochs, lr=0.02, schedule="cosine_restarts", restart_epochs=period, lr_min=0.001)
+    expected = _torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=period,
+                                                                                          eta_min=0.001), 0.02, epochs)
+    assert [lr_at(e, cfg) for e in range(1, epochs + 1)] == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_exponential_schedule_is_torchs_step_lr_of_one_epoch():
+    """SCELoss-Reproduce's: StepLR(step_size=1, gamma=0.97) of lr 0.01 over 150 epochs."""
+    cfg = _schedule(150, lr=0.01, schedule="exponential", lr_gamma=0.97)
+    expected = _torch_lrs(lambda o: torch.optim.lr_scheduler.StepLR(o, 1, gamma=0.97), 0.01, 150)
+    assert [lr_at(e, cfg) for e in range(1, 151)] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("epochs, milestones, torch_milestones", [
+    (256, [0.5, 0.75], [128, 192]), (100, [0.6], [60]), (300, [0.5], [150]), (150, [80 / 150, 0.8], [80, 120])])
 def test_the_step_schedule_is_torchs_multistep(epochs, milestones, torch_milestones):
-    """The paper's schedule and those of CIFAR-N (after epoch 60) and DivideMix (after 150)."""
+    """The paper's schedule and those of CIFAR-N (after epoch 60), DivideMix (after 150) and ELR (after 80 and 120:
+    80 / 150 is 0.5333..., whose product with 150 is 79.99999999999999 in floats)."""
     cfg = _schedule(epochs, lr_milestones=milestones)
     expected = _torch_lrs(lambda o: torch.optim.lr_scheduler.MultiStepLR(o, torch_milestones, gamma=0.1), 0.1, epochs)
     assert [lr_at(e, cfg) for e in range(1, epochs + 1)] == pytest.approx(expected, rel=1e-12)
@@ -100,6 +125,9 @@ def test_a_pack_with_clipping_steps_as_each_run_alone(fresh_models):
 
 BAD = [
     (["optim.schedule=linear"], "optim.schedule"),
+    (["optim.schedule=cosine_restarts"], "optim.restart_epochs"), (["optim.restart_epochs=5"], "optim.restart_epochs"),
+    (["optim.schedule=cosine_restarts", "optim.restart_epochs=0"], "optim.restart_epochs"),
+    (["optim.lr_min=0.5"], "optim.lr_min"), (["optim.lr_min=-1e-3"], "optim.lr_min"),
     (["optim.clip_grad_norm=0"], "optim.clip_grad_norm"),
     (["optim.clip_grad_norm=-5"], "optim.clip_grad_norm"),
     (["optim.clip_grad_norm=inf"], "optim.clip_grad_norm"),
@@ -134,11 +162,33 @@ EXPECTED = {
                          wd=1e-5, schedule="cosine", milestones=None, clip=5.0, crop=True, rotate=20.0, fill="black"),
     "apl_mnist": dict(dataset="mnist", model="cnn4", epochs=50, batch=128, lr=0.01, nesterov=False, wd=1e-3,
                       schedule="cosine", milestones=None, clip=5.0, crop=False, rotate=0.0, fill="black"),
+    # APL's result log's code (train.py @fdd52a2): the cosine ends at 0.001.
+    "apl_mnist_icml2020": dict(dataset="mnist", model="cnn4", epochs=50, batch=128, lr=0.01, nesterov=False, wd=1e-3,
+                               schedule="cosine", milestones=None, lr_min=0.001, clip=5.0, crop=False, rotate=0.0,
+                               fill="black"),
     "cifarn_resnet34": dict(dataset="cifar10", model="resnet34", epochs=100, batch=128, lr=0.1, nesterov=False,
                             wd=5e-4, schedule="step", milestones=[0.6], clip=None, crop=True, rotate=0.0,
                             fill="black"),
     "dividemix_ce": dict(dataset="cifar10", model="preact_resnet18", epochs=300, batch=128, lr=0.02, nesterov=False,
                          wd=5e-4, schedule="step", milestones=[0.5], clip=None, crop=True, rotate=0.0, fill="black"),
+    # ELR's MultiStepLR([80, 120], gamma=0.01) of 150 epochs (CIFAR-100), its CIFAR-10 MultiStepLR([40, 80]) of 120,
+    # and its CosineAnnealingWarmRestarts(T_0=10, eta_min=1e-3) of 150 on the dataset given.
+    "elr_cifar10": dict(dataset="cifar10", model="resnet34", epochs=120, batch=128, lr=0.02, nesterov=False,
+                        wd=1e-3, schedule="step", milestones=[1 / 3, 2 / 3], gamma=0.01, clip=None, crop=True,
+                        rotate=0.0, fill="black"),
+    "elr_cifar100": dict(dataset="cifar100", model="resnet34", epochs=150, batch=128, lr=0.02, nesterov=False,
+                         wd=1e-3, schedule="step", milestones=[80 / 150, 0.8], gamma=0.01, clip=None, crop=True,
+                         rotate=0.0, fill="black"),
+    "elr_cosine": dict(dataset="cifar10", model="resnet34", epochs=150, batch=128, lr=0.02, nesterov=False,
+                       wd=1e-3, schedule="cosine_restarts", milestones=None, restart=10, lr_min=0.001,
+                       clip=None, crop=True, rotate=0.0, fill="black"),
+    # SCELoss-Reproduce's StepLR(1, gamma=0.97), Nesterov, weight decay 1e-2.
+    "scereproduce_cifar10": dict(dataset="cifar10", model="cnn8", epochs=120, batch=128, lr=0.01, nesterov=True,
+                                 wd=1e-2, schedule="exponential", milestones=None, gamma=0.97, clip=5.0, crop=True,
+                                 rotate=0.0, fill="black"),
+    "scereproduce_cifar100": dict(dataset="cifar100", model="resnet34", epochs=150, batch=128, lr=0.01, nesterov=True,
+                                  wd=1e-2, schedule="exponential", milestones=None, gamma=0.97, clip=5.0, crop=True,
+                                  rotate=20.0, fill="black"),
 }
 
 
@@ -159,7 +209,9 @@ def test_each_recipe_composes_with_the_keys_its_comment_states(name):
     assert (o.lr, o.momentum, o.nesterov, o.weight_decay, o.schedule, o.clip_grad_norm) == (
         want["lr"], 0.9, want["nesterov"], want["wd"], want["schedule"], want["clip"])
     if want["milestones"] is not None:
-        assert (list(o.lr_milestones), o.lr_gamma) == (want["milestones"], 0.1)
+        assert list(o.lr_milestones) == want["milestones"]
+    assert (o.lr_gamma, o.restart_epochs, o.lr_min) == (want.get("gamma", 0.1), want.get("restart"),
+                                                        want.get("lr_min", 0.0))
     assert (a.crop, a.rotate, a.fill) == (want["crop"], want["rotate"], want["fill"])
     assert cfg.runs_dir == f"runs/{name}"  # a folder of its own: run names do not hold the recipe
     # Its recipe tag is its own: no two presets, and none of them with the paper's recipe, share one.
@@ -183,8 +235,9 @@ def _miniature(root: Path, *overrides: str) -> list[str]:
 
 
 # The lr of the miniature's one epoch: the recipe's own, but DivideMix's drop "at half the epochs" of a 1-epoch run
-# comes after epoch round(0.5) = 0, so its one epoch is at lr / 10.
-FIRST_LR = {**{name: want["lr"] for name, want in EXPECTED.items()}, "dividemix_ce": 0.002}
+# comes after epoch round(0.5) = 0, so its one epoch is at lr / 10, and ELR's CIFAR-10 drop at a third of the
+# epochs after epoch round(1/3) = 0, at lr x 0.01.
+FIRST_LR = {**{name: want["lr"] for name, want in EXPECTED.items()}, "dividemix_ce": 0.002, "elr_cifar10": 0.0002}
 
 
 @pytest.mark.parametrize("name", RECIPES)
