@@ -37,10 +37,10 @@ def epoch_records(epoch: TrainedEpoch, runs: list["TrainingRun"], due: list["Tra
     def write() -> None:
         if not work:
             return
-        states, loss_states = epoch.states.members(), epoch.states.loss_states()
+        states, loss_states, samples = epoch.states.members(), epoch.states.loss_states(), epoch.states.sample_states()
         for k, run, new, rows, execution in work:
-            _record(run, epoch.epoch, new, rows, (*states[k], loss_states[k]), epoch.loaders[k], execution,
-                    environment)
+            _record(run, epoch.epoch, new, rows, (*states[k], loss_states[k], samples[k]), epoch.loaders[k],
+                    execution, environment)
 
     return write
 
@@ -51,10 +51,16 @@ def _record(run: "TrainingRun", epoch: int, new: list[dict], rows: list[dict], s
     the run directory's WRITE_ORDER, checkpoint first, so the files never run ahead of what can be resumed. A
     diverged epoch is not checkpointed: a diverged run is terminal."""
     status = after_epochs(rows, run.member.cfg.epochs)
-    model_state, momentum, loss_state = state
+    model_state, momentum, loss_state, samples = state
     error = f"non-finite training loss at epoch {epoch}" if status == DIVERGED else None
+
+    def checkpoint() -> None:  # samples.npz goes with the checkpoint: it never runs ahead of what can be resumed
+        run.dir.save_checkpoint(epoch, model_state, momentum, loader, rows, loss_state, samples)
+        if samples is not None:
+            run.dir.write_samples(epoch, samples, run.truth)
+
     writes = {
-        "checkpoint": lambda: run.dir.save_checkpoint(epoch, model_state, momentum, loader, rows, loss_state),
+        "checkpoint": checkpoint,
         "metrics": lambda: run.dir.append_metrics(new),
         "calibration": lambda: run.dir.append_calibration(new),
         "summary": lambda: run.move(status, environment, error, rows, execution),

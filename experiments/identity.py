@@ -23,7 +23,7 @@ from experiments.schema import REPLACED_WEIGHT_DECAY, covered, loss_params, with
 # A name covers the key and every key below it ("loss" covers loss.alpha).
 EXECUTION_KEYS = (
     "device", "force", "progress", "pack", "threads", "runs_dir", "compile", "compile_mode", "channels_last",
-    "eval_batch_size", "lock_timeout", "checkpoint_every",
+    "eval_batch_size", "lock_timeout", "checkpoint_every", "detect",
 )
 LOCATION_KEYS = ("dataset.root", "dataset.download", "noise_file", "loss.transition")
 PER_RUN_KEYS = (

@@ -15,6 +15,7 @@ import os
 from itertools import groupby
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
@@ -39,7 +40,8 @@ from experiments.evaluation import METRIC_COLUMNS
 from experiments.identity import run_name
 from experiments.lifecycle import DIVERGED, FAILED, INTERRUPTED, RUNNING, SKIPPED, TERMINAL, after_epochs
 from experiments.needs import STATEFUL, make_needs
-from experiments.rundir import LOSS_STATE, RunDir, RunDirError
+from experiments.rundir import LOSS_STATE, SAMPLE_STATE, RunDir, RunDirError
+from experiments.sample_dynamics import fresh_state
 from experiments.trainer import Member, PackTrainer, initial_model_state
 from experiments.writer import Writer
 from tce import batched
@@ -58,6 +60,7 @@ class TrainingRun:
         self.recorded = len(rows)  # epochs whose checkpoint and files are written
         self.submitted = len(rows)  # epochs handed to the writer
         self.done = False  # complete or diverged in this process: its later epochs are not its own
+        self.truth: dict[str, np.ndarray] = {}  # samples.npz's SAMPLE_TRUTH, for a run that detects
         # How it ran (compiled, compile, pack; see summary): kept from the summary until this process trains an
         # epoch, then replaced, never changed, so that the writer thread records what held at its epoch.
         self.execution = {key: run_dir.lifecycle.record.get(key) for key in ("compiled", "compile", "pack")}
@@ -267,15 +270,22 @@ def _start(cfg: DictConfig, run_dir: RunDir, dataset: Dataset, images: SharedIma
         except RunDirError as error:
             raise StartError(str(error)) from None
         needs.update(_loss_state(state, needs, run_dir))
-        member = Member(cfg, data, state["model"], state["momentum"], needs)
+        samples = _sample_state(state, cfg, data, run_dir)
+        member = Member(cfg, data, state["model"], state["momentum"], needs, samples)
         data.loader.load_state_dict(state["loader"])
         rows = state["metrics"]
         log.info(f"{run_name(cfg)}: resuming after epoch {len(rows)} from {run_dir.checkpoint}")
     else:
-        member = Member(cfg, data, initial_model_state(cfg, data.in_channels, data.num_classes), needs=needs)
+        samples = _fresh_samples(cfg, data)
+        member = Member(cfg, data, initial_model_state(cfg, data.in_channels, data.num_classes), needs=needs,
+                        samples=samples)
     network = models.build(cfg.model.name, cfg.model.depth, data.in_channels, data.num_classes)
     params = sum(p.numel() for p in network.parameters())
     run = TrainingRun(member, run_dir, rows, params)
+    if cfg.detect:
+        index = images.train_idx.cpu()
+        run.truth = {"index": index.numpy(), "given": data.noisy_labels[index].numpy(),
+                     "clean": data.clean_labels[index].numpy()}
     run_dir.write_config(cfg)
     run_dir.write_noisy_labels(data.noisy_labels.numpy())
     run_dir.write_noise_matrix(noise_matrix(data.clean_labels, data.noisy_labels, data.num_classes))
@@ -297,6 +307,29 @@ def _loss_state(state: dict, needs: dict[str, torch.Tensor], run_dir: RunDir) ->
                                  f"{tuple(fresh.shape)} {fresh.dtype}; rerun the run from scratch with force=true")
             found[name] = value
     return found
+
+
+def _fresh_samples(cfg: DictConfig, data: RunData) -> dict[str, torch.Tensor] | None:
+    """A detecting run's per-sample dynamics before its first step; None when it does not detect."""
+    return fresh_state(len(data.loader.labels), data.num_classes, cfg.epochs) if cfg.detect else None
+
+
+def _sample_state(state: dict, cfg: DictConfig, data: RunData, run_dir: RunDir) -> dict[str, torch.Tensor] | None:
+    """The per-sample dynamics a checkpoint holds, each field as a fresh one is; a run resumes detecting only if it
+    detected from its first epoch (a state begun later would not be the run's), and stops only by starting over."""
+    saved, fresh = state.get(SAMPLE_STATE), _fresh_samples(cfg, data)
+    if (saved is None) != (fresh is None):
+        was = "false" if saved is None else "true"
+        raise StartError(f"detect: {run_dir.checkpoint} was trained with detect={was}; resume it with detect={was}, "
+                         "or rerun it from scratch with force=true")
+    if fresh is None:
+        return None
+    for name, tensor in fresh.items():
+        value = saved.get(name) if isinstance(saved, dict) else None
+        if not (isinstance(value, torch.Tensor) and value.shape == tensor.shape and value.dtype == tensor.dtype):
+            raise StartError(f"cannot resume from {run_dir.checkpoint}: it holds no {SAMPLE_STATE}.{name} of shape "
+                             f"{tuple(tensor.shape)} {tensor.dtype}; rerun the run from scratch with force=true")
+    return {name: saved[name] for name in fresh}
 
 
 def _train_pack(runs: list[TrainingRun], device: torch.device, environment: dict) -> dict[Path, str]:

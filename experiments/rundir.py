@@ -1,12 +1,13 @@
 """The run directory, a contract that aggregation, sweeps and people read (docs/run-directory.md): its one writer
 and its one reader. The file names are here and nowhere else.
 
-config.yaml, metrics.csv, calibration.csv, summary.json, noisy_labels.npy, noise_matrix.csv, checkpoint.pt and tb/
-live here; every file is written atomically, but metrics.csv and calibration.csv, which each epoch appends to and a
-resumed run rewrites from its checkpoint, so a run killed at any moment leaves a directory that resumes exactly.
-An epoch's records are written in WRITE_ORDER, checkpoint first, so that the files never run ahead of what can be
-resumed (experiments/run.py; the tests' kill points stop a run between any two of them). The readers check what
-they read (CorruptRun, one line, where a file cannot be read or is not what the engine writes).
+config.yaml, metrics.csv, calibration.csv, summary.json, noisy_labels.npy, noise_matrix.csv, checkpoint.pt, tb/ and,
+for a run that detects label errors (detect=true), samples.npz live here; every file is written atomically, but
+metrics.csv and calibration.csv, which each epoch appends to and a resumed run rewrites from its checkpoint, so a
+run killed at any moment leaves a directory that resumes exactly. An epoch's records are written in WRITE_ORDER,
+checkpoint first, so that the files never run ahead of what can be resumed (experiments/run.py; the tests' kill
+points stop a run between any two of them). The readers check what they read (CorruptRun, one line, where a file
+cannot be read or is not what the engine writes).
 """
 
 import csv
@@ -34,8 +35,8 @@ from experiments.lock import LockBusy, RunLock
 from experiments.schema import covered, with_schema_defaults
 
 CONFIG, METRICS, CALIBRATION, SUMMARY = "config.yaml", "metrics.csv", "calibration.csv", "summary.json"
-NOISY_LABELS, NOISE_MATRIX, CHECKPOINT, TENSORBOARD, LOCK = (
-    "noisy_labels.npy", "noise_matrix.csv", "checkpoint.pt", "tb", ".lock")
+NOISY_LABELS, NOISE_MATRIX, CHECKPOINT, TENSORBOARD, LOCK, SAMPLES = (
+    "noisy_labels.npy", "noise_matrix.csv", "checkpoint.pt", "tb", ".lock", "samples.npz")
 # A folder holding any of these is a run (a run killed before its first summary has a config and metrics).
 RUN_FILES = (SUMMARY, METRICS, CONFIG)
 # The records of an epoch in the order they are written, checkpoint first: the names of their kill points.
@@ -43,6 +44,11 @@ WRITE_ORDER = ("checkpoint", "metrics", "calibration", "summary")
 # The keys of checkpoint.pt, and of the state of a loss that keeps one (ELR's memory; absent for the others).
 CHECKPOINT_KEYS = ("epoch", "model", "momentum", "loader", "metrics")
 LOSS_STATE = "loss_state"
+# The key of a detecting run's per-sample dynamics in checkpoint.pt (experiments/sample_dynamics.py).
+SAMPLE_STATE = "sample_state"
+# What samples.npz holds besides the dynamics: each training-portion image's index in the dataset's training set,
+# the label it trained on and its clean label (for detection metrics only; never read by training).
+SAMPLE_TRUTH = ("index", "given", "clean")
 # One row per (epoch, evaluation set, confidence bin): the sums behind the ECE, for reliability diagrams.
 CALIBRATION_COLUMNS = ("epoch", "split", "bin", "count", "confidence_sum", "correct_sum")
 # The columns of the first metrics.csv, which every run directory has; later ones added the others.
@@ -67,6 +73,7 @@ class RunDir:
         self.noisy_labels = self.path / NOISY_LABELS
         self.noise_matrix = self.path / NOISE_MATRIX
         self.checkpoint = self.path / CHECKPOINT
+        self.samples = self.path / SAMPLES
         self.tb = self.path / TENSORBOARD
         self.lock_file = self.path / LOCK
         self._lock: RunLock | None = None
@@ -77,7 +84,7 @@ class RunDir:
         if self._lock is None:
             raise RunDirError(f"{self.path}: clearing a run directory needs its lock")
         files = (self.config, self.metrics, self.calibration, self.summary, self.noisy_labels, self.noise_matrix,
-                 self.checkpoint)
+                 self.checkpoint, self.samples)
         for f in files:
             f.unlink(missing_ok=True)
         shutil.rmtree(self.tb, ignore_errors=True)
@@ -125,11 +132,29 @@ class RunDir:
         append(self.calibration, _calibration_csv(rows, header=False).encode())
 
     def save_checkpoint(self, epoch: int, model: dict, momentum: dict, loader: dict, metrics: list[dict],
-                        loss_state: dict) -> None:
-        """checkpoint.pt: what a run needs to resume after `epoch` (CHECKPOINT_KEYS), and its loss's state where the
-        loss keeps one."""
+                        loss_state: dict, sample_state: dict | None = None) -> None:
+        """checkpoint.pt: what a run needs to resume after `epoch` (CHECKPOINT_KEYS), its loss's state where the
+        loss keeps one, and a detecting run's per-sample dynamics."""
         save_torch(self.checkpoint, {"epoch": epoch, "model": model, "momentum": momentum, "loader": loader,
-                                     "metrics": metrics, **({LOSS_STATE: loss_state} if loss_state else {})})
+                                     "metrics": metrics, **({LOSS_STATE: loss_state} if loss_state else {}),
+                                     **({SAMPLE_STATE: sample_state} if sample_state is not None else {})})
+
+    def write_samples(self, epoch: int, state: dict[str, torch.Tensor], truth: dict[str, np.ndarray]) -> None:
+        """samples.npz: the per-sample dynamics after `epoch` (the softmax average in float16) and SAMPLE_TRUTH."""
+        arrays = {name: t.numpy().astype(np.float16) if name == "ema" else t.numpy() for name, t in state.items()}
+        write_atomic(self.samples, lambda f: np.savez(f, epoch=np.int64(epoch), **arrays, **truth))
+
+    def read_samples(self) -> dict[str, np.ndarray]:
+        """samples.npz as plain arrays (never unpickled); CorruptRun where it cannot be read or lacks a field."""
+        try:
+            with np.load(self.samples, allow_pickle=False) as found:
+                arrays = {name: found[name] for name in found.files}
+        except (OSError, ValueError) as error:
+            raise CorruptRun(f"{self.samples}: unreadable ({one_line(error)})") from None
+        missing = {"epoch", *SAMPLE_TRUTH} - set(arrays)
+        if missing:
+            raise CorruptRun(f"{self.samples}: lacks {', '.join(sorted(missing))}")
+        return arrays
 
     def load_checkpoint(self) -> dict:
         """checkpoint.pt, read safely (data.files.load_torch: tensors and plain containers, nothing that runs code)

@@ -149,6 +149,9 @@ class TrainConfig:
     # Training images the per-epoch evaluation pass reads (train_clean_acc, noisy_fit, noisy_true): a fixed
     # class-stratified subset of the training portion, null for all of it. make bench measures the cost.
     eval_train_size: int | None = 5000
+    # Record each training image's dynamics (AUM, forgetting, a softmax average, prediction changes) on the device
+    # and write them to samples.npz, for label-error detection (experiments/sample_dynamics.py, scripts/detect.py).
+    detect: bool = False
     # auto unless $TCE_DEVICE says otherwise: hydra/launcher=slurm_gpu sets it to cuda in every job it runs.
     device: str = "${oc.env:TCE_DEVICE,auto}"
     # fp32 (strict, as the paper), or the measured opt-ins tf32 and bf16 (experiments/precision.py)

@@ -28,6 +28,7 @@ from data.eval_set import PackEvalSet
 from data.loader import PackLoader
 from experiments import evaluation, interrupt, precision
 from experiments.pack_loss import PackLoss
+from experiments.sample_dynamics import SampleDynamics
 from experiments.schema import loss_params
 from models import pack_state_dicts, unpack_state_dict
 from tce import batched
@@ -51,6 +52,8 @@ class Member:
     momentum: dict[str, torch.Tensor] | None = None  # SGD momentum buffers by parameter name, once it has stepped
     # What its loss needs that experiments/needs.py makes (a transition matrix, the memory as it stands), on the CPU.
     needs: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Its per-sample dynamics (experiments/sample_dynamics.py) as they stand, on the CPU, when it detects (detect).
+    samples: dict[str, torch.Tensor] | None = None
     loss: tuple[str, dict] = field(init=False)  # the loss's name and its checked parameters
 
     def __post_init__(self):
@@ -195,10 +198,12 @@ class HostStates:
     for the copy and split it, on whichever thread needs it."""
 
     def __init__(self, model: dict[str, torch.Tensor], momentum: dict[str, torch.Tensor], k: int,
-                 loss_states: list[dict[str, torch.Tensor]] | None = None):
+                 loss_states: list[dict[str, torch.Tensor]] | None = None,
+                 samples: dict[str, torch.Tensor] | None = None):
         self.k = k
         named = {**{("model", n): t for n, t in model.items()}, **{("momentum", n): t for n, t in momentum.items()},
-                 **{(f"loss{j}", n): t for j, state in enumerate(loss_states or []) for n, t in state.items()}}
+                 **{(f"loss{j}", n): t for j, state in enumerate(loss_states or []) for n, t in state.items()},
+                 **{("samples", n): t for n, t in (samples or {}).items()}}
         by_dtype: dict[torch.dtype, list[tuple[tuple[str, str], torch.Tensor]]] = {}
         for name, t in named.items():
             by_dtype.setdefault(t.dtype, []).append((name, t))
@@ -230,6 +235,12 @@ class HostStates:
         views = self._views()
         # Copies: a view would save the whole flat buffer in each member's checkpoint.
         return [{name: t.clone() for (part, name), t in views.items() if part == f"loss{j}"} for j in range(self.k)]
+
+    def sample_states(self) -> list[dict[str, torch.Tensor] | None]:
+        """Each member's per-sample dynamics (SampleDynamics' fields), on the CPU; None for each when not detecting."""
+        views = self._views()
+        samples = {name: t for (part, name), t in views.items() if part == "samples"}
+        return [{name: t[j].clone() for name, t in samples.items()} if samples else None for j in range(self.k)]
 
     def members(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
         """Each member's (weights, momentum buffers), on the CPU, as the run trained alone would hold them."""
@@ -271,8 +282,12 @@ class PackTrainer:
         # from the loader, the model's parameters here.
         self.loss = PackLoss([m.loss for m in members], [m.needs for m in members], device, dtype)
         self.wants_parameters = self.loss.delta is not None
+        self.samples = (None if members[0].samples is None
+                        else SampleDynamics([m.samples for m in members], device, dtype))
+        self.epoch = 0  # the epoch training, for the dynamics
         self.batches = PackLoader([m.data.loader for m in members], cfg.channels_last,
-                                  with_index=any("index" in tce.LOSS_NEEDS[m.loss[0]] for m in members))
+                                  with_index=self.samples is not None
+                                  or any("index" in tce.LOSS_NEEDS[m.loss[0]] for m in members))
         self.eval_sets = {name: PackEvalSet([m.data.eval_sets[name] for m in members], cfg.channels_last)
                           for name in members[0].data.eval_sets}
         self.eager_steps = 0  # training steps this trainer ran without torch.compile
@@ -320,11 +335,14 @@ class PackTrainer:
         if self.cfg.optim.clip_grad_norm is not None:
             clip_grad_norms(self.params, self.k, self.cfg.optim.clip_grad_norm)
         self.optimizer.step()
+        if self.samples is not None:  # after the step: a retry of a step that failed to compile counts it once
+            self.samples.update(logits, y, index, self.epoch)
         return losses.detach(), (logits.detach().argmax(-1) == y).sum(0)
 
     def train_epoch(self, epoch: int) -> dict[str, list[float]]:
         """One epoch over every member's own batches; returns per-member train_loss and train_acc."""
         lr = lr_at(epoch, self.cfg)
+        self.epoch = epoch
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
@@ -380,7 +398,8 @@ class PackTrainer:
     def host_states(self) -> HostStates:
         """The members' weights and momentum buffers as they stand, on their way to the host (HostStates)."""
         momentum = {n: self.optimizer.state[p]["momentum_buffer"] for n, p in self.model.named_parameters()}
-        return HostStates(self.model.state_dict(), momentum, self.k, self.loss.loss_states())
+        return HostStates(self.model.state_dict(), momentum, self.k, self.loss.loss_states(),
+                          None if self.samples is None else self.samples.states())
 
     def member_states(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
         """Each member's weights and momentum buffers, on the CPU, as the run trained alone would hold them."""

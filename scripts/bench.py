@@ -45,6 +45,7 @@ from data import Dataset, shared_images
 from experiments import cost, precision, provenance
 from experiments.resolve import CONFIGS, compose, resolve, with_defaults
 from experiments.run import run_data_for
+from experiments.sample_dynamics import fresh_state
 from experiments.trainer import Member, PackTrainer, initial_model_state
 from scripts.layout import PAPER_DATASETS
 
@@ -202,8 +203,10 @@ def engine_trainers(dataset: Dataset, cfgs: dict[str, list[DictConfig]], device:
     trainers = {}
     for name, members in cfgs.items():
         states = [initial_model_state(c, dataset.in_channels, dataset.num_classes) for c in members]
-        trainer = PackTrainer([Member(c, run_data_for(c, dataset, device, images), s)
-                               for c, s in zip(members, states, strict=True)], device)
+        datas = [run_data_for(c, dataset, device, images) for c in members]
+        trainer = PackTrainer([Member(c, d, s, samples=fresh_state(len(d.loader.labels), d.num_classes, c.epochs)
+                                      if c.detect else None)
+                               for c, d, s in zip(members, datas, states, strict=True)], device)
         trainers[name] = trainer, endless(trainer.batches)
     return trainers
 
@@ -229,7 +232,7 @@ def measure(device: str, *, steps: int | None = None, repeats: int = 5, pack: in
     # optimizer: that costs what owning it would.
     engine = engine_trainers(dataset, {
         **{p: [ce if p == ce.precision else cfg_for("loss=ce", f"precision={p}")] for p in precisions},
-        "tce": [cfg_for("loss=tce", f"loss.alpha={TCE_ALPHA}")],
+        "tce": [cfg_for("loss=tce", f"loss.alpha={TCE_ALPHA}")], "detect": [cfg_for("loss=ce", "detect=true")],
         "packed": [ce, *(cfg_for("loss=ce", f"seed={k}") for k in range(1, pack))],
     }, dev)
     for trainer, batches in engine.values():
@@ -303,7 +306,7 @@ def rates(train_s: dict[str, list[float]], eval_s: dict[str, list[float]], *, st
     """What the timings say: speeds, ratios, evaluation overheads and grid estimates (see the module docstring).
 
     train_s: seconds of `steps` steps per repetition, for "naive" (strict fp32), "naive_tf32" where measured, each
-    precision, "tce" and "packed"; eval_s:
+    precision, "tce", "detect" (CE recording its per-sample dynamics) and "packed"; eval_s:
     seconds of one pass over `test_images` per repetition, for "single" and "packed".
     """
     step_s = {name: statistics.median(s) / steps for name, s in train_s.items()}
@@ -335,6 +338,7 @@ def rates(train_s: dict[str, list[float]], eval_s: dict[str, list[float]], *, st
         "ce_step_s": step_s[precision],
         "tce_step_s": step_s["tce"],
         "tce_over_ce_step": step_s["tce"] / step_s[precision],
+        "detect_over_ce_step": step_s["detect"] / step_s[precision],
         "packed_img_s": img_s["packed"],
         "pack": pack,
         "pack_speedup": img_s["packed"] / engine_img_s,
@@ -354,7 +358,8 @@ def summary(r: dict) -> str:
     return (f"bench {r['device_type']}: naive {r['naive_img_s']:,.0f} img/s strict fp32{tf32}, engine "
             f"{r['engine_img_s']:,.0f} img/s "
             f"({r['precision']}: {r['ratio']:.1f}x{'; ' + others if others else ''}), "
-            f"TCE/CE step {r['tce_over_ce_step']:.2f}, pack {r['pack']}: {r['pack_speedup']:.1f}x, eval adds "
+            f"TCE/CE step {r['tce_over_ce_step']:.2f}, detect/CE step {r['detect_over_ce_step']:.2f}, "
+            f"pack {r['pack']}: {r['pack_speedup']:.1f}x, eval adds "
             f"{100 * r['eval_overhead']['cifar10']:.0f}% to a CIFAR-10 epoch, paper grid ~ "
             f"{r['grid_hours_estimate']:,.1f} h, zoo grid ~ {r['zoo_grid_hours_estimate']:,.1f} h")
 

@@ -20,7 +20,7 @@ def test_bench_runs_every_measurement_and_writes_its_json(tmp_path):
     assert out["precision"] == "fp32" and out["pack"] == 2
     assert set(out["ratio_by_precision"]) == set(precision.supported(torch.device("cpu")))
     naives = {"naive", "naive_tf32"} if "tf32" in out["ratio_by_precision"] else {"naive"}
-    assert set(out["seconds"]["train"]) == {*naives, *out["ratio_by_precision"], "tce", "packed"}
+    assert set(out["seconds"]["train"]) == {*naives, *out["ratio_by_precision"], "tce", "detect", "packed"}
     assert set(out["seconds"]["eval"]) == {"single", "packed"}
     for times in (*out["seconds"]["train"].values(), *out["seconds"]["eval"].values()):
         assert len(times) == 1 and times[0] > 0
@@ -37,15 +37,18 @@ def test_bench_runs_every_measurement_and_writes_its_json(tmp_path):
 
 def test_rates_from_timings_against_hand_computed_numbers():
     """Timings chosen for round speeds, 10 steps of 128 images: naive 4 s (320 img/s), fp32 1.28 s (1000 img/s),
-    TCE 1.408 s, a pack of 2 in 1.6 s (1600 img/s); 2000 test images evaluated in 0.5 s (4000 img/s) and by the pack
-    in 0.8 s (5000 img/s). Medians of the repetitions: the odd ones out do not count."""
-    train_s = {"naive": [4.0, 2.0, 9.0], "fp32": [1.28, 1.0, 2.0], "tce": [1.408], "packed": [1.6]}
+    TCE 1.408 s, CE recording its dynamics 1.536 s, a pack of 2 in 1.6 s (1600 img/s); 2000 test images evaluated
+    in 0.5 s (4000 img/s) and by the pack in 0.8 s (5000 img/s). Medians of the repetitions: the odd ones out do
+    not count."""
+    train_s = {"naive": [4.0, 2.0, 9.0], "fp32": [1.28, 1.0, 2.0], "tce": [1.408], "detect": [1.536],
+               "packed": [1.6]}
     eval_s = {"single": [0.5], "packed": [0.8, 0.7, 0.9]}
     out = bench.rates(train_s, eval_s, steps=10, batch_size=128, pack=2, test_images=2000, precision="fp32",
                       precisions=("fp32",))
     assert out["naive_img_s"] == pytest.approx(320) and out["engine_img_s"] == pytest.approx(1000)
     assert out["ratio"] == pytest.approx(3.125) and out["ratio_by_precision"] == {"fp32": pytest.approx(3.125)}
     assert out["ce_step_s"] == pytest.approx(0.128) and out["tce_over_ce_step"] == pytest.approx(1.1)
+    assert out["detect_over_ce_step"] == pytest.approx(1.2)
     assert out["packed_img_s"] == pytest.approx(1600) and out["pack_speedup"] == pytest.approx(1.6)
     assert out["eval_img_s"] == pytest.approx(4000) and out["packed_eval_img_s"] == pytest.approx(5000)
     # CIFAR-10's validation run: 45,000 training images (45 s) and 5,000 + 5,000 + 10,000 evaluated (5 s); its full
@@ -110,9 +113,9 @@ def test_apl_zoo_counts_each_recipes_images_at_its_networks_cost_and_never_packs
     assert runs == 816
     assert (train, evaluate) == (pytest.approx(295_000 * weight), pytest.approx(95_000 * weight))
     assert not bench.grid_packs("apl_zoo") and bench.grid_packs("zoo")
-    out = bench.rates({"naive": [4.0], "fp32": [1.28], "tce": [1.408], "packed": [0.64]}, {"single": [0.5],
-                      "packed": [0.5]}, steps=10, batch_size=128, pack=2, test_images=2000, precision="fp32",
-                      precisions=("fp32",))
+    timings = {"naive": [4.0], "fp32": [1.28], "tce": [1.408], "detect": [1.28], "packed": [0.64]}
+    out = bench.rates(timings, {"single": [0.5], "packed": [0.5]}, steps=10, batch_size=128, pack=2,
+                      test_images=2000, precision="fp32", precisions=("fp32",))
     # 1000 training and 4000 evaluated images/s one run at a time; packs would be faster, but these networks do not.
     assert out["grids"]["apl_zoo"]["mode"] == "single"
     assert out["grids"]["apl_zoo"]["estimate"] == pytest.approx((295_000 / 1000 + 95_000 / 4000) * weight / 3600)
