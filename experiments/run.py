@@ -295,18 +295,21 @@ def _start(cfg: DictConfig, run_dir: RunDir, dataset: Dataset, images: SharedIma
     return run
 
 
+def _saved_like(saved: object, fresh: dict[str, torch.Tensor], key: str, run_dir: RunDir) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's `key` (saved) named as in `fresh`, each of its fresh shape and dtype; StartError,
+    one line, where one is missing or not so."""
+    for name, tensor in fresh.items():
+        value = saved.get(name) if isinstance(saved, dict) else None
+        if not (isinstance(value, torch.Tensor) and value.shape == tensor.shape and value.dtype == tensor.dtype):
+            raise StartError(f"cannot resume from {run_dir.checkpoint}: it holds no {key}.{name} of shape "
+                             f"{tuple(tensor.shape)} {tensor.dtype}; rerun the run from scratch with force=true")
+    return {name: saved[name] for name in fresh}
+
+
 def _loss_state(state: dict, needs: dict[str, torch.Tensor], run_dir: RunDir) -> dict[str, torch.Tensor]:
     """The loss's state a checkpoint holds, each tensor as the fresh one in `needs` is (its shape and dtype)."""
-    saved = state.get(LOSS_STATE, {})
-    found = {}
-    for name, fresh in needs.items():
-        if name in STATEFUL:
-            value = saved.get(name) if isinstance(saved, dict) else None
-            if not (isinstance(value, torch.Tensor) and value.shape == fresh.shape and value.dtype == fresh.dtype):
-                raise StartError(f"cannot resume from {run_dir.checkpoint}: it holds no {LOSS_STATE}.{name} of shape "
-                                 f"{tuple(fresh.shape)} {fresh.dtype}; rerun the run from scratch with force=true")
-            found[name] = value
-    return found
+    stateful = {name: fresh for name, fresh in needs.items() if name in STATEFUL}
+    return _saved_like(state.get(LOSS_STATE, {}), stateful, LOSS_STATE, run_dir)
 
 
 def _fresh_samples(cfg: DictConfig, data: RunData) -> dict[str, torch.Tensor] | None:
@@ -322,14 +325,7 @@ def _sample_state(state: dict, cfg: DictConfig, data: RunData, run_dir: RunDir) 
         was = "false" if saved is None else "true"
         raise StartError(f"detect: {run_dir.checkpoint} was trained with detect={was}; resume it with detect={was}, "
                          "or rerun it from scratch with force=true")
-    if fresh is None:
-        return None
-    for name, tensor in fresh.items():
-        value = saved.get(name) if isinstance(saved, dict) else None
-        if not (isinstance(value, torch.Tensor) and value.shape == tensor.shape and value.dtype == tensor.dtype):
-            raise StartError(f"cannot resume from {run_dir.checkpoint}: it holds no {SAMPLE_STATE}.{name} of shape "
-                             f"{tuple(tensor.shape)} {tensor.dtype}; rerun the run from scratch with force=true")
-    return {name: saved[name] for name in fresh}
+    return None if fresh is None else _saved_like(saved, fresh, SAMPLE_STATE, run_dir)
 
 
 def _train_pack(runs: list[TrainingRun], device: torch.device, environment: dict) -> dict[Path, str]:
