@@ -3,13 +3,16 @@
 A thin Hydra entry point: compose and validate the config, then hand it to experiments.run. Sweeps use Hydra's
 multirun (`-m`, or an experiment preset such as `experiment=table1`). A config that cannot run, whether Hydra
 cannot compose it (an unknown key or option, a value of the wrong type) or a value is out of range, stops with one
-line naming the key and exit code 2, as does a run that cannot resume from its checkpoint. SIGTERM or SIGUSR1
-(Slurm's preemption and time-limit signals) stop the run cleanly, marked interrupted with its completed epochs
-kept, with exit code 128 + the signal's number.
+line naming the key and exit code 2, as do a run directory that refuses it (it holds another config's run, or
+another process trains it) and a run that cannot resume from its checkpoint; a single run's refused config leaves
+nothing on disk (experiments/preflight.py). SIGTERM or SIGUSR1 (Slurm's preemption and time-limit signals) and
+Ctrl-C (SIGINT) stop the run cleanly, marked interrupted with its completed epochs kept, with exit code 128 + the
+signal's number (143, 138, 130).
 """
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from data import DatasetError
 from experiments import sweep
 from experiments.interrupt import RunInterrupted
 from experiments.lifecycle import FAILED
+from experiments.preflight import Refused
 from experiments.resolve import register_configs, resolve
 from experiments.run import StartError, run_pack
 from experiments.schema import ConfigError
@@ -76,6 +80,13 @@ if __name__ == "__main__":
     except (HydraException, OmegaConfBaseException) as e:
         print(f"error: {composition_error(e)}", file=sys.stderr)
         sys.exit(2)
+    except (Refused, ConfigError) as e:  # before Hydra wrote anything (experiments/preflight.py), or by a sweeper
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C outside training (its setup, say), where no epoch is lost either
+        print("interrupted: stopped by SIGINT; completed epochs are kept, relaunch the same command to resume",
+              file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     except RunInterrupted as stop:
         print(f"interrupted: {stop}; completed epochs are kept, relaunch the same command to resume", file=sys.stderr)
         sys.exit(128 + stop.signum)

@@ -29,6 +29,7 @@ class SharedImages:
     val_idx: torch.Tensor
     eval_subset: torch.Tensor | None  # the "train" evaluation set, indices into the training portion (CPU)
     padded: torch.Tensor  # uint8 (N, C, H + 2 shift, W + 2 shift), on the device
+    portion: torch.Tensor  # the training portion unpadded: a view of the padded copy's inside
     train_eval: torch.Tensor
     val: torch.Tensor | None
     test: torch.Tensor
@@ -44,16 +45,15 @@ def shared_images(
     shift = round(dataset.train_images.shape[-1] * SHIFT_FRACTION)
     train_images = dataset.train_images[train_idx]
     padded = pad_images(train_images, shift).to(device)
-    subset = None
+    size = dataset.train_images.shape[-1]
+    portion = padded[:, :, shift : shift + size, shift : shift + size]
+    subset, train_eval = None, portion  # all of the training portion, without another copy
     if eval_train_size is not None and eval_train_size < len(train_idx):
         _, subset = stratified_split(clean[train_idx], eval_train_size, generator("train-eval", split_seed))
         train_eval = train_images[subset].to(device)
-    else:  # all of the training portion: the padded copy's inside, without another copy
-        size = dataset.train_images.shape[-1]
-        train_eval = padded[:, :, shift : shift + size, shift : shift + size]
     return SharedImages(
         split=(holdout, split_seed, eval_train_size), train_idx=train_idx, val_idx=val_idx, eval_subset=subset,
-        padded=padded, train_eval=train_eval,
+        padded=padded, portion=portion, train_eval=train_eval,
         val=dataset.train_images[val_idx].to(device) if holdout > 0 else None,
         test=dataset.test_images.to(device), shift=shift,
     )
@@ -65,6 +65,9 @@ class RunData:
     # "train" (training images with clean and noisy labels: all of the training portion, or a fixed subset of it),
     # "val" (only when holdout > 0), "test"
     eval_sets: dict[str, EvalSet]
+    # The whole training portion with the labels it trains on, in its samples' order, unaugmented: what a detecting
+    # run's snapshots read (PackTrainer.snapshot); no epoch's evaluation reads it.
+    portion: EvalSet
     noisy_labels: torch.Tensor  # int64 (N,), the whole training set in dataset order, on the CPU
     clean_labels: torch.Tensor
     realized_rate: float  # fraction of the N training labels that differ from the clean ones
@@ -120,6 +123,7 @@ def prepare_run_data(
     return RunData(
         loader=loader,
         eval_sets=_eval_sets(dataset, images, noisy, clean_val),
+        portion=EvalSet(images.portion, noisy[images.train_idx], mean=mean, std=std),
         noisy_labels=noisy,
         clean_labels=clean,
         realized_rate=(noisy != clean).double().mean().item(),

@@ -31,16 +31,16 @@ def epoch_records(epoch: TrainedEpoch, runs: list["TrainingRun"], due: list["Tra
     states of `epoch`. What they record is taken now; the files are written when the job runs."""
     work = []
     for run in due:
-        work.append((runs.index(run), run, run.rows[run.submitted:], list(run.rows), run.execution))
-        run.submitted = len(run.rows)
+        work.append((runs.index(run), run, run.rows[run.submitted:], list(run.rows), run.execution, run.snapshots))
+        run.submitted, run.snapshots = len(run.rows), {}
 
     def write() -> None:
         if not work:
             return
         states, loss_states, samples = epoch.states.members(), epoch.states.loss_states(), epoch.states.sample_states()
-        for k, run, new, rows, execution in work:
-            _record(run, epoch.epoch, new, rows, (*states[k], loss_states[k], samples[k]), epoch.loaders[k],
-                    execution, environment)
+        for k, run, new, rows, execution, snapshots in work:
+            _record(run, epoch.epoch, new, rows, (*states[k], loss_states[k], samples[k], snapshots),
+                    epoch.loaders[k], execution, environment)
 
     return write
 
@@ -51,13 +51,17 @@ def _record(run: "TrainingRun", epoch: int, new: list[dict], rows: list[dict], s
     the run directory's WRITE_ORDER, checkpoint first, so the files never run ahead of what can be resumed. A
     diverged epoch is not checkpointed: a diverged run is terminal."""
     status = after_epochs(rows, run.member.cfg.epochs)
-    model_state, momentum, loss_state, samples = state
+    model_state, momentum, loss_state, samples, snapshots = state
     error = f"non-finite training loss at epoch {epoch}" if status == DIVERGED else None
 
-    def checkpoint() -> None:  # samples.npz goes with the checkpoint: it never runs ahead of what can be resumed
-        run.dir.save_checkpoint(epoch, model_state, momentum, loader, rows, loss_state, samples)
+    def checkpoint() -> None:
+        # A detecting run's samples.npz and snapshots first: killed before its checkpoint, the run trains their
+        # epochs again and rewrites them; written after it, a kill in between would lose them for good.
+        for at, snapshot in snapshots.items():
+            run.dir.write_snapshot(at, snapshot)
         if samples is not None:
             run.dir.write_samples(epoch, samples, run.truth)
+        run.dir.save_checkpoint(epoch, model_state, momentum, loader, rows, loss_state, samples)
 
     writes = {
         "checkpoint": checkpoint,

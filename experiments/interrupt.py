@@ -1,5 +1,5 @@
-"""Stopping cleanly on the signals a cluster sends: SIGTERM (Slurm's preemption and time limit, `kill`) and SIGUSR1
-(a common `--signal` choice for a warning before the time limit).
+"""Stopping cleanly on the signals a cluster sends, SIGTERM (Slurm's preemption and time limit, `kill`) and SIGUSR1
+(a common `--signal` choice for a warning before the time limit), and on Ctrl-C (SIGINT).
 
 The handler only records the signal; training checks for it between batches and raises RunInterrupted there, so a
 stop never lands halfway through writing an epoch's files. A run stops within one batch (seconds, far below the
@@ -11,7 +11,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+# What a signal nobody handles has: the system's default, or Python's own for SIGINT (raise KeyboardInterrupt).
+_UNHANDLED = (signal.SIG_DFL, signal.default_int_handler)
 
 
 class RunInterrupted(BaseException):
@@ -33,7 +35,8 @@ def check() -> None:
 
 @contextmanager
 def stop_signals() -> Iterator[None]:
-    """Within this block, SIGTERM and SIGUSR1 request a stop (see check); outside it, the handlers are as before.
+    """Within this block, SIGTERM, SIGUSR1 and SIGINT request a stop (see check); outside it, the handlers are as
+    before.
 
     A signal the process already handles stays with its handler: in a submitit job (hydra/launcher=slurm_gpu),
     Slurm's preemption sends SIGTERM and then submitit's USR2, and submitit ignores the first and turns the second
@@ -44,7 +47,7 @@ def stop_signals() -> Iterator[None]:
         yield
         return
     _received.clear()
-    unhandled = [signum for signum in SIGNALS if signal.getsignal(signum) == signal.SIG_DFL]
+    unhandled = [signum for signum in SIGNALS if signal.getsignal(signum) in _UNHANDLED]
     previous = {signum: signal.signal(signum, lambda signum, frame: _received.append(signum)) for signum in unhandled}
     try:
         yield

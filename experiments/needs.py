@@ -3,6 +3,7 @@ before training: its transition matrix (T, or T^-1 in float64) and its memory. T
 model's parameters, each sample's index) at each step, and keeps the memory on the device (experiments/trainer.py
 PackLoss); the checkpoint holds it between epochs (experiments/run.py)."""
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,10 @@ def read_transition(path: str, num_classes: int, sha256: str | None = None) -> t
     if found is not None and found.lower() != sha256.lower():
         raise ValueError(f"{path} has SHA-256 {found}, not the loss.transition_sha256 given ({sha256})")
     try:
-        matrix = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
-    except ValueError as error:
+        with warnings.catch_warnings():  # numpy's warning (an empty file) becomes this one line, not extra lines
+            warnings.simplefilter("error")
+            matrix = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    except (ValueError, UserWarning) as error:
         raise ValueError(f"cannot read {path} as comma-separated numbers ({one_line(error)})") from None
     if matrix.shape != (num_classes, num_classes):
         raise ValueError(f"{path} holds a {'x'.join(map(str, matrix.shape))} matrix, not {num_classes}x{num_classes} "

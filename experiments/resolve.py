@@ -177,8 +177,9 @@ def _say_once(message: str) -> None:
         logging.getLogger("tce").warning(message)
 
 
-def resolve(cfg: DictConfig, job_num: int = 0) -> DictConfig:
-    """A validated copy with every derived value filled in: what the run records and what its name depends on."""
+def resolve(cfg: DictConfig, job_num: int = 0, quiet: bool = False) -> DictConfig:
+    """A validated copy with every derived value filled in: what the run records and what its name depends on;
+    `quiet`: without the warnings it would give (for a check before the run's log is set up)."""
     validate(cfg)
     cfg = with_defaults(cfg)
     try:
@@ -187,7 +188,7 @@ def resolve(cfg: DictConfig, job_num: int = 0) -> DictConfig:
         key, message = " ".join(str(error).split()).split(" ", 1)
         raise ConfigError(f"loss.{key}: {message}") from None
     device = resolve_device(cfg.device, job_num)
-    if cfg.device == "auto" and device.type == "cpu" and cfg.dataset.name != "synthetic":
+    if cfg.device == "auto" and device.type == "cpu" and cfg.dataset.name != "synthetic" and not quiet:
         _say_once(f"device=auto: no usable GPU here, so {cfg.dataset.name} trains on the CPU (hours per run)")
     cfg.device = str(device)
     if cfg.precision not in precision.supported(device):

@@ -40,7 +40,7 @@ from experiments.evaluation import METRIC_COLUMNS
 from experiments.identity import run_name
 from experiments.lifecycle import DIVERGED, FAILED, INTERRUPTED, RUNNING, SKIPPED, TERMINAL, after_epochs
 from experiments.needs import STATEFUL, make_needs
-from experiments.rundir import LOSS_STATE, SAMPLE_STATE, RunDir, RunDirError
+from experiments.rundir import LOSS_STATE, SAMPLE_STATE, TEST_LABELS, VAL_TRUTH, RunDir, RunDirError
 from experiments.sample_dynamics import fresh_state
 from experiments.trainer import Member, PackTrainer, initial_model_state
 from experiments.writer import Writer
@@ -60,7 +60,10 @@ class TrainingRun:
         self.recorded = len(rows)  # epochs whose checkpoint and files are written
         self.submitted = len(rows)  # epochs handed to the writer
         self.done = False  # complete or diverged in this process: its later epochs are not its own
-        self.truth: dict[str, np.ndarray] = {}  # samples.npz's SAMPLE_TRUTH, for a run that detects
+        self.truth: dict[str, np.ndarray] = {}  # samples.npz's SAMPLE_TRUTH (and VAL_TRUTH), for a run that detects
+        # Its snapshots (PackTrainer.snapshot) not yet handed to the writer, by epoch: they are recorded with the
+        # epoch's checkpoint, or taken again when that epoch is trained again.
+        self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
         # How it ran (compiled, compile, pack; see summary): kept from the summary until this process trains an
         # epoch, then replaced, never changed, so that the writer thread records what held at its epoch.
         self.execution = {key: run_dir.lifecycle.record.get(key) for key in ("compiled", "compile", "pack")}
@@ -283,9 +286,7 @@ def _start(cfg: DictConfig, run_dir: RunDir, dataset: Dataset, images: SharedIma
     params = sum(p.numel() for p in network.parameters())
     run = TrainingRun(member, run_dir, rows, params)
     if cfg.detect:
-        index = images.train_idx.cpu()
-        run.truth = {"index": index.numpy(), "given": data.noisy_labels[index].numpy(),
-                     "clean": data.clean_labels[index].numpy()}
+        run.truth = _truth(data, images)
     run_dir.write_config(cfg)
     run_dir.write_noisy_labels(data.noisy_labels.numpy())
     run_dir.write_noise_matrix(noise_matrix(data.clean_labels, data.noisy_labels, data.num_classes))
@@ -293,6 +294,19 @@ def _start(cfg: DictConfig, run_dir: RunDir, dataset: Dataset, images: SharedIma
     run_dir.write_calibration(rows)
     run.move(RUNNING, environment)
     return run
+
+
+def _truth(data: RunData, images: SharedImages) -> dict[str, np.ndarray]:
+    """samples.npz's SAMPLE_TRUTH of the training portion, and VAL_TRUTH of the holdout where there is one (its
+    given labels those the validation run reads: clean with clean_val), and TEST_LABELS."""
+    index = images.train_idx.cpu()
+    truth = {"index": index.numpy(), "given": data.noisy_labels[index].numpy(),
+             "clean": data.clean_labels[index].numpy(), TEST_LABELS: data.eval_sets["test"].labels.cpu().numpy()}
+    if "val" in data.eval_sets:
+        held = images.val_idx.cpu()
+        truth.update(zip(VAL_TRUTH, (held.numpy(), data.eval_sets["val"].labels.cpu().numpy(),
+                                     data.clean_labels[held].numpy()), strict=True))
+    return truth
 
 
 def _saved_like(saved: object, fresh: dict[str, torch.Tensor], key: str, run_dir: RunDir) -> dict[str, torch.Tensor]:
@@ -346,6 +360,10 @@ def _train_pack(runs: list[TrainingRun], device: torch.device, environment: dict
             run.tb = SummaryWriter(run.dir.tb, purge_step=run.start_epoch + 1)
         for epoch in range(runs[0].start_epoch + 1, cfg.epochs + 1):
             rows = trainer.run_epoch(epoch)
+            if cfg.detect and (epoch % cfg.detect_snapshots == 0 or epoch == cfg.epochs):
+                for run, snapshot in zip(runs, trainer.snapshot(), strict=True):
+                    if not run.done:
+                        run.snapshots[epoch] = snapshot
             killpoints.reached("trained", epoch)
             latest = TrainedEpoch(epoch, trainer.host_states(), [run.member.data.loader.state_dict() for run in runs])
             _take_rows(runs, rows, {"compiled": trainer.compiled, "compile": trainer.compile_record(), "pack": pack})

@@ -2,12 +2,12 @@
 and its one reader. The file names are here and nowhere else.
 
 config.yaml, metrics.csv, calibration.csv, summary.json, noisy_labels.npy, noise_matrix.csv, checkpoint.pt, tb/ and,
-for a run that detects label errors (detect=true), samples.npz live here; every file is written atomically, but
-metrics.csv and calibration.csv, which each epoch appends to and a resumed run rewrites from its checkpoint, so a
-run killed at any moment leaves a directory that resumes exactly. An epoch's records are written in WRITE_ORDER,
-checkpoint first, so that the files never run ahead of what can be resumed (experiments/run.py; the tests' kill
-points stop a run between any two of them). The readers check what they read (CorruptRun, one line, where a file
-cannot be read or is not what the engine writes).
+for a run that detects label errors (detect=true), samples.npz and snapshots/ live here; every file is written
+atomically, but metrics.csv and calibration.csv, which each epoch appends to and a resumed run rewrites from its
+checkpoint, so a run killed at any moment leaves a directory that resumes exactly. An epoch's records are written
+in WRITE_ORDER, checkpoint first, so that the files never run ahead of what can be resumed (experiments/run.py;
+the tests' kill points stop a run between any two of them). The readers check what they read (CorruptRun, one line,
+where a file cannot be read or is not what the engine writes).
 """
 
 import csv
@@ -35,8 +35,8 @@ from experiments.lock import LockBusy, RunLock
 from experiments.schema import covered, with_schema_defaults
 
 CONFIG, METRICS, CALIBRATION, SUMMARY = "config.yaml", "metrics.csv", "calibration.csv", "summary.json"
-NOISY_LABELS, NOISE_MATRIX, CHECKPOINT, TENSORBOARD, LOCK, SAMPLES = (
-    "noisy_labels.npy", "noise_matrix.csv", "checkpoint.pt", "tb", ".lock", "samples.npz")
+NOISY_LABELS, NOISE_MATRIX, CHECKPOINT, TENSORBOARD, LOCK, SAMPLES, SNAPSHOTS = (
+    "noisy_labels.npy", "noise_matrix.csv", "checkpoint.pt", "tb", ".lock", "samples.npz", "snapshots")
 # A folder holding any of these is a run (a run killed before its first summary has a config and metrics).
 RUN_FILES = (SUMMARY, METRICS, CONFIG)
 # The records of an epoch in the order they are written, checkpoint first: the names of their kill points.
@@ -49,6 +49,12 @@ SAMPLE_STATE = "sample_state"
 # What samples.npz holds besides the dynamics: each training-portion image's index in the dataset's training set,
 # the label it trained on and its clean label (for detection metrics only; never read by training).
 SAMPLE_TRUTH = ("index", "given", "clean")
+# The same of the holdout, in a validation run's samples.npz: for out-of-sample detection and calibration.
+VAL_TRUTH = ("val_index", "val_given", "val_clean")
+# The test set's labels, in samples.npz: what the snapshots' test predictions are scored against.
+TEST_LABELS = "test_labels"
+# A snapshot's sets (PackTrainer.snapshot; "val" only where there is a holdout), each an (N, C) float16 log-softmax.
+SNAPSHOT_SETS = ("portion", "val", "test")
 # One row per (epoch, evaluation set, confidence bin): the sums behind the ECE, for reliability diagrams.
 CALIBRATION_COLUMNS = ("epoch", "split", "bin", "count", "confidence_sum", "correct_sum")
 # The columns of the first metrics.csv, which every run directory has; later ones added the others.
@@ -74,6 +80,7 @@ class RunDir:
         self.noise_matrix = self.path / NOISE_MATRIX
         self.checkpoint = self.path / CHECKPOINT
         self.samples = self.path / SAMPLES
+        self.snapshots = self.path / SNAPSHOTS
         self.tb = self.path / TENSORBOARD
         self.lock_file = self.path / LOCK
         self._lock: RunLock | None = None
@@ -88,6 +95,7 @@ class RunDir:
         for f in files:
             f.unlink(missing_ok=True)
         shutil.rmtree(self.tb, ignore_errors=True)
+        shutil.rmtree(self.snapshots, ignore_errors=True)
         self.lifecycle = Lifecycle(self.summary)
 
     def check_config(self, cfg: DictConfig) -> None:
@@ -96,12 +104,10 @@ class RunDir:
             return
         old, new = (_identity(OmegaConf.to_container(c)) for c in (OmegaConf.load(self.config), cfg))
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-        if changed:
-            key = changed[0]
-            raise RunDirError(
-                f"{self.path} holds a run with another config ({key}: {old.get(key)} there, {new.get(key)} now); "
-                "use force=true to replace it or choose another runs_dir"
-            )
+        if changed:  # every key that differs, the safe way out first
+            differences = "; ".join(f"{key}: {old.get(key)} there, {new.get(key)} now" for key in changed)
+            raise RunDirError(f"{changed[0]}: {self.path} holds a run with another config ({differences}); choose "
+                              "another runs_dir, or replace that run with force=true")
 
     def write_config(self, cfg: DictConfig) -> None:
         write_text(self.config, OmegaConf.to_yaml(cfg))
@@ -140,7 +146,8 @@ class RunDir:
                                      **({SAMPLE_STATE: sample_state} if sample_state is not None else {})})
 
     def write_samples(self, epoch: int, state: dict[str, torch.Tensor], truth: dict[str, np.ndarray]) -> None:
-        """samples.npz: the per-sample dynamics after `epoch` (the softmax average in float16) and SAMPLE_TRUTH."""
+        """samples.npz: the per-sample dynamics after `epoch` (the softmax average in float16), SAMPLE_TRUTH and, for
+        a validation run, VAL_TRUTH."""
         arrays = {name: t.numpy().astype(np.float16) if name == "ema" else t.numpy() for name, t in state.items()}
         write_atomic(self.samples, lambda f: np.savez(f, epoch=np.int64(epoch), **arrays, **truth))
 
@@ -154,6 +161,33 @@ class RunDir:
         missing = {"epoch", *SAMPLE_TRUTH} - set(arrays)
         if missing:
             raise CorruptRun(f"{self.samples}: lacks {', '.join(sorted(missing))}")
+        return arrays
+
+    def write_snapshot(self, epoch: int, snapshot: dict[str, torch.Tensor]) -> None:
+        """snapshots/epoch-NNNN.npz: a detecting run's snapshot after `epoch` (SNAPSHOT_SETS it has)."""
+        self.snapshots.mkdir(exist_ok=True)
+        arrays = {name: t.numpy() for name, t in snapshot.items()}
+        write_atomic(self.snapshots / f"epoch-{epoch:04d}.npz", lambda f: np.savez(f, **arrays))
+
+    def snapshot_epochs(self) -> list[int]:
+        """The epochs of the snapshots written, in order."""
+        return sorted(int(p.stem.removeprefix("epoch-")) for p in self.snapshots.glob("epoch-[0-9]*.npz"))
+
+    def latest_snapshot(self, epoch: int | None) -> int | None:
+        """The epoch of the latest snapshot at or before `epoch` (the one to read for it); None where there is none."""
+        taken = [e for e in self.snapshot_epochs() if epoch is not None and e <= epoch]
+        return taken[-1] if taken else None
+
+    def read_snapshot(self, epoch: int) -> dict[str, np.ndarray]:
+        """The snapshot after `epoch` as plain arrays (never unpickled); CorruptRun where it cannot be read."""
+        path = self.snapshots / f"epoch-{epoch:04d}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as found:
+                arrays = {name: found[name] for name in found.files}
+        except (OSError, ValueError) as error:
+            raise CorruptRun(f"{path}: unreadable ({one_line(error)})") from None
+        if not {"portion", "test"} <= set(arrays):
+            raise CorruptRun(f"{path}: lacks {', '.join(sorted({'portion', 'test'} - set(arrays)))}")
         return arrays
 
     def load_checkpoint(self) -> dict:

@@ -152,6 +152,10 @@ class TrainConfig:
     # Record each training image's dynamics (AUM, forgetting, a softmax average, prediction changes) on the device
     # and write them to samples.npz, for label-error detection (experiments/sample_dynamics.py, scripts/detect.py).
     detect: bool = False
+    # A detecting run's eval-mode softmax over its whole training portion, holdout and test set (float16 log-softmax,
+    # snapshots/epoch-NNNN.npz) every this many epochs and at its last: the probabilities at the epoch the protocol
+    # chooses, and the held-out logits that temperature scaling is fitted on (scripts/detect.py, calibration.py).
+    detect_snapshots: int = 16
     # auto unless $TCE_DEVICE says otherwise: hydra/launcher=slurm_gpu sets it to cuda in every job it runs.
     device: str = "${oc.env:TCE_DEVICE,auto}"
     # fp32 (strict, as the paper), or the measured opt-ins tf32 and bf16 (experiments/precision.py)

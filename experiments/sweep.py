@@ -35,6 +35,7 @@ from data import DatasetError
 from data.files import read_json, write_json
 from experiments.identity import PER_RUN_KEYS, run_name
 from experiments.lifecycle import FAILED, TERMINAL
+from experiments.limits import check_sweep_parameters
 from experiments.resolve import resolve, with_defaults
 from experiments.run import StartError, run_pack
 from experiments.rundir import RunDir
@@ -135,6 +136,8 @@ class PackSweeper(Sweeper):
             composed.append((OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), run_dir))
             overrides_of.setdefault(run_dir, list(job))
             sweep_dir_of.setdefault(run_dir, Path(cfg.hydra.sweep.dir))
+        if note := check_sweep_parameters([cfg for cfg, _ in composed]):  # ConfigError for a parameter nobody takes
+            log.info(note)
         packs = plan(composed)
         batch = []
         for members in packs:

@@ -80,8 +80,17 @@ def lr_at(epoch: int, cfg: DictConfig) -> float:
     elif optim.schedule == "exponential":
         lr = optim.lr * optim.lr_gamma ** (epoch - 1)
     else:
-        lr = optim.lr * optim.lr_gamma ** sum(epoch > round(m * cfg.epochs) for m in optim.lr_milestones)
+        lr = optim.lr * optim.lr_gamma ** sum(epoch > m for m in milestone_epochs(cfg))
     return float(f"{lr:.12g}")  # 0.001, not 0.0010000000000000002
+
+
+def milestone_epochs(cfg: DictConfig) -> list[int]:
+    """The epochs after which the step schedule multiplies the lr by lr_gamma: floor(m epochs) for each fraction m
+    of lr_milestones, at least 1 (so that the first epoch trains at lr): 128 and 192 of 256, 1 and 2 of 3, 1 and 1
+    of 1. A fraction names epoch k for every m in [k / epochs, (k + 1) / epochs). The product is rounded to 9
+    decimals first: a fraction written as a float, 0.3333333333333333 of 120 (ELR's 40) or 0.5333333333333333 of 150
+    (its 80), is a hair below its epoch."""
+    return [max(1, math.floor(round(m * cfg.epochs, 9))) for m in cfg.optim.lr_milestones]
 
 
 @torch.no_grad()
@@ -290,6 +299,9 @@ class PackTrainer:
                                   or any("index" in tce.LOSS_NEEDS[m.loss[0]] for m in members))
         self.eval_sets = {name: PackEvalSet([m.data.eval_sets[name] for m in members], cfg.channels_last)
                           for name in members[0].data.eval_sets}
+        # What a snapshot reads: the whole training portion, then the holdout (where there is one) and the test set.
+        self.snapshot_sets = {"portion": PackEvalSet([m.data.portion for m in members], cfg.channels_last),
+                              **{name: s for name, s in self.eval_sets.items() if name != "train"}}
         self.eager_steps = 0  # training steps this trainer ran without torch.compile
 
     def _logits(self, x: torch.Tensor, eager: bool = False) -> torch.Tensor:
@@ -383,6 +395,22 @@ class PackTrainer:
             totals = evaluation.add(totals, evaluation.batch_sums(logits, y, noisy))
             seen += count
         return evaluation.epoch_metrics(name, totals, seen)
+
+    @torch.no_grad()
+    def snapshot(self) -> list[dict[str, torch.Tensor]]:
+        """Each member's eval-mode log-softmax, float16 (N, C) on the CPU, over snapshot_sets: "portion" in the order
+        of its samples' indices, "val" and "test" in theirs. Log-probabilities rather than probabilities: float16
+        would round a small probability to 0, and temperature scaling needs the logits up to a shift."""
+        return self._guarded(self._snapshot)
+
+    def _snapshot(self) -> list[dict[str, torch.Tensor]]:
+        self.model.eval()
+        size, found = self.cfg.eval_batch_size, {}
+        for name, pack_set in self.snapshot_sets.items():
+            parts = [self._logits(x)[:len(y)].float().log_softmax(-1).half()
+                     for x, y, _ in pack_set.batches(size, pad_to=size if self.compiled else None)]
+            found[name] = torch.cat(parts).cpu()  # (N, K, C): the one host read of the snapshot
+        return [{name: t[:, k].contiguous() for name, t in found.items()} for k in range(self.k)]
 
     def run_epoch(self, epoch: int) -> list[dict]:
         """Train and evaluate one epoch; one row per member: metrics.csv's columns, and the calibration bins."""

@@ -18,6 +18,7 @@ from data.loader import FILLS
 from data.sources import class_count
 from data.synthetic import MIN_SIZE, SIZE
 from experiments import precision
+from experiments.limits import check_batches, check_loss_parameters, check_runs_dir, seed_checks
 from experiments.needs import PARAMETERS_NEED, needs_transition, read_transition
 from experiments.schema import COMPILE_MODES, SCHEDULES, TRANSITION_KEYS, ConfigError, TrainConfig
 
@@ -37,7 +38,7 @@ def _unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]
 # The synthetic dataset's own keys: what each must be, checked only for it (the real datasets leave them null).
 _SYNTHETIC_KEYS = {
     "num_classes": (lambda v: v >= 2, "the synthetic dataset needs >= 2 classes"),
-    "seed": (lambda v: v >= 0, "the synthetic dataset's generator seed must be >= 0"),
+    "seed": (lambda v: True, "the synthetic dataset needs its generator's seed"),  # its range: limits.seed_checks
     "image_size": (lambda v: MIN_SIZE <= v <= SIZE,
                    f"the synthetic dataset's image size must lie in [{MIN_SIZE}, {SIZE}]"),
 }
@@ -48,7 +49,7 @@ def validate(cfg: DictConfig) -> None:
     unknown = [key for key in _unknown_keys(cfg, TrainConfig) if key != "hydra"]  # Hydra's node, when composed with it
     if unknown:
         raise ConfigError(f"{unknown[0]}: not a key of the config (experiments/schema.py lists them)")
-    for ok, message in (*_recipe_checks(cfg), *_run_checks(cfg)):
+    for ok, message in (*seed_checks(cfg), *_recipe_checks(cfg), *_run_checks(cfg)):
         if not ok:
             raise ConfigError(message)
     _check_model(cfg)
@@ -59,6 +60,7 @@ def validate(cfg: DictConfig) -> None:
         noise.check(ds.name, ds.train_size, class_count(ds.name, ds.num_classes))
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    check_loss_parameters(cfg)
     _check_loss_needs(cfg)
     n_train = train_set_size(ds.name, ds.train_size)
     if cfg.holdout >= n_train:
@@ -66,6 +68,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.drop_last and cfg.batch_size > n_train - cfg.holdout:
         portion = n_train - cfg.holdout
         raise ConfigError(f"batch_size: {cfg.batch_size} with drop_last leaves no batch of {portion} training images")
+    check_batches(cfg, n_train - cfg.holdout)
+    check_runs_dir(cfg.runs_dir)
     resolve_device(cfg.device)
 
 
@@ -76,7 +80,6 @@ def _recipe_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
         (ds.name in DATASETS, f"dataset.name: unknown dataset {ds.name!r}; valid: {', '.join(DATASETS)}"),
         (ds.train_size is None or ds.train_size >= 1, f"dataset.train_size: must be >= 1 or null, got {ds.train_size}"),
         (ds.test_size is None or ds.test_size >= 1, f"dataset.test_size: must be >= 1 or null, got {ds.test_size}"),
-        (ds.split_seed >= 0, f"dataset.split_seed: must be >= 0, got {ds.split_seed}"),
         (ds.val_holdout >= 1, f"dataset.val_holdout: must be >= 1, got {ds.val_holdout}"),
         (cfg.loss.name in tce.LOSSES, f"loss.name: unknown loss {cfg.loss.name!r}; valid: {', '.join(tce.LOSSES)}"),
         (cfg.model.name in models.MODELS,
@@ -87,8 +90,8 @@ def _recipe_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
          f"optim.momentum: Nesterov momentum needs momentum > 0, got {optim.momentum} (or set optim.nesterov=false)"),
         (math.isfinite(optim.weight_decay) and optim.weight_decay >= 0,
          f"optim.weight_decay: must be a finite number >= 0, got {optim.weight_decay}"),
-        (all(0 < m <= 1 for m in optim.lr_milestones),
-         f"optim.lr_milestones: fractions of epochs in (0, 1], got {list(optim.lr_milestones)}"),
+        (all(0 < m < 1 for m in optim.lr_milestones) and list(optim.lr_milestones) == sorted(set(optim.lr_milestones)),
+         f"optim.lr_milestones: strictly increasing fractions of epochs in (0, 1), got {list(optim.lr_milestones)}"),
         (0 < optim.lr_gamma <= 1, f"optim.lr_gamma: must be in (0, 1], got {optim.lr_gamma}"),
         (optim.schedule in SCHEDULES, f"optim.schedule: must be one of {', '.join(SCHEDULES)}, got {optim.schedule!r}"),
         (math.isfinite(optim.lr_min) and 0 <= optim.lr_min < optim.lr,
@@ -108,8 +111,6 @@ def _run_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
         (math.isfinite(cfg.augment.rotate) and 0 <= cfg.augment.rotate <= 180,
          f"augment.rotate: must be degrees in [0, 180], got {cfg.augment.rotate}"),
         (cfg.augment.fill in FILLS, f"augment.fill: must be one of {', '.join(FILLS)}, got {cfg.augment.fill!r}"),
-        (cfg.noise_seed is None or cfg.noise_seed >= 0, f"noise_seed: must be >= 0 or null, got {cfg.noise_seed}"),
-        (cfg.seed >= 0, f"seed: must be >= 0, got {cfg.seed}"),
         (cfg.holdout >= 0, f"holdout: must be >= 0, got {cfg.holdout}"),
         (cfg.epochs >= 1, f"epochs: must be >= 1, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"batch_size: must be >= 1, got {cfg.batch_size}"),
@@ -123,8 +124,8 @@ def _run_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
         (cfg.compile_mode in COMPILE_MODES,
          f"compile_mode: must be one of {', '.join(COMPILE_MODES)}, got {cfg.compile_mode!r}"),
         (cfg.checkpoint_every >= 1, f"checkpoint_every: must be >= 1 epochs, got {cfg.checkpoint_every}"),
+        (cfg.detect_snapshots >= 1, f"detect_snapshots: must be >= 1 epochs, got {cfg.detect_snapshots}"),
         (cfg.threads is None or cfg.threads >= 1, f"threads: must be >= 1 or null, got {cfg.threads}"),
-        (bool(cfg.runs_dir.strip()), "runs_dir: must not be empty"),
         (math.isfinite(cfg.lock_timeout) and cfg.lock_timeout > 0,
          f"lock_timeout: must be a finite number of seconds > 0, got {cfg.lock_timeout}"),
     ]
@@ -167,11 +168,11 @@ def _check_loss_needs(cfg: DictConfig) -> None:
             except ValueError as error:
                 raise ConfigError(f"loss: {name}'s oracle transition matrix at {cfg.noise_type} noise {cfg.noise:g}: "
                                   f"{error}") from None
-    if PARAMETERS_NEED in tce.LOSS_NEEDS[name]:
-        set_by_hand = hand_set_value(cfg, "optim.weight_decay")
-        if set_by_hand is not None and float(set_by_hand) != 0:
-            raise ConfigError(f"optim.weight_decay: {name}'s L1 penalty (loss.delta) replaces weight decay, so it "
-                              f"trains with weight decay 0; remove optim.weight_decay={set_by_hand} or set it to 0")
+    # The composed value, of its key's type, not the override's text, which may be quoted ('5e-4').
+    hand_set = hand_set_value(cfg, "optim.weight_decay") is not None
+    if PARAMETERS_NEED in tce.LOSS_NEEDS[name] and hand_set and cfg.optim.weight_decay != 0:
+        raise ConfigError(f"optim.weight_decay: {name}'s L1 penalty (loss.delta) replaces weight decay, so it trains "
+                          f"with weight decay 0; remove optim.weight_decay={cfg.optim.weight_decay:g} or set it to 0")
 
 
 def hand_set_value(cfg: DictConfig, key: str) -> str | None:

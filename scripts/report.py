@@ -7,7 +7,8 @@ browser, and it can be mailed or attached to a review as it is. Tables with no p
 (the paper's Tables 1 and 2 before any of their runs exist, say). A table of every noise condition says what each
 noise is (its realized rate and fingerprint); per recipe with published numbers (results/claims.csv), a scatter of
 claimed against ours and the claims that no run has a value for yet; the recipes found, the runs that are not
-complete and what the protocol left out are listed, as `make tables` prints them.
+complete and what the protocol left out are listed, as `make tables` prints them. Runs trained with detect=true
+add the label-error detection tables, ROC curves and histograms; every run adds its signed calibration.
 """
 
 import argparse
@@ -23,9 +24,10 @@ import pandas as pd
 from data import FINGERPRINT_KEYS
 from experiments.lifecycle import COMPLETE
 from experiments.provenance import git_commit
-from scripts import paired, table_formats, tables
+from scripts import calibration, detect, paired, table_formats, tables
 from scripts.aggregate import Aggregation, aggregate, noise_table, recipe_lines
 from scripts.claims import beside_ours, load_claims, load_out_of_scope, refusing_bad_claims, status_lines
+from scripts.detection_figures import detection_runs, plot_detection
 from scripts.figures import all_figures, plot_claimed_vs_ours
 from scripts.runs import FOUND_STATUSES, NOISE_COLUMNS
 
@@ -37,6 +39,16 @@ th { background: #f0f0f0; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0 1.5em; }
 .muted { color: #666; }
 """
+
+
+DETECTION_CAPTION = (
+    "Which training labels are wrong (python -m scripts.detect): each score's AUROC, AP and precision at the true "
+    "count against the known flips, each clean-label-free rule's F1 beside the F1 of flagging everything; in-sample "
+    "sources score labels the network trained on, the holdout source labels it never saw. Then the test set's signed "
+    "calibration (python -m scripts.calibration): over- and under-confidence, and temperature scaling fitted on the "
+    "validation run's holdout (plain on its noisy labels, forward-corrected through the noise matrix, and the "
+    "clean-label oracle)."
+)
 
 
 CLAIMS_CAPTION = (
@@ -126,6 +138,29 @@ def claims_html(claims: pd.DataFrame, cells: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+def analysis_html(aggregation: Aggregation) -> list[str]:
+    """The label-error detection tables and figures (runs trained with detect=true) and the calibration tables."""
+    frame, left_out = detect.detection_frame(aggregation)
+    parts = [f"<p>{html.escape(DETECTION_CAPTION)}</p>"]
+    if frame.empty:
+        parts.append("<p class='muted'>No run recorded its training dynamics (train with detect=true).</p>")
+    else:
+        parts += [_table_html(*table) for table in detect.display_tables(frame, detect.paired_frame(frame))]
+        parts += [f"<img alt='detection' src='{figure_png(plot_detection(condition, members))}'>"
+                  for condition, members in detection_runs(aggregation.runs_table, aggregation.cells).items()]
+        parts += [lines_html([f"left out: {line}" for line in left_out])] if left_out else []
+    calibrated = calibration.calibration_frame(aggregation)
+    if not calibrated.empty:
+        scaling = calibration.temperature_frame(aggregation)
+        parts += [_table_html(*table) for table in calibration.display_tables(calibrated, scaling)]
+    return parts
+
+
+def _table_html(caption: str, header: list[str], rows: list[list[str]]) -> str:
+    body = [[html.escape(cell) for cell in row] for row in rows]
+    return f"<p>{html.escape(caption)}</p>\n{table_formats.html_table(header, body)}"
+
+
 def lines_html(lines: list[str]) -> str:
     return "<ul>\n" + "\n".join(f"<li>{html.escape(line.strip())}</li>" for line in lines) + "\n</ul>"
 
@@ -153,6 +188,8 @@ def render(runs_dir: Path) -> str:
         "<h2>Paired comparison with CE</h2>",
         f"<p>{html.escape(paired.CAPTION)}</p>",
         paired_html(comparison),
+        "<h2>Label-error detection and calibration</h2>",
+        *analysis_html(aggregation),
         "<h2>Figures</h2>",
     ]
     for stem, draw, missing in all_figures(aggregation):

@@ -253,6 +253,12 @@ def html_table(header: list[str], body: list[list[str]]) -> str:
     return "<table>\n" + "\n".join(rows) + "\n</table>"
 
 
+def markdown_table(header: list[str], body: list[list[str]]) -> str:
+    """A Markdown table of plain-text cells (a script's printout; Markdown escaping is the tables' own)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
+
+
 def _html_document(table: Table, body: list[list[str]], footer: str) -> str:
     return (f"<h3>{html.escape(table.title)}</h3>\n<p>{html.escape(_caption(table))}</p>\n"
             f"{html_table(_header(table), body)}\n<p>{html.escape(footer)}</p>\n")
@@ -263,9 +269,15 @@ LATEX = Dialect(".tex", _latex_escape, lambda text: rf"\textbf{{{text}}}", _late
 HTML = Dialect(".html", html.escape, lambda text: f"<b>{text}</b>", _html_document)
 
 
+def table_files(name: str) -> list[str]:
+    """The files write_table writes for the table `name`: its .md, .tex and tidy .csv."""
+    return [f"{name}{dialect.suffix}" for dialect in (MARKDOWN, LATEX)] + [f"{name}.csv"]
+
+
 def write_table(table: Table, out_dir: Path) -> str:
-    """Writes the table as .md, .tex and tidy .csv under out_dir; returns the Markdown."""
-    for dialect in (MARKDOWN, LATEX):
-        (out_dir / f"{table.name}{dialect.suffix}").write_text(render(table, dialect))
-    table.cells.to_csv(out_dir / f"{table.name}.csv", index=False)
+    """Writes the table's table_files under out_dir; returns the Markdown."""
+    markdown, latex, tidy = (out_dir / name for name in table_files(table.name))
+    markdown.write_text(render(table, MARKDOWN))
+    latex.write_text(render(table, LATEX))
+    table.cells.to_csv(tidy, index=False)
     return render(table, MARKDOWN)

@@ -2,7 +2,8 @@
 
     python -m scripts.tables --runs RUNS_DIR --out OUT_DIR [--reference results/paper_reference.csv]
 
-writes table1, table2, zoo (when losses beyond the paper's ran: experiment=zoo) and one table per other (dataset,
+writes table1 and table2 (each where a run of its datasets is; else a line says why), zoo (when losses beyond the
+paper's ran: experiment=zoo) and one table per other (dataset,
 noise_type) present (e.g. cifar10_asymmetric, cifar10_human with one column per CIFAR-N label set), each as .md and
 .tex (for people: one cell = our protocol mean ± std, n, the paper's value and ours − paper; the best of ours per
 column in bold; "—" where there is no value) and .csv (tidy, one row per cell with every number, including
@@ -10,7 +11,8 @@ the last-epoch and oracle values that the human tables leave out); a cell that r
 scripts/claims.py) has a published number for shows it, with ours − claimed for our protocol, last-epoch and
 oracle values, and the claim's rule of selection in the caption; paired.csv and paired.md, every setting against
 CE paired by seed (scripts/paired.py), whose significant gains the tables mark with †. It prints the Markdown
-tables and copies runs.csv, curves.csv, cells.csv and noise.csv (scripts/aggregate.py) into OUT_DIR.
+tables and copies runs.csv, curves.csv, cells.csv and noise.csv (scripts/aggregate.py) into OUT_DIR. The tables
+an earlier call wrote into OUT_DIR and this one does not are removed (OUT_DIR/.tables-written lists them).
 """
 
 import argparse
@@ -53,7 +55,7 @@ from scripts.loss_settings import (
     setting_tag,
 )
 from scripts.runs import SETTING_COLUMNS, nullable_integers
-from scripts.table_formats import Column, Table, write_table
+from scripts.table_formats import Column, Table, table_files, write_table
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / "results" / "paper_reference.csv"
 # What a table keeps of a cell of cells.csv, besides its keys: its numbers and, for a row of selection, the setting
@@ -228,6 +230,19 @@ def build_tables(
     return tables
 
 
+WRITTEN = ".tables-written"  # in OUT_DIR: the tables the last call wrote there, one file name a line
+
+
+def _remove_stale(out: Path, written: list[str]) -> None:
+    """Removes the table files an earlier call wrote into `out` that this one does not (a table whose runs are
+    gone, or left out by --datasets), and records this call's; files it did not write stay."""
+    record = out / WRITTEN
+    earlier = record.read_text().splitlines() if record.exists() else []
+    for name in set(earlier) - set(written):
+        (out / Path(name).name).unlink(missing_ok=True)
+    record.write_text("".join(f"{name}\n" for name in written))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run directories")
@@ -245,9 +260,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.datasets is not None:
         comparison = comparison[comparison["dataset"].isin(args.datasets)]
     significant = paired.significant(comparison)
+    written = []
     for table in build_tables(aggregation, load_reference(args.reference), significant, claims):
-        if args.datasets is None or set(table.datasets) & set(args.datasets):
-            print(write_table(table, args.out))
+        if args.datasets is not None and not set(table.datasets) & set(args.datasets):
+            continue
+        if table.name in PAPER_TABLES and table.cells[VALUE_COLUMNS].isna().all(axis=None):
+            print(f"{table.name}: not written, {args.runs} holds no run of {', '.join(table.datasets)} with the "
+                  f"paper's recipe and {PAPER_NOISE_TYPE} noise")
+            continue
+        print(write_table(table, args.out))
+        written += table_files(table.name)
+    _remove_stale(args.out, written)
     comparison.to_csv(args.out / "paired.csv", index=False)
     (args.out / "paired.md").write_text(paired.markdown(comparison))
     print(paired.markdown(comparison))

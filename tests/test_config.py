@@ -20,6 +20,7 @@ from experiments.trainer import lr_at
 from scripts.loss_settings import setting, setting_label
 
 REPO = Path(__file__).resolve().parents[1]
+SWEEP = ("hydra.mode=MULTIRUN",)  # composed as one run of a sweep (with hydra=True)
 
 
 def test_defaults_are_the_papers_recipe():
@@ -46,12 +47,12 @@ def test_dataset_group(name):
         (["loss=tce", "loss.alpha=1.5"], "tce", 1.5),
         (["loss=tce2"], "tce", 2.0),
         (["loss=tce0.5"], "tce", 0.5),
-        # alpha swept next to a loss without it: accepted, and recorded as null.
-        (["loss=ce", "loss.alpha=2"], "ce", None),
+        # alpha swept next to a loss without it: accepted in a sweep, and recorded as null.
+        (["loss=ce", "loss.alpha=2", *SWEEP], "ce", None),
     ],
 )
 def test_loss_group(overrides, name, alpha):
-    cfg = resolve(compose_train(*overrides))
+    cfg = resolve(compose_train(*overrides, hydra=SWEEP[0] in overrides))
     assert (cfg.loss.name, cfg.loss.alpha) == (name, alpha)
 
 
@@ -158,7 +159,7 @@ def test_loss_parameters_take_their_defaults_and_per_dataset_values():
             resolve(compose_train("loss=nce+mae", "dataset=cifar100")).loss.alpha) == (10.0, 10.0)
     assert resolve(compose_train("loss=sce", "dataset=cifar100", "loss.beta=2")).loss.alpha == 6.0  # partly given
     # A sweep's alpha is ignored by the losses without one, and recorded as null.
-    assert resolve(compose_train("loss=focal", "loss.alpha=3")).loss.alpha is None
+    assert resolve(compose_train("loss=focal", "loss.alpha=3", *SWEEP, hydra=True)).loss.alpha is None
 
 
 def test_every_loss_of_the_library_has_a_config_and_builds(tmp_path):
@@ -173,7 +174,8 @@ def test_every_loss_of_the_library_has_a_config_and_builds(tmp_path):
 def test_run_name_is_a_function_of_the_config():
     name = run_name(resolve(compose_train("loss=tce", "loss.alpha=1.5", "noise=0.4", "seed=2")))
     assert name == "cifar10/tce-a1.5/noise0.4-uniform-holdout5000-seed2"
-    assert run_name(resolve(compose_train("loss=ce", "loss.alpha=3"))) == run_name(resolve(compose_train("loss=ce")))
+    assert run_name(resolve(compose_train("loss=ce", "loss.alpha=3", *SWEEP, hydra=True))) == run_name(
+        resolve(compose_train("loss=ce")))
     assert run_name(resolve(compose_train("noise_seed=5"))).endswith("-seed0-noiseseed5")
     assert run_name(resolve(compose_train("clean_val=true"))).endswith("-seed0-cleanval")
     assert run_name(resolve(compose_train("clean_val=true", "holdout=0"))).endswith("-seed0")  # no validation set

@@ -99,7 +99,7 @@ def test_a_run_killed_at_every_point_of_an_epoch_ends_complete_with_the_uninterr
     assert without_seconds([done["final"]]) == without_seconds([expected["final"]])
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])  # SIGINT: Ctrl-C
 def test_stop_signal_interrupts_cleanly_and_a_relaunch_completes_the_run(tmp_path, signum, caplog):
     args = tiny(tmp_path, f"epochs={EPOCHS}", "noise=0.4")
     run_dir = tmp_path / RUN

@@ -19,7 +19,7 @@ from experiments.identity import recipe, recipe_tag
 from experiments.resolve import resolve
 from experiments.schema import ConfigError
 from experiments.sweep import plan
-from experiments.trainer import clip_grad_norms, lr_at
+from experiments.trainer import clip_grad_norms, lr_at, milestone_epochs
 from models import ResNet, pack_state_dicts, unpack_state_dict
 
 RECIPES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs" / "recipe").glob("*.yaml"))
@@ -75,13 +75,29 @@ def test_the_exponential_schedule_is_torchs_step_lr_of_one_epoch():
 
 
 @pytest.mark.parametrize("epochs, milestones, torch_milestones", [
-    (256, [0.5, 0.75], [128, 192]), (100, [0.6], [60]), (300, [0.5], [150]), (150, [80 / 150, 0.8], [80, 120])])
+    (256, [0.5, 0.75], [128, 192]), (100, [0.6], [60]), (300, [0.5], [150]), (150, [80 / 150, 0.8], [80, 120]),
+    (120, [1 / 3, 2 / 3], [40, 80])])
 def test_the_step_schedule_is_torchs_multistep(epochs, milestones, torch_milestones):
-    """The paper's schedule and those of CIFAR-N (after epoch 60), DivideMix (after 150) and ELR (after 80 and 120:
-    80 / 150 is 0.5333..., whose product with 150 is 79.99999999999999 in floats)."""
+    """The paper's schedule and those of CIFAR-N (after epoch 60), DivideMix (after 150) and ELR (after 80 and 120
+    of 150, 40 and 80 of 120: 80 / 150 is 0.5333..., whose product with 150 is 79.99999999999999 in floats)."""
     cfg = _schedule(epochs, lr_milestones=milestones)
     expected = _torch_lrs(lambda o: torch.optim.lr_scheduler.MultiStepLR(o, torch_milestones, gamma=0.1), 0.1, epochs)
     assert [lr_at(e, cfg) for e in range(1, epochs + 1)] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("epochs, lrs", [
+    (1, [0.1]),  # floor(0.5) = floor(0.75) = 0, raised to 1: the only epoch trains at lr
+    (3, [0.1, 0.01, 0.001]),  # after floor(1.5) = 1 and floor(2.25) = 2
+    (256, [0.1] * 128 + [0.01] * 64 + [0.001] * 64),  # the paper's: after 128 and 192
+])
+def test_milestones_are_the_floor_of_their_fraction_of_the_epochs_and_at_least_1(epochs, lrs):
+    assert [lr_at(e, _schedule(epochs)) for e in range(1, epochs + 1)] == pytest.approx(lrs, rel=1e-12)
+
+
+@pytest.mark.parametrize("name, published", [
+    ("elr_cifar10", [40, 80]), ("elr_cifar100", [80, 120]), ("cifarn_resnet34", [60]), ("dividemix_ce", [150])])
+def test_the_step_recipes_drop_the_lr_after_their_authors_epochs(name, published):
+    assert milestone_epochs(compose_train(f"recipe={name}")) == published
 
 
 def test_each_member_of_a_pack_is_clipped_as_torchs_clip_grad_norm_clips_it_alone():
@@ -234,12 +250,6 @@ def _miniature(root: Path, *overrides: str) -> list[str]:
             "eval_batch_size=256", "device=cpu", "progress=false", f"runs_dir={root}", *overrides]
 
 
-# The lr of the miniature's one epoch: the recipe's own, but DivideMix's drop "at half the epochs" of a 1-epoch run
-# comes after epoch round(0.5) = 0, so its one epoch is at lr / 10, and ELR's CIFAR-10 drop at a third of the
-# epochs after epoch round(1/3) = 0, at lr x 0.01.
-FIRST_LR = {**{name: want["lr"] for name, want in EXPECTED.items()}, "dividemix_ce": 0.002, "elr_cifar10": 0.0002}
-
-
 @pytest.mark.parametrize("name", RECIPES)
 def test_each_recipe_trains_an_epoch_with_its_own_model(tmp_path, name, fresh_models):
     """The recipe's own network: the CNNs at 32 x 32 (their flatten size is fixed), the ResNet-34 and PreAct-ResNet-18
@@ -250,7 +260,7 @@ def test_each_recipe_trains_an_epoch_with_its_own_model(tmp_path, name, fresh_mo
                                             "epochs=1", *sizes))
     assert status == "complete"
     (row,) = rows(run_dir)
-    assert float(row["lr"]) == FIRST_LR[name]
+    assert float(row["lr"]) == EXPECTED[name]["lr"]  # a milestone comes after epoch 1 at the earliest
     config = summary(run_dir)["config"]
     assert (config["model"]["name"], config["optim"]["schedule"]) == (EXPECTED[name]["model"],
                                                                     EXPECTED[name]["schedule"])

@@ -72,26 +72,41 @@ def test_the_dynamics_of_two_members_equal_a_per_sample_loop():
 
 @pytest.mark.usefixtures("one_thread")
 def test_a_detecting_run_writes_its_samples_and_a_killed_one_resumes_them_exactly(tmp_path):
-    """SIGKILLed after epoch 2's metrics, relaunched to the end: samples.npz equals an uninterrupted run's, field by
-    field, and its truth is the run's own labels."""
-    args = tiny(tmp_path / "killed", "epochs=3", "noise=0.4", "threads=1", "detect=true")
+    """SIGKILLed after epoch 2's metrics, relaunched to the end: samples.npz and the snapshots (after epochs 2 and 3,
+    the last) equal an uninterrupted run's, field by field, and its truth is the run's own labels."""
+    args = tiny(tmp_path / "killed", "epochs=3", "noise=0.4", "threads=1", "detect=true", "detect_snapshots=2")
     killed = cli(*args, kill_at="metrics:2")
     finish(killed)
     assert killed.returncode == -signal.SIGKILL
     relaunched = cli(*args)
     out = finish(relaunched)
     assert relaunched.returncode == 0 and "resuming after epoch 2" in out, out
-    status, reference = train_tiny(tmp_path / "reference", "epochs=3", "noise=0.4", "threads=1", "detect=true")
+    status, reference = train_tiny(tmp_path / "reference", "epochs=3", "noise=0.4", "threads=1", "detect=true",
+                                   "detect_snapshots=2")
     assert status == "complete"
     (run_dir,) = [p.parent for p in (tmp_path / "killed").rglob("samples.npz")]
     resumed, expected = RunDir(run_dir).read_samples(), RunDir(reference).read_samples()
     assert sorted(resumed) == sorted(expected)
     for name in expected:
         np.testing.assert_array_equal(resumed[name], expected[name], err_msg=name)
+    assert RunDir(run_dir).snapshot_epochs() == RunDir(reference).snapshot_epochs() == [2, 3]
+    for epoch in (2, 3):
+        got, want = RunDir(run_dir).read_snapshot(epoch), RunDir(reference).read_snapshot(epoch)
+        assert sorted(got) == sorted(want) == ["portion", "test", "val"]  # a validation run
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"{epoch} {name}")
+    snapshot = RunDir(reference).read_snapshot(3)
+    assert snapshot["portion"].shape == (128, 10) and snapshot["portion"].dtype == np.float16
+    # Log-probabilities: each row's probabilities sum to 1 up to float16's rounding.
+    np.testing.assert_allclose(np.exp(snapshot["test"].astype(np.float64)).sum(1), 1, atol=5e-3)
     # 160 synthetic images less the holdout of 32, each presented once an epoch; AUM from epoch 2 on.
     assert expected["epoch"] == 3 and expected["seen"].tolist() == [3] * 128 and expected["ema"].shape == (128, 10)
     assert expected["aum_count"].tolist() == [2] * 128 and expected["changed"][0] == 0
     np.testing.assert_array_equal(expected["given"], RunDir(reference).read_noisy_labels()[expected["index"]])
+    # The holdout's 32 images: none of the training portion's, labelled as the validation run reads them.
+    assert len(expected["val_index"]) == 32 and not set(expected["val_index"]) & set(expected["index"])
+    np.testing.assert_array_equal(expected["val_given"], RunDir(reference).read_noisy_labels()[expected["val_index"]])
+    assert snapshot["val"].shape == (32, 10)
     assert 0.25 < (expected["given"] != expected["clean"]).mean() < 0.5  # 0.4 x 9/10 of the labels, give or take
 
 
@@ -124,15 +139,21 @@ def _dynamics_after_two_epochs(pack: bool) -> list[dict[str, torch.Tensor]]:
         trainer = PackTrainer(group, torch.device("cpu"), torch.float64)
         trainer.train_epoch(1)
         trainer.train_epoch(2)
-        found += trainer.host_states().sample_states()
+        snapshots = trainer.snapshot()
+        found += [{**state, **{f"snapshot.{n}": t for n, t in snapshot.items()}}
+                  for state, snapshot in zip(trainer.host_states().sample_states(), snapshots, strict=True)]
     return found
 
 
 def test_a_packs_dynamics_equal_each_members_alone_in_float64(fresh_models):
+    """The dynamics in float64; the snapshots in float16, which rounds a log-probability to its 11 bits."""
     packed, alone = _dynamics_after_two_epochs(True), _dynamics_after_two_epochs(False)
     for k, (p, a) in enumerate(zip(packed, alone, strict=True)):
+        assert {"snapshot.portion", "snapshot.val", "snapshot.test"} <= set(a)
         for name, expected in a.items():
-            if expected.is_floating_point():
+            if expected.dtype == torch.float16:
+                assert torch.equal(p[name], expected), (k, name)
+            elif expected.is_floating_point():
                 assert p[name].dtype == torch.float64
                 assert (p[name] - expected).norm() <= 1e-10 * (expected.norm() or 1.0), (k, name)
             else:

@@ -113,32 +113,33 @@ def test_other_datasets_and_noise_types_get_their_own_tables(tmp_path):
     assert len(tables[0].settings) == 7 and len(tables[0].cells) == 35 and len(tables[1].cells) == 63
 
 
-def test_cli_on_an_empty_runs_folder(tmp_path, capsys):
+def test_cli_on_an_empty_runs_folder_writes_no_paper_table_and_says_why(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
     out = tmp_path / "tables"
     main(["--runs", str(tmp_path / "runs"), "--out", str(out)])
     printed = capsys.readouterr().out
-    assert "Missing cells (no protocol value): 35 of 35." in printed
-    assert "Missing cells (no protocol value): 63 of 63." in printed
-    for name in ("table1", "table2"):
-        assert {(out / f"{name}{suffix}").exists() for suffix in (".md", ".tex", ".csv")} == {True}
-    assert "| CE | —; paper 68.18 |" in (out / "table1.md").read_text()
-    assert pd.read_csv(out / "table2.csv")["protocol_mean"].isna().all()
+    for name, datasets in (("table1", "cifar100"), ("table2", "mnist, cifar10, svhn")):
+        assert (f"{name}: not written, {tmp_path / 'runs'} holds no run of {datasets} with the paper's recipe and "
+                "uniform noise") in printed.splitlines()
     assert (out / "cells.csv").read_text().startswith(f"recipe,dataset,setting,loss,{','.join(LOSS_KEYS)},noise,")
     assert {p.name for p in out.iterdir()} == {
-        "table1.md",
-        "table1.tex",
-        "table1.csv",
-        "table2.md",
-        "table2.tex",
-        "table2.csv",
-        "paired.csv",
-        "paired.md",
-        "runs.csv",
-        "curves.csv",
-        "cells.csv",
-        "noise.csv",
-    }
+        "paired.csv", "paired.md", "runs.csv", "curves.csv", "cells.csv", "noise.csv", ".tables-written"}
+
+
+def test_cli_writes_a_paper_table_with_runs_and_removes_its_own_stale_tables(tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "tables"
+    write_run(runs, dataset="cifar10", noise=0.4, test_acc=[50])
+    write_run(runs, dataset="synthetic", noise=0.0, test_acc=[50])
+    main(["--runs", str(runs), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert (out / "table2.md").exists() and "table2: not written" not in printed  # one run of cifar10 is enough
+    assert not (out / "table1.md").exists() and "table1: not written" in printed
+    (synthetic,) = {p.stem for p in out.glob("synthetic*.md")}
+    (out / "notes.md").write_text("mine")
+    main(["--runs", str(runs), "--out", str(out), "--datasets", "synthetic"])
+    assert not any(out.glob("table2.*"))  # written by the first call, left out by this one
+    assert {p.name for p in out.glob("synthetic*")} == {f"{synthetic}{s}" for s in (".md", ".tex", ".csv")}
+    assert (out / "notes.md").read_text() == "mine"
 
 
 def test_paper_reference_transcription():
