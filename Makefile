@@ -8,10 +8,12 @@ RUNS ?= runs
 OUT ?= results/tables
 FIGURES ?= results/figures
 REPORT ?= results/report.html
+CHECK_OUT ?= results/gpu_check
+WHEELS ?= gpu-wheels
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-slow test-gpu train tables figures report bench gpu-check lint clean
+.PHONY: help setup demo test test-slow test-gpu train tables figures report bench gpu-check gpu-wheels lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,8 +55,11 @@ report: setup ## one self-contained HTML page from RUNS: tables, paired comparis
 bench: $(GPU_SETUP) ## throughput per precision, evaluation cost, hours per preset; writes results/bench/<device>.json
 	$(PY) -m scripts.bench $(ARGS)
 
-gpu-check: $(GPU_SETUP) ## the one-call device check (scripts/gpu_check.py, <= 8 min) into results/gpu_check/
-	$(PY) scripts/gpu_check.py --out results/gpu_check $(ARGS)
+gpu-check: $(GPU_SETUP) ## the one-call device check (scripts/gpu_check.py, <= 8 min) into CHECK_OUT (results/gpu_check/)
+	$(PY) scripts/gpu_check.py --out $(CHECK_OUT) $(ARGS)
+
+gpu-wheels: setup ## the wheels gpu-check needs beyond torch, into WHEELS (gpu-wheels/), for a GPU machine offline
+	$(VENV_PY) -m scripts.gpu_wheels $(WHEELS)
 
 lint: setup ## ruff
 	$(PY) -m ruff check .

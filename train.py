@@ -5,9 +5,9 @@ multirun (`-m`, or an experiment preset such as `experiment=table1`). A config t
 cannot compose it (an unknown key or option, a value of the wrong type) or a value is out of range, stops with one
 line naming the key and exit code 2, as do a run directory that refuses it (it holds another config's run, or
 another process trains it) and a run that cannot resume from its checkpoint; a single run's refused config leaves
-nothing on disk (experiments/preflight.py). SIGTERM or SIGUSR1 (Slurm's preemption and time-limit signals) and
-Ctrl-C (SIGINT) stop the run cleanly, marked interrupted with its completed epochs kept, with exit code 128 + the
-signal's number (143, 138, 130).
+nothing on disk, nor does a run refused by its data in a directory this launch made (experiments/preflight.py).
+SIGTERM or SIGUSR1 (Slurm's preemption and time-limit signals) and Ctrl-C (SIGINT) stop the run cleanly, marked
+interrupted with its completed epochs kept, with exit code 128 + the signal's number (143, 138, 130).
 """
 
 import logging
@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from data import DatasetError
-from experiments import sweep
+from experiments import preflight, sweep
 from experiments.interrupt import RunInterrupted
 from experiments.lifecycle import FAILED
 from experiments.preflight import Refused
@@ -45,13 +45,14 @@ def main(cfg: DictConfig) -> list[str] | None:
         output_dir = Path(hydra_cfg.runtime.output_dir)
         members = sweep.manifest(output_dir) if multirun else None
         if members is not None:  # a pack of the sweep (experiments/sweep.py): what failed goes back to the sweeper
-            return sweep.train_pack(members, hydra_cfg.job.num)
+            return sweep.train_pack(members, hydra_cfg.job.num, output_dir)
         cfg = resolve(cfg, job_num=hydra_cfg.job.num if multirun else 0)
         status = run_pack([(cfg, output_dir)])[0]
     except (ConfigError, DatasetError, StartError) as e:
         if multirun:  # one bad job must not end the sweep
             log.error(f"error: {e}")
             return [f"job {hydra_cfg.job.num}: {e}"]
+        preflight.discard(output_dir)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     if multirun:

@@ -1,14 +1,17 @@
 """What a run costs: the images it trains on and evaluates, and its time on the device, said in the first lines of
 its log (as a warning when it exceeds an hour).
 
-The time comes from the bench's record of this device (results/bench/<device>.json, `make bench`) when there is one,
-else from a rough rate per kind of device, which the log names. Both are ResNet-20 rates at batch 128; another
-network's images cost what ResNet-20's do times the ratio of their forward FLOPs (relative_cost).
+The time comes from the bench's record of this device (results/bench/<device>.json, `make bench`) when there is one
+(for a CPU at a thread count no record has, that of the same CPU at the nearest thread count, scaled by the ratio of
+the threads, which the log says), else from a rough rate per kind of device, which the log names. Both are ResNet-20
+rates at batch 128; another network's images cost what ResNet-20's do times the ratio of their forward FLOPs
+(relative_cost).
 """
 
 import functools
 import json
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -64,13 +67,32 @@ def rates(device: torch.device, precision: str, records_dir: Path = BENCH_RECORD
     """(training images/s, evaluated images/s, where they come from) on `device` in `precision`."""
     name = provenance.device_name(device)
     path = records_dir / f"{provenance.slug(name)}.json"
+    scale, how = 1.0, ""
+    if device.type == "cpu" and not path.exists() and (nearest := _other_threads(path)):
+        # The same CPU benched at another thread count: its rates times the ratio of the threads, as if they scaled
+        # linearly, which overstates what more threads gain and understates the speed of fewer (the log says so).
+        threads, path = nearest
+        scale = torch.get_num_threads() / threads
+        how = f", scaled linearly from its {threads} threads to {torch.get_num_threads()}"
     try:
         record = json.loads(path.read_text())
-        return record["engine_img_s_by_precision"][precision], record["eval_img_s"], f"the bench record {path.name}"
+        train, evaluate = record["engine_img_s_by_precision"][precision], record["eval_img_s"]
+        return scale * train, scale * evaluate, f"the bench record {path.name}{how}"
     except (OSError, ValueError, KeyError):
         train, evaluate = ROUGH_RATES[device.type]
         return train, evaluate, (f"a rough {device.type} rate of {train:,.0f} training and {evaluate:,.0f} evaluated "
                                  f"images/s (no bench record of {name}: make bench writes one)")
+
+
+def _other_threads(path: Path) -> tuple[int, Path] | None:
+    """(threads, record) of the bench record of the CPU of record `path` (<cpu>-<threads>-threads.json) whose thread
+    count is nearest this process's, the larger on a tie; None where the CPU has none."""
+    cpu = re.sub(r"-\d+-threads\.json$", "", path.name)
+    found = [(int(match[1]), other) for other in path.parent.glob(f"{cpu}-*-threads.json")
+             if (match := re.fullmatch(rf"{re.escape(cpu)}-(\d+)-threads\.json", other.name))]
+    if not found:
+        return None
+    return min(found, key=lambda item: (abs(item[0] - torch.get_num_threads()), -item[0]))
 
 
 def seconds(runs: Iterable[tuple[DictConfig, int]], device: torch.device,

@@ -24,7 +24,7 @@ from experiments.schema import REPLACED_WEIGHT_DECAY, covered, loss_params, with
 EXECUTION_KEYS = (
     "device", "force", "progress", "pack", "threads", "runs_dir", "compile", "compile_mode", "channels_last",
     "eval_batch_size", "lock_timeout", "checkpoint_every", "detect",
-    "detect_snapshots",
+    "detect_snapshots", "deterministic",
 )
 LOCATION_KEYS = ("dataset.root", "dataset.download", "noise_file", "loss.transition")
 PER_RUN_KEYS = (

@@ -9,6 +9,7 @@ A precision that the device cannot compute natively is refused rather than emula
 the same arithmetic on every machine that accepts it.
 """
 
+import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
@@ -37,16 +38,15 @@ def _cpu_bf16() -> bool:
 
 @contextmanager
 def arithmetic(precision: str) -> Iterator[None]:
-    """Within the block, float32 matrix products and convolutions run in TF32 if `precision` is tf32, else in
-    strict float32; after it, each of the two settings is what it was before, whatever they were (they are global:
-    code outside the engine, and runs of several precisions, may share the process)."""
-    before = _tf32_settings()
-    value = "tf32" if precision == "tf32" else "ieee"
-    _set_tf32_settings((value, value) if _NEW_API else (precision == "tf32",) * 2)
+    """Within the block, float32 matrix products and convolutions run in TF32 on CUDA if `precision` is tf32, else
+    in strict float32 (on the CPU always strict); after it, every TF32 setting reads back what it read before,
+    whatever it was (they are global: code outside the engine, and runs of several precisions, share the process)."""
+    before = tf32_settings()
+    _apply(precision == "tf32")
     try:
         yield
     finally:
-        _set_tf32_settings(before)
+        _restore(before)
 
 
 def autocast(precision: str, device: torch.device) -> AbstractContextManager:
@@ -54,23 +54,72 @@ def autocast(precision: str, device: torch.device) -> AbstractContextManager:
     return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
 
-_NEW_API = hasattr(torch.backends.cuda.matmul, "fp32_precision")  # torch >= 2.9; mixing in the old flags is an error
+# torch has two APIs for TF32. The old one: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+# and torch.get_float32_matmul_precision() ("highest", "high", "medium"). The new one (torch >= 2.9), a string per
+# backend and operator ("ieee", "tf32", "bf16" for oneDNN, or "none": the backend's, else torch.backends'), of which
+# the old one's readings are derived, each reading raising where the two disagree: cuDNN's where its convolutions'
+# and RNNs' settings differ from each other or from the value the old setter last stored, the matrix products'
+# where the CUDA setting disagrees with the stored float32 matmul precision. So the contexts set both, through the
+# old setters first, and check that every reading comes back. Backends before their operators: setting a backend
+# sets its operators.
+_NEW = ("", "cudnn", "mkldnn", "cuda.matmul", "cudnn.conv", "cudnn.rnn", "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn")
+_CUDA_OPERATORS = ("cuda.matmul", "cudnn.conv", "cudnn.rnn")
+_CPU_OPERATORS = ("mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn")  # oneDNN: strict in every precision of the engine
+_OLD = {
+    "cuda.matmul.allow_tf32": lambda: torch.backends.cuda.matmul.allow_tf32,
+    "cudnn.allow_tf32": lambda: torch.backends.cudnn.allow_tf32,
+    "float32_matmul_precision": torch.get_float32_matmul_precision,
+}
+UNREADABLE = "unreadable"  # a reading that raises
 
 
-def _tf32_settings() -> tuple:
-    """(matrix products', convolutions') TF32 setting, each read through its own API: the new one's strings
-    ("ieee", "tf32", or "none", which defers to torch.backends.fp32_precision) where torch has it, else the old
-    booleans (never both: reading an old flag after the new API set one raises)."""
-    if _NEW_API:
-        return torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
-    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+def _node(path: str):
+    """torch.backends' module of `path` ("" for torch.backends itself), or None where this torch lacks it."""
+    node = torch.backends
+    for part in filter(None, path.split(".")):
+        node = getattr(node, part, None)
+    return node if hasattr(node, "fp32_precision") else None
 
 
-def _set_tf32_settings(settings: tuple) -> None:
-    matmul, conv = settings
-    if _NEW_API:
-        torch.backends.cuda.matmul.fp32_precision = matmul
-        torch.backends.cudnn.conv.fp32_precision = conv
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
-        torch.backends.cudnn.allow_tf32 = conv
+_NEW_PRESENT = tuple(path for path in _NEW if _node(path) is not None)
+
+
+def tf32_settings() -> dict[str, object]:
+    """Every TF32 setting, by name, as it reads: the new API's by path (f"{path}.fp32_precision"), the old one's
+    values, UNREADABLE for a reading that raises."""
+    found = {f"{path}.fp32_precision".lstrip("."): _node(path).fp32_precision for path in _NEW_PRESENT}
+    for name, read in _OLD.items():
+        try:
+            found[name] = read()
+        except RuntimeError:
+            found[name] = UNREADABLE
+    return found
+
+
+def _set_old(cudnn_tf32: bool, matmul_precision: str) -> None:
+    with warnings.catch_warnings():  # deprecated from torch 2.9 on, and the only way to the values its readings check
+        warnings.simplefilter("ignore")
+        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+        torch.set_float32_matmul_precision(matmul_precision)
+
+
+def _apply(tf32: bool) -> None:
+    """TF32 for CUDA's matrix products and cuDNN's convolutions if `tf32`, else strict float32; oneDNN strict."""
+    _set_old(tf32, "high" if tf32 else "highest")
+    for path in _NEW_PRESENT:
+        if path in _CUDA_OPERATORS or path in _CPU_OPERATORS:
+            _node(path).fp32_precision = "tf32" if tf32 and path in _CUDA_OPERATORS else "ieee"
+
+
+def _restore(before: dict[str, object]) -> None:
+    """The settings that read as `before`: the new API's as they were, and old values that its readings agree with
+    (those read, or, where a reading raised, one that makes it raise again)."""
+    cudnn = before["cudnn.allow_tf32"]
+    matmul = before["float32_matmul_precision"]
+    for cudnn_tf32 in (True, False) if cudnn == UNREADABLE else (cudnn,):
+        for matmul_precision in ("highest", "high", "medium") if matmul == UNREADABLE else (matmul,):
+            _set_old(cudnn_tf32, matmul_precision)
+            for path in _NEW_PRESENT:
+                _node(path).fp32_precision = before[f"{path}.fp32_precision".lstrip(".")]
+            if tf32_settings() == before:
+                return

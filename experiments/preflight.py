@@ -2,8 +2,13 @@
 before the task runs, so a config refused there would leave them behind (and overwrite those of a run it resumes).
 Hydra calls RefuseFirst (configs/train.yaml hydra.callbacks) before it does: a config that cannot run, or that the
 run directory's state on disk refuses (another config's run, a lock another process holds), raises Refused, which
-train.py prints in one line with exit code 2. A sweep checks its runs in its sweeper and jobs instead."""
+train.py prints in one line with exit code 2. A sweep checks its runs in its sweeper and jobs instead.
 
+What only the data can refuse (a missing or damaged dataset file) is found once Hydra has made the directory: where
+this launch made it, train.py takes it away again (discard), and a directory that held a run before keeps it, its
+summary.json failed with the error."""
+
+import shutil
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -36,9 +41,29 @@ def check_run_dir(cfg: DictConfig, path: Path) -> None:
         raise ConfigError(str(error)) from None
 
 
+# The folders of the run directory, itself first, that did not exist before Hydra made them for this launch's run.
+_made: list[Path] = []
+
+
 class RefuseFirst(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        run_dir = Path(config.hydra.run.dir)
         try:  # quiet: the run resolves its config again once Hydra has set up its log, and warns there
-            check_run_dir(resolve(config, quiet=True), Path(config.hydra.run.dir))
+            check_run_dir(resolve(config, quiet=True), run_dir)
         except ConfigError as error:
             raise Refused(error) from None
+        run_dir = run_dir.resolve()  # as discard's caller may name it: Hydra's runtime.output_dir, absolute
+        _made[:] = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
+
+
+def discard(run_dir: Path) -> None:
+    """Take away the run directory of a run refused after Hydra made it, with the folders above it that this launch
+    made and nothing else holds; a directory that existed before stays as it is."""
+    if not _made or _made[0] != run_dir.resolve():
+        return
+    shutil.rmtree(_made[0], ignore_errors=True)
+    for folder in _made[1:]:
+        try:
+            folder.rmdir()
+        except OSError:  # another run was written there meanwhile
+            return

@@ -40,7 +40,7 @@ from experiments.evaluation import METRIC_COLUMNS
 from experiments.identity import run_name
 from experiments.lifecycle import DIVERGED, FAILED, INTERRUPTED, RUNNING, SKIPPED, TERMINAL, after_epochs
 from experiments.needs import STATEFUL, make_needs
-from experiments.rundir import LOSS_STATE, SAMPLE_STATE, TEST_LABELS, VAL_TRUTH, RunDir, RunDirError
+from experiments.rundir import LOSS_STATE, SAMPLE_STATE, TEST_LABELS, VAL_TRUTH, RunDir, RunDirError, located
 from experiments.sample_dynamics import fresh_state
 from experiments.trainer import Member, PackTrainer, initial_model_state
 from experiments.writer import Writer
@@ -64,9 +64,9 @@ class TrainingRun:
         # Its snapshots (PackTrainer.snapshot) not yet handed to the writer, by epoch: they are recorded with the
         # epoch's checkpoint, or taken again when that epoch is trained again.
         self.snapshots: dict[int, dict[str, torch.Tensor]] = {}
-        # How it ran (compiled, compile, pack; see summary): kept from the summary until this process trains an
+        # How it ran (compiled, compile, pack, cuda; see summary): kept from the summary until this process trains an
         # epoch, then replaced, never changed, so that the writer thread records what held at its epoch.
-        self.execution = {key: run_dir.lifecycle.record.get(key) for key in ("compiled", "compile", "pack")}
+        self.execution = {key: run_dir.lifecycle.record.get(key) for key in ("compiled", "compile", "pack", "cuda")}
 
     @property
     def start_epoch(self) -> int:
@@ -104,7 +104,8 @@ class TrainingRun:
             **environment,
             # Whether the model ran compiled; `compile`: the graphs torch.compile made in the process that last trained
             # the run, and the steps it ran eagerly there; `pack`: the runs trained in one model with it, by their
-            # directories (below runs_dir where they lie in it).
+            # directories (below runs_dir where they lie in it); `cuda`: the cuDNN and cuBLAS settings it trained with
+            # (experiments/placement.py), null on the CPU.
             **execution,
         }
         if error:
@@ -125,7 +126,7 @@ def run_pack(entries: list[tuple[DictConfig, Path]]) -> list[str]:
     checkpoint, a missing data file) is marked failed, and once the pack's other runs are trained, its error is
     raised: like a bad config, its one line is what the user must act on.
     """
-    entries = [(cfg, Path(path)) for cfg, path in entries]
+    entries = [(located(cfg, Path(path)), Path(path)) for cfg, path in entries]
     statuses: list[str | None] = [None] * len(entries)
     claimed: list[RunDir] = []  # released when done with, or at the end
     todo: list[tuple[int, DictConfig, RunDir]] = []
@@ -177,8 +178,7 @@ def _claim(cfg: DictConfig, run_dir: RunDir) -> str | None:
 def _train(todo: list[tuple[DictConfig, RunDir]]) -> dict[Path, str]:
     cfg0 = todo[0][0]
     device = torch.device(cfg0.device)
-    _report(device)
-    if cfg0.threads:
+    if cfg0.threads:  # before the device is named: a CPU's name says its threads
         torch.set_num_threads(cfg0.threads)
     ds = cfg0.dataset
     try:
@@ -189,6 +189,7 @@ def _train(todo: list[tuple[DictConfig, RunDir]]) -> dict[Path, str]:
         for cfg, run_dir in todo:
             _cannot_start(cfg, run_dir, e)
         raise
+    _report(device)  # once the data is there: a refusal for want of it is the one line printed
     environment = {"versions": provenance.versions(), "git_commit": provenance.git_commit(),
                    "device": provenance.device_name(device)}
     if cfg0.compile:  # compiled code outlives the process there, for the next job of the sweep (a cluster's too)
@@ -366,7 +367,8 @@ def _train_pack(runs: list[TrainingRun], device: torch.device, environment: dict
                         run.snapshots[epoch] = snapshot
             killpoints.reached("trained", epoch)
             latest = TrainedEpoch(epoch, trainer.host_states(), [run.member.data.loader.state_dict() for run in runs])
-            _take_rows(runs, rows, {"compiled": trainer.compiled, "compile": trainer.compile_record(), "pack": pack})
+            _take_rows(runs, rows, {"compiled": trainer.compiled, "compile": trainer.compile_record(), "pack": pack,
+                                    "cuda": trainer.cuda_settings})
             due = [run for run in runs if run.submitted < len(run.rows)
                    and (epoch % cfg.checkpoint_every == 0 or run.done)]
             writer.submit(epoch_records(latest, runs, due, environment))

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from data.errors import one_line
 from data.files import append, load_torch, save_torch, write_atomic, write_text
 from experiments.evaluation import CALIBRATED, METRIC_COLUMNS
-from experiments.identity import EXECUTION_KEYS, LOCATION_KEYS
+from experiments.identity import EXECUTION_KEYS, LOCATION_KEYS, run_name
 from experiments.lifecycle import STATUSES, Lifecycle
 from experiments.lock import LockBusy, RunLock
 from experiments.schema import covered, with_schema_defaults
@@ -293,6 +293,19 @@ class RunDir:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+
+def located(cfg: DictConfig, path: Path) -> DictConfig:
+    """`cfg` with the runs_dir that its run directory `path` lies in, so that config.yaml says where the run is:
+    hydra.run.dir or hydra.sweep.dir may put it below another folder than runs_dir (then that folder), and
+    hydra.sweep.subdir under another name than run_name (then the run directory itself)."""
+    name = Path(run_name(cfg)).parts
+    root = Path(*path.parts[:-len(name)]) if path.parts[-len(name):] == name else path
+    if root == Path(cfg.runs_dir):  # as the user spelled it
+        return cfg
+    cfg = cfg.copy()
+    cfg.runs_dir = str(root)
+    return cfg
 
 
 def _parsed(path: Path, parse: Callable[[str], object], malformed: type[Exception]) -> object:

@@ -166,6 +166,9 @@ class TrainConfig:
     channels_last: bool | None = None
     compile: bool | None = None  # torch.compile the model: on for CUDA (falls back to eager if it cannot)
     compile_mode: str = "default"  # torch.compile's mode: default, or reduce-overhead (CUDA graphs, CUDA only)
+    # CUDA: cuDNN's and cuBLAS's deterministic algorithms, so that a resumed run computes an uninterrupted one's bits;
+    # false: cudnn.benchmark, the fastest algorithms (experiments/placement.py). The CPU is deterministic either way.
+    deterministic: bool = False
     # A multirun sweep is launched in packs of this many compatible runs, each pack one job that trains its runs
     # at once in one grouped model (every launcher).
     pack: int = 1

@@ -15,10 +15,12 @@ Verdict: a failed run or a bad config never stops the sweep; each job returns wh
 SweepEnd lists them and exits non-zero, for every launcher.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import models
 from data import DatasetError
-from data.files import read_json, write_json
+from data.files import read_json, write_json, write_text
 from experiments.identity import PER_RUN_KEYS, run_name
 from experiments.lifecycle import FAILED, TERMINAL
 from experiments.limits import check_sweep_parameters
@@ -45,6 +47,9 @@ log = logging.getLogger("tce")
 
 PACKS = ".packs"  # below the sweep's folder: one folder per pack, its job's
 MANIFEST = "pack.json"
+# In the sweep's folder: what composing its runs noted (a parameter recorded as null for the losses that do not take
+# it), one line each, kept across sweeps into the folder, for the status report (scripts/aggregate.py).
+NOTES = "sweep-notes.txt"
 
 _failures: list[str] = []
 
@@ -138,15 +143,20 @@ class PackSweeper(Sweeper):
             sweep_dir_of.setdefault(run_dir, Path(cfg.hydra.sweep.dir))
         if note := check_sweep_parameters([cfg for cfg, _ in composed]):  # ConfigError for a parameter nobody takes
             log.info(note)
+            noted = (sweep_dir / NOTES).read_text().splitlines() if (sweep_dir / NOTES).exists() else []
+            if note not in noted:
+                write_text(sweep_dir / NOTES, "".join(f"{line}\n" for line in [*noted, note]))
         packs = plan(composed)
         batch = []
         for members in packs:
             # Below the job's own sweep folder, where Hydra puts its output: a recipe may set its runs_dir (which
             # the runs of a pack share, as every key but the per-run ones).
             folder = sweep_dir_of[members[0][1]] / PACKS / pack_id([run_dir for _, run_dir in members])
+            made = not folder.exists()  # by this launch: its job takes it away if it trains none of its runs
             folder.mkdir(parents=True, exist_ok=True)
             write_json(folder / MANIFEST, {"members": [
-                {"run_dir": str(run_dir), "config": OmegaConf.to_container(cfg)} for cfg, run_dir in members]})
+                {"run_dir": str(run_dir), "config": OmegaConf.to_container(cfg)} for cfg, run_dir in members],
+                "made": made})
             log.info(f"pack {folder.name} ({len(members)} run(s)): " + ", ".join(run_name(with_defaults(cfg))
                                                                                for cfg, _ in members))
             # The job is its first run's (Hydra's output folder aside): the launcher composes and logs that one.
@@ -169,8 +179,10 @@ def manifest(output_dir: Path) -> list[tuple[DictConfig, Path]] | None:
     return [(OmegaConf.merge(schema, member["config"]), Path(member["run_dir"])) for member in found["members"]]
 
 
-def train_pack(members: list[tuple[DictConfig, Path]], job_num: int) -> list[str]:
-    """Resolve and train a pack's runs; returns what failed, one line each (a bad config, a failed run)."""
+def train_pack(members: list[tuple[DictConfig, Path]], job_num: int, folder: Path) -> list[str]:
+    """Resolve and train the runs of the pack of job folder `folder`; returns what failed, one line each (a bad
+    config, a failed run). A pack refused as a whole (every config, or the data all its runs read) takes its job
+    folder away where this launch made it, as a single run refused leaves nothing; its runs' summaries say why."""
     entries, failures = [], []
     for cfg, run_dir in members:
         try:
@@ -179,13 +191,24 @@ def train_pack(members: list[tuple[DictConfig, Path]], job_num: int) -> list[str
             log.error(f"error: {e}")
             failures.append(f"{run_dir}: {e}")
     if not entries:
+        _discard(folder)
         return failures
     try:
         statuses = run_pack(entries)
     except (DatasetError, StartError) as e:  # raised once the pack's other runs are trained
         log.error(f"error: {e}")
+        if all((RunDir(path).read_summary() or {}).get("error") == str(e) for _, path in entries):  # none trained
+            _discard(folder)
         return [*failures, str(e)]
     return failures + [str(path) for (_, path), status in zip(entries, statuses, strict=True) if status == FAILED]
+
+
+def _discard(folder: Path) -> None:
+    """Take away a pack's job folder (its manifest, .hydra/ and log: no run) if this launch made it."""
+    if read_json(folder / MANIFEST).get("made"):
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the sweep's other packs are there
+            folder.parent.rmdir()
 
 
 class SweepEnd(Callback):

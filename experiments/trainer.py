@@ -26,7 +26,7 @@ import tce
 from data import RunData, one_line
 from data.eval_set import PackEvalSet
 from data.loader import PackLoader
-from experiments import evaluation, interrupt, precision
+from experiments import evaluation, interrupt, placement, precision
 from experiments.pack_loss import PackLoss
 from experiments.sample_dynamics import SampleDynamics
 from experiments.schema import loss_params
@@ -217,7 +217,8 @@ class HostStates:
         for name, t in named.items():
             by_dtype.setdefault(t.dtype, []).append((name, t))
         self.layout, self.flat = [], {}
-        cuda = next(iter(named.values())).device.type == "cuda"
+        device = next(iter(named.values())).device
+        cuda = device.type == "cuda"
         for dtype, tensors in by_dtype.items():
             flat = torch.cat([t.reshape(-1) for _, t in tensors])
             if cuda:
@@ -230,8 +231,8 @@ class HostStates:
                 self.layout.append((name, dtype, offset, t.shape))
                 offset += t.numel()
         self.event = torch.cuda.Event() if cuda else None
-        if self.event is not None:
-            self.event.record()
+        if self.event is not None:  # on the stream of the tensors' device, which made the copies, not cuda:0's
+            self.event.record(torch.cuda.current_stream(device))
 
     def _views(self) -> dict[tuple[str, str], torch.Tensor]:
         if self.event is not None:
@@ -259,6 +260,12 @@ class HostStates:
         return list(zip(unpack_state_dict(model, self.k), unpack_state_dict(momentum, self.k), strict=True))
 
 
+def sgd_implementation(device: torch.device) -> dict[str, bool]:
+    """SGD's implementation on `device`: fused on CUDA (one kernel for all parameters; it needs each momentum buffer
+    in its parameter's strides), foreach elsewhere."""
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}
+
+
 class PackTrainer:
     """Trains and evaluates the members side by side. `dtype` is the model's: float32 for every run; float64 makes a
     reference of the same steps, against which the device check (scripts/gpu_check.py) and the tests measure what
@@ -271,6 +278,7 @@ class PackTrainer:
         data = members[0].data
         self.num_classes = data.num_classes
         self.device, self.dtype = device, dtype
+        self.cuda_settings = placement.prepare(device, cfg.deterministic)  # before any of the pack's CUDA work
         self.model, self.forward = _model_for(cfg, self.k, data.in_channels, data.num_classes, device, dtype)
         self.model.load_state_dict(pack_state_dicts([m.model_state for m in members]))
         self.params = list(self.model.parameters())
@@ -280,7 +288,7 @@ class PackTrainer:
             momentum=cfg.optim.momentum,
             nesterov=cfg.optim.nesterov,
             weight_decay=cfg.optim.weight_decay,
-            **({"fused": True} if device.type == "cuda" else {"foreach": True}),
+            **sgd_implementation(device),
         )
         if members[0].momentum is not None:
             buffers = pack_state_dicts([m.momentum for m in members])

@@ -38,8 +38,9 @@ from omegaconf import OmegaConf
 
 from experiments.identity import CELL, recipe, recipe_tag
 from experiments.lifecycle import COMPLETE, DIVERGED
-from experiments.resolve import compose, with_defaults
+from experiments.resolve import CONFIGS, compose, with_defaults
 from experiments.rundir import RunDir
+from experiments.sweep import NOTES
 from scripts import selection
 from scripts.loss_settings import cell_name, setting_of, setting_order
 from scripts.runs import (
@@ -146,6 +147,17 @@ def paper_recipe() -> dict:
 
 def paper_recipe_tag() -> str:
     return recipe_tag(paper_recipe())
+
+
+@functools.cache
+def paper_recipe_on(dataset: str) -> dict:
+    """The paper's recipe as it runs on `dataset`: the keys that the dataset's own config sets (the synthetic set's
+    size, classes, image size and seed; configs/dataset/<name>.yaml) take its values, which the paper fixes for no
+    dataset, so that only what a run changes reads as a difference. A dataset without a config: the paper's."""
+    if not (CONFIGS / "dataset" / f"{dataset}.yaml").is_file():
+        return paper_recipe()
+    own = recipe(OmegaConf.to_container(with_defaults(compose(f"dataset={dataset}"))))
+    return {**paper_recipe(), **{key: value for key, value in own.items() if key.startswith("dataset.")}}
 
 
 def recipe_differences(values: Mapping, reference: Mapping) -> list[str]:
@@ -356,6 +368,10 @@ def status_report(aggregation: Aggregation) -> str:
     if aggregation.problems:
         lines.append("Left out by the protocol:")
         lines += [f"  {problem}" for problem in aggregation.problems]
+    notes = sorted({line for path in aggregation.runs_dir.rglob(NOTES) for line in path.read_text().splitlines()})
+    if notes:
+        lines.append("Noted by the sweeps when composing their runs:")
+        lines += [f"  {note}" for note in notes]
     own = cells[cells["selected"].isna() & ~cells["setting"].str.contains("@", regex=False)]
     lines.append(
         f"{len(own)} cells, {int(own['protocol_mean'].notna().sum())} with a protocol value, and "
@@ -367,13 +383,26 @@ def status_report(aggregation: Aggregation) -> str:
 
 def recipe_lines(aggregation: Aggregation) -> list[str]:
     """Every recipe found, its run count, and the keys in which it differs from the paper's."""
-    paper, tags = paper_recipe(), Counter(r.identity["recipe"] for r in aggregation.runs if r.identity)
-    lines = []
-    for tag, count in sorted(tags.items()):
-        differences = recipe_differences(aggregation.recipes[tag], paper)
-        what = "the paper's" if not differences else "differs from the paper's in " + ", ".join(differences)
-        lines.append(f"  recipe {tag} ({count} runs): {what}")
+    datasets: dict[str, set[str]] = {}
+    tags = Counter(r.identity["recipe"] for r in aggregation.runs if r.identity)
+    for run in aggregation.runs:
+        if run.identity:
+            datasets.setdefault(run.identity["recipe"], set()).add(run.identity["dataset"])
+    lines = [f"  recipe {tag} ({count} runs): {recipe_caption(aggregation, tag, datasets[tag])}"
+             for tag, count in sorted(tags.items())]
     return [f"{len(tags)} recipes (runs of two recipes never share a cell or a table):", *lines] if tags else []
+
+
+def recipe_caption(aggregation: Aggregation, tag: str, datasets: set[str]) -> str:
+    """How recipe `tag` of runs of `datasets` differs from the paper's, in the keys that differ on each of them
+    (paper_recipe_on: a key that a dataset's own config sets is no difference there)."""
+    differences = sorted(set.intersection(*(set(recipe_differences(aggregation.recipes[tag], paper_recipe_on(d)))
+                                            for d in datasets)))
+    if differences:
+        return "differs from the paper's in " + ", ".join(differences)
+    if tag == paper_recipe_tag():
+        return "the paper's"
+    return f"the paper's as it runs on {', '.join(sorted(datasets))} (the keys of its dataset config aside)"
 
 
 def write_csvs(aggregation: Aggregation, out_dir: Path) -> list[Path]:

@@ -30,8 +30,8 @@ from experiments.lifecycle import COMPLETE
 from experiments.rundir import TEST_LABELS, CorruptRun, RunDir
 from scripts.aggregate import Aggregation, aggregate
 from scripts.calibration_metrics import bootstrap_ece, fit_temperature, scaled, signed_calibration, signed_from_bins
-from scripts.figures import reliability_bins
 from scripts.loss_settings import setting_label, setting_of
+from scripts.reliability import reliability_bins
 from scripts.table_formats import markdown_table
 
 CELL_KEYS = ["recipe", "dataset", "noise_type", "noise", "noise_variant", "setting"]

@@ -1,6 +1,6 @@
 """Figures 1-3 of the paper, from the tce library and from run directories, as PNG and PDF.
 
-    python -m scripts.figures --runs RUNS_DIR --out OUT_DIR
+    python -m scripts.figures --runs RUNS_DIR --out OUT_DIR [--losses ce,tce,gce]
 
 - fig1_tce: the TCE loss and its gradient with respect to log q against log q, for alpha 0 (the CE) to 2,
   computed by the tce library itself (its values, and autograd for the gradient).
@@ -9,9 +9,9 @@
   figure for every other dataset present.
 - fig3_accuracy_vs_speed: Top-1 accuracy (the protocol of scripts/aggregate.py) against the epochs to the
   first plateau (`epochs_to_first_plateau`) on CIFAR-10+ and CIFAR-100+ at 40% uniform noise.
-- reliability_<dataset>_<condition>: reliability diagrams of CE and every TCE setting at the protocol's epoch,
-  the full runs' test predictions pooled (their calibration.csv): accuracy per confidence bin against the
-  diagonal, and the ECE.
+- reliability_<dataset>_<condition>: reliability diagrams of every loss setting present (or of the losses that
+  `--losses ce,tce,gce` names) at the protocol's epoch, the full runs' test predictions pooled: accuracy per
+  confidence bin against the diagonal, the ECE and the signed gap (scripts/reliability.py).
 - claimed_vs_ours (in the report only, scripts/report.py): for a recipe with published numbers (results/claims.csv),
   each claim (x) against our value that selects its epoch the same way (y), a point per cell coloured by loss,
   hollow where the claim differs from our cell in a way no setting expresses, and the y = x line.
@@ -40,19 +40,19 @@ import torch
 from matplotlib.ticker import MaxNLocator
 
 import tce
-from experiments.evaluation import ECE_BINS, expected_calibration_error
 from experiments.identity import loss_tag
 from experiments.lifecycle import COMPLETE
-from experiments.rundir import RunDir
 from scripts.aggregate import Aggregation, aggregate, paper_recipe_tag
 from scripts.loss_settings import (
     PAPER_SETTINGS,
+    condition_label,
     dataset_label,
     format_level,
-    ordered_settings,
+    protocol_epoch,
     setting_label,
-    setting_of,
+    settings_in,
 )
+from scripts.reliability import reliability_figures
 from scripts.runs import mean_std
 
 matplotlib.use("Agg")  # files only, also on machines without a display
@@ -128,15 +128,17 @@ def plot_test_error_curves(curves: pd.DataFrame, dataset: str) -> plt.Figure | N
     """Test error (100 - test_acc) against epoch per noise level, plus the detail panel; None without data.
 
     The detail panel shows the lowest noise level from the first learning-rate drop on (the whole run when
-    the lr never drops), in a y range ZOOM_SPAN points high starting just below the lowest mean error.
+    the lr never drops), in a y range ZOOM_SPAN points high starting just below the lowest mean error; a run
+    with fewer than 2 epochs from there on has no detail panel (it would be empty).
     """
     runs = complete_full_runs(curves, dataset).assign(test_error=lambda f: 100.0 - f["test_acc"])
     if runs.empty:
         return None
-    settings = _settings(runs)
+    settings = settings_in(runs)
     colors = setting_colors([loss_tag(loss) for loss in settings])
     levels = sorted(set(zip(runs["noise"], runs["noise_type"], strict=True)))
-    n_panels = len(levels) + 1
+    drop, detail = _detail(runs[(runs["noise"] == levels[0][0]) & (runs["noise_type"] == levels[0][1])])
+    n_panels = len(levels) + (detail is not None)
     ncols = min(3, n_panels)
     nrows = math.ceil(n_panels / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.6 * nrows), squeeze=False, layout="constrained")
@@ -145,19 +147,11 @@ def plot_test_error_curves(curves: pd.DataFrame, dataset: str) -> plt.Figure | N
         level = runs[(runs["noise"] == noise) & (runs["noise_type"] == noise_type)]
         _mean_and_band(ax, level, settings, colors)
         ax.set_title(f"η = {format_level(noise)}" + ("" if noise_type == "uniform" else f" ({noise_type})"))
-
-    # The detail of the lowest noise level after the first lr drop, where the paper's Fig. 2b shows the
-    # CE's error creeping up even without label noise.
-    noise, noise_type = levels[0]
-    level = runs[(runs["noise"] == noise) & (runs["noise_type"] == noise_type)]
-    one_run = level[level["run_dir"] == level["run_dir"].iloc[0]]
-    drop = first_lr_drop_epoch(one_run["epoch"], one_run["lr"])
-    drop = 1 if drop is None else drop
-    ax = panels[len(levels)]
-    lowest = _mean_and_band(ax, level[level["epoch"] >= drop], settings, colors)
-    bottom = max(0.0, lowest - 1.0)
-    ax.set_ylim(bottom, bottom + ZOOM_SPAN)
-    ax.set_title(f"η = {format_level(noise)}, from epoch {drop} (detail)")
+    if detail is not None:
+        ax = panels[len(levels)]
+        bottom = max(0.0, _mean_and_band(ax, detail, settings, colors) - 1.0)
+        ax.set_ylim(bottom, bottom + ZOOM_SPAN)
+        ax.set_title(f"η = {format_level(levels[0][0])}, from epoch {drop} (detail)")
 
     for ax in panels[:n_panels]:
         ax.set(xlabel="epoch", ylabel="test error (%)")
@@ -170,8 +164,14 @@ def plot_test_error_curves(curves: pd.DataFrame, dataset: str) -> plt.Figure | N
     return fig
 
 
-def _settings(runs: pd.DataFrame) -> list[dict]:
-    return ordered_settings(setting_of(row) for _, row in runs.drop_duplicates("setting").iterrows())
+def _detail(level: pd.DataFrame) -> tuple[int, pd.DataFrame | None]:
+    """The detail panel's first epoch and rows: the lowest noise level after the first lr drop, where the paper's
+    Fig. 2b shows the CE's error creeping up even without label noise; None for a run too short to show a curve
+    there (fewer than 2 epochs from the drop on)."""
+    one_run = level[level["run_dir"] == level["run_dir"].iloc[0]]
+    drop = first_lr_drop_epoch(one_run["epoch"], one_run["lr"]) or 1
+    after = level[level["epoch"] >= drop]
+    return drop, after if after["epoch"].nunique() >= 2 else None
 
 
 def _mean_and_band(
@@ -185,7 +185,9 @@ def _mean_and_band(
         stats = runs[runs["setting"] == key].groupby("epoch")[column].agg(["mean", "std"])
         if stats["mean"].isna().all():
             continue
-        ax.plot(stats.index, stats["mean"], color=colors[key], label=setting_label(loss), lw=1.2)
+        # A run of one epoch is a point, which a line alone would not show.
+        ax.plot(stats.index, stats["mean"], color=colors[key], label=setting_label(loss), lw=1.2,
+                marker="o" if len(stats) == 1 else None)
         band = stats["std"].fillna(0.0)
         ax.fill_between(stats.index, stats["mean"] - band, stats["mean"] + band, color=colors[key], alpha=0.2)
         lowest = min(lowest, stats["mean"].min())
@@ -220,7 +222,7 @@ def _speed_points(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str) -> li
         (cells["dataset"] == dataset) & (cells["noise"] == SPEED_NOISE) & (cells["noise_type"] == SPEED_NOISE_TYPE)
     ].set_index("setting")
     points = []
-    for loss in _settings(runs):
+    for loss in settings_in(runs):
         setting = loss_tag(loss)
         if setting not in accuracy.index or pd.isna(accuracy.at[setting, "protocol_mean"]):
             continue
@@ -252,7 +254,7 @@ def plot_memorization(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str) -
     if runs.empty:
         return None
     runs = runs.fillna({"noise_variant": ""})
-    settings = _settings(runs)
+    settings = settings_in(runs)
     colors = setting_colors([loss_tag(loss) for loss in settings])
     conditions = sorted(set(runs[["noise_type", "noise_variant", "noise"]].itertuples(index=False, name=None)))
     fig, axes = plt.subplots(
@@ -264,11 +266,11 @@ def plot_memorization(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str) -
         _mean_and_band(ax_test, level, settings, colors, "test_acc")
         _mean_and_band(ax_fit, level, settings, colors, "noisy_fit")
         for loss in settings:
-            epoch = _protocol_epoch(cells, dataset, loss_tag(loss), noise_type, noise_variant, noise)
+            epoch = protocol_epoch(cells, dataset, loss_tag(loss), (noise_type, noise_variant, noise))
             curve = level[level["setting"] == loss_tag(loss)].groupby("epoch")["test_acc"].mean()
             if epoch in curve.index:
                 ax_test.plot([epoch], [curve[epoch]], "o", color=colors[loss_tag(loss)], ms=5)
-        condition = _condition_label((noise_type, noise_variant, noise))
+        condition = condition_label((noise_type, noise_variant, noise))
         ax_test.set(title=f"{condition}: test accuracy (dot: protocol epoch)", ylabel="test accuracy (%)")
         ax_fit.set(title=f"{condition}: noisy labels memorized", ylabel="noisy_fit (%)")
         for ax in (ax_test, ax_fit):
@@ -278,76 +280,6 @@ def plot_memorization(curves: pd.DataFrame, cells: pd.DataFrame, dataset: str) -
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper")
     fig.suptitle(f"{dataset_label(dataset)}: memorization of the noisy labels (full runs, mean ± std over seeds)")
     return fig
-
-
-def _protocol_epoch(cells: pd.DataFrame, dataset: str, setting: str, noise_type: str, noise_variant: str, noise: float):
-    cell = cells[(cells["dataset"] == dataset) & (cells["setting"] == setting) & (cells["noise_type"] == noise_type)
-                 & (cells["noise_variant"].fillna("") == noise_variant) & (cells["noise"] == noise)]
-    return None if cell.empty or pd.isna(cell["best_epoch"].iloc[0]) else int(cell["best_epoch"].iloc[0])
-
-
-RELIABILITY_LOSSES = ("ce", "tce")
-
-
-def reliability_bins(runs: pd.DataFrame, epoch: int) -> np.ndarray | None:
-    """The test predictions' bin sums (count, confidence sum, correct sum) per confidence bin at `epoch`, pooled
-    over `runs` (rows of runs.csv); None when none of them recorded calibration."""
-    pooled = None
-    for run_dir in runs["run_dir"]:
-        frame = RunDir(run_dir).read_calibration()
-        if frame is None:
-            continue
-        rows = frame[(frame["epoch"] == epoch) & (frame["split"] == "test")].sort_values("bin")
-        if len(rows) == ECE_BINS:
-            sums = rows[["count", "confidence_sum", "correct_sum"]].to_numpy(dtype=float)
-            pooled = sums if pooled is None else pooled + sums
-    return pooled
-
-
-def plot_reliability(runs: pd.DataFrame, cells: pd.DataFrame, dataset: str, condition: tuple) -> plt.Figure | None:
-    """Reliability diagrams of CE and TCE settings in one condition (noise_type, noise_variant, noise) of `dataset`:
-    per setting, the accuracy of the test predictions in each confidence bin (bars) against the diagonal, pooled
-    over the complete full runs at the protocol's epoch; ECE in the title. None without calibration data."""
-    noise_type, noise_variant, noise = condition
-    full = runs[(runs["dataset"] == dataset) & (runs["status"] == COMPLETE) & (runs["holdout"] == 0)
-                & (runs["noise_type"] == noise_type) & (runs["noise_variant"].fillna("") == noise_variant)
-                & (runs["noise"] == noise) & runs["loss"].isin(RELIABILITY_LOSSES)]
-    panels = []
-    for loss in _settings(full):
-        epoch = _protocol_epoch(cells, dataset, loss_tag(loss), noise_type, noise_variant, noise)
-        bins = None if epoch is None else reliability_bins(full[full["setting"] == loss_tag(loss)], epoch)
-        if bins is not None:
-            panels.append((loss, epoch, bins))
-    if not panels:
-        return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(5.0, 3.6 * len(panels)), 3.8), squeeze=False,
-                             layout="constrained")
-    width = 1.0 / ECE_BINS
-    centres = (np.arange(ECE_BINS) + 0.5) * width
-    for ax, (loss, epoch, bins) in zip(axes[0], panels, strict=True):
-        count, confidence, correct = bins.T
-        seen = count > 0
-        accuracy = np.divide(correct, count, out=np.zeros_like(count), where=seen)
-        mean_confidence = np.divide(confidence, count, out=np.zeros_like(count), where=seen)
-        ax.bar(centres[seen], accuracy[seen], width=width, edgecolor="black", color="C0", label="accuracy")
-        ax.bar(centres[seen], (mean_confidence - accuracy)[seen], bottom=accuracy[seen], width=width,
-               color="C3", alpha=0.3, edgecolor="C3", hatch="//", label="gap to confidence")
-        ax.plot([0, 1], [0, 1], "k--", lw=1)
-        ece = float(expected_calibration_error(torch.from_numpy(bins)))
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
-               title=f"{setting_label(loss)}: ECE {ece:.2f}% (epoch {epoch})")
-        ax.set_aspect("equal")
-    axes[0, 0].legend(loc="lower right", fontsize="small")
-    fig.suptitle(f"{dataset_label(dataset)}, {_condition_label(condition)}: reliability of the test predictions "
-                 f"(full runs pooled)")
-    return fig
-
-
-def _condition_label(condition: tuple) -> str:
-    noise_type, noise_variant, noise = condition
-    if noise_variant:
-        return f"{noise_type} noise, {noise_variant}"
-    return f"η = {format_level(noise)}" + ("" if noise_type == "uniform" else f" ({noise_type})")
 
 
 def plot_claimed_vs_ours(compared: pd.DataFrame, title: str) -> plt.Figure | None:
@@ -395,10 +327,12 @@ def _save_or_skip(fig: plt.Figure | None, out_dir: Path, stem: str, missing: str
         print("wrote " + ", ".join(str(p) for p in save(fig, out_dir, stem)))
 
 
-def all_figures(aggregation: Aggregation) -> Iterator[tuple[str, Callable[[], plt.Figure | None], str]]:
+def all_figures(aggregation: Aggregation, losses: tuple[str, ...] | None = None
+                ) -> Iterator[tuple[str, Callable[[], plt.Figure | None], str]]:
     """(stem, draw, why it may be missing) of every figure the runs allow, in the order of the files and the
     report; draw() returns the figure, or None when its data is missing. Figures 2 and 3 show the paper's recipe;
-    every recipe gets its own per-dataset figures, their stems ending in "-<recipe tag>" unless it is the paper's."""
+    every recipe gets its own per-dataset figures, their stems ending in "-<recipe tag>" unless it is the paper's.
+    The reliability figures draw `losses` (None: every loss present)."""
     yield "fig1_tce", plot_tce, ""
     paper = paper_recipe_tag()
     found = set(aggregation.curves["recipe"]) | set(aggregation.cells["recipe"])
@@ -424,27 +358,27 @@ def all_figures(aggregation: Aggregation) -> Iterator[tuple[str, Callable[[], pl
         for dataset in datasets:
             yield (f"memorization_{dataset}{suffix}", functools.partial(plot_memorization, curves, cells, dataset),
                    f"no complete full run of {dataset} with label noise")
-        for dataset, condition in conditions(cells):
-            yield (f"reliability_{dataset}_{condition[0]}{condition[1] or format_level(condition[2])}{suffix}",
-                   functools.partial(plot_reliability, runs, cells, dataset, condition),
-                   "no CE or TCE full run with calibration data at a protocol epoch")
+        yield from reliability_figures(runs, cells, suffix, losses)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding run directories")
     parser.add_argument("--out", type=Path, default=Path("results/figures"), help="folder for the figures")
+    parser.add_argument("--losses", type=_loss_names, default=None,
+                        help="the losses the reliability figures draw, e.g. ce,tce,gce (default: every loss present)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    for stem, draw, missing in all_figures(aggregate(args.runs)):
+    for stem, draw, missing in all_figures(aggregate(args.runs), args.losses):
         _save_or_skip(draw(), args.out, stem, f"{missing} under {args.runs}")
 
 
-def conditions(cells: pd.DataFrame) -> list[tuple[str, tuple]]:
-    """(dataset, (noise_type, noise_variant, noise)) of every condition in cells.csv, sorted."""
-    frame = cells.fillna({"noise_variant": ""})[["dataset", "noise_type", "noise_variant", "noise"]].drop_duplicates()
-    return sorted((d, (t, s, n)) for d, t, s, n in frame.itertuples(index=False, name=None))
-
+def _loss_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in tce.LOSSES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"not a loss of tce.LOSSES: {', '.join(unknown) or repr(text)}")
+    return names
 
 if __name__ == "__main__":
     main()

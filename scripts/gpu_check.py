@@ -1,9 +1,11 @@
 """The one-call device check: what a GPU machine must show before the grid runs on it, in at most 8 minutes.
 
-    python scripts/gpu_check.py --out DIR [--deadline S] [--dry-run]
+    python scripts/gpu_check.py --out DIR [--wheels WHEELS] [--deadline S] [--dry-run]
 
-Runs where torch is installed once Hydra, OmegaConf and antlr4 (pure Python) are on PYTHONPATH, from the repository
-root; it needs no network and no dataset (its data are random synthetic CIFAR-shaped images). Stages, in order of
+Runs from the repository root where torch (2.11 to 2.14) is installed, with the harness's other dependencies, or
+with --wheels WHEELS, the folder `make gpu-wheels` builds elsewhere, which it installs first into a temporary
+directory without network (scripts/gpu_wheels.py). It needs no dataset (its data are random synthetic CIFAR-shaped
+images) and writes its record only into DIR. Stages, in order of
 value; each is recorded in DIR/gpu_check.json as soon as it ends, so a run cut short keeps what it measured:
 
 - environment: torch, CUDA, cuDNN, the device, the precisions it computes natively, the TF32 settings found;
@@ -14,7 +16,7 @@ value; each is recorded in DIR/gpu_check.json as soon as it ends, so a run cut s
 - compiled_equals_eager: the paper's pack compiled against eager, by the same two criteria;
 - nan_isolation: a member whose weights are NaN leaves the others of its pack as they train without it;
 - resume: a run stopped after its second epoch and resumed ends with the rows of an uninterrupted one (1e-6),
-  cuDNN deterministic;
+  deterministic=true;
 - timing: steps at K = 1, 4, 16 and 32 members (batch 128 each), in fp32 and bf16, eager and compiled, median of
   3 x 20 steps after warm-up; the evaluation pass of each; the seconds of a CIFAR-10 validation run's epoch and
   the evaluation's share of it; as many configurations as the deadline leaves time for;
@@ -35,6 +37,7 @@ import argparse
 import contextlib
 import functools
 import math
+import os
 import sys
 import tempfile
 import time
@@ -45,10 +48,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts import gpu_wheels  # noqa: E402 - standard library only
+
+if __name__ == "__main__":  # --wheels DIR: Hydra, OmegaConf and the rest installed before the imports below need them
+    gpu_wheels.install_if_asked(sys.argv[1:])
 
 from data import one_line, shared_images  # noqa: E402
 from data.files import write_json  # noqa: E402
-from experiments import precision, provenance, trainer  # noqa: E402
+from experiments import placement, precision, provenance, trainer  # noqa: E402
 from experiments.killpoints import ENV as KILL_AT  # noqa: E402
 from experiments.lifecycle import FAILED, SKIPPED  # noqa: E402
 from experiments.needs import make_needs  # noqa: E402
@@ -67,6 +74,8 @@ PACKS = {
 # Packed against alone in float64 after STRUCTURAL_STEPS steps: a relative difference per member and tensor of at
 # most STRUCTURAL (the order of float64 sums; a leak between members is 1e-3 or more).
 STRUCTURAL, STRUCTURAL_STEPS = 1e-10, 2
+# What a TF32 matrix product of strict_fp32's misses by at least, relatively (10 bits of mantissa: about 1e-3).
+TF32_MISSES = 1e-4
 # In a precision, after 1 and PRECISION_STEPS steps: the difference allowed beyond twice the rounding measured
 # (within_rounding), for tensors that rounding leaves all but exact.
 FLOOR, PRECISION_STEPS = 1e-6, 5
@@ -176,7 +185,7 @@ def run_stage(check: Check, name: str, stage: Callable[[Check], dict]) -> None:
 def environment(check: Check) -> dict:
     found = {"torch": torch.__version__, "device": provenance.device_name(check.device),
              "precisions": list(precision.supported(check.device)),
-             "tf32_settings": list(precision._tf32_settings()), "recompile_limit": trainer.RECOMPILE_LIMIT}
+             "tf32_settings": precision.tf32_settings(), "recompile_limit": trainer.RECOMPILE_LIMIT}
     if check.device.type == "cuda":
         found.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
                      capability=list(torch.cuda.get_device_capability(check.device)),
@@ -192,7 +201,7 @@ def strict_fp32(check: Check) -> dict:
                                                                                  dtype=torch.float64)
     exact_conv = torch.nn.functional.conv2d(x, w, padding=1, groups=4)
     exact_mm = a @ b
-    before = list(precision._tf32_settings())
+    before = precision.tf32_settings()
     errors = {}
     for name in precision.supported(check.device):
         if name == "bf16":
@@ -203,9 +212,12 @@ def strict_fp32(check: Check) -> dict:
             mm = a.float().to(check.device) @ b.float().to(check.device)
         errors[name] = {"conv": ((conv.double().cpu() - exact_conv).abs().max() / exact_conv.abs().max()).item(),
                         "matmul": ((mm.double().cpu() - exact_mm).abs().max() / exact_mm.abs().max()).item()}
-    after = list(precision._tf32_settings())
+    after = precision.tf32_settings()
     if max(errors["fp32"].values()) > 1e-5:
         raise AssertionError(f"fp32 is not strict: relative errors {errors['fp32']} (TF32 gives about 1e-3)")
+    # cuBLAS computes a float32 product of this size in TF32 when allowed; cuDNN may take a strict kernel anyway.
+    if "tf32" in errors and errors["tf32"]["matmul"] < TF32_MISSES:
+        raise AssertionError(f"tf32 is not TF32: relative errors {errors['tf32']} (TF32 gives about 1e-3)")
     if after != before:
         raise AssertionError(f"TF32 settings changed by the engine's context: {before} before, {after} after")
     return {"relative_error": errors, "tf32_settings_before": before, "tf32_settings_after": after}
@@ -357,40 +369,37 @@ def nan_isolation(check: Check) -> dict:
 
 
 def resume(check: Check) -> dict:
-    import os
+    """A run stopped after its second epoch and resumed against one uninterrupted, deterministic=true (cuDNN's and
+    cuBLAS's deterministic algorithms: bit for bit, cuBLAS's workspace set at the check's start). The stop comes
+    from the training thread once epoch 2 is trained (`trained:2`), SIGUSR1 as Slurm's warning would: from the
+    writer thread a fast GPU could train epoch 3 before it lands."""
     import signal
 
     from experiments.interrupt import RunInterrupted
 
-    deterministic = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            def run(where: str, kill: str | None = None) -> list[dict]:
-                cfg = check.cfg(f"runs_dir={tmp}/{where}", "epochs=3", "noise=0.4", "compile=false", "holdout=0",
-                                train=check.sizes["resume_train"])
-                run_dir = Path(tmp) / where / "run"
-                if kill:
-                    os.environ[KILL_AT] = kill
-                try:
-                    with contextlib.suppress(RunInterrupted):
-                        run_pack([(cfg, run_dir)])
-                finally:
-                    os.environ.pop(KILL_AT, None)
-                return RunDir(run_dir).load_checkpoint()["metrics"]
+    with tempfile.TemporaryDirectory() as tmp:
+        def run(where: str, kill: str | None = None) -> list[dict]:
+            cfg = check.cfg(f"runs_dir={tmp}/{where}", "epochs=3", "noise=0.4", "compile=false", "holdout=0",
+                            "deterministic=true", train=check.sizes["resume_train"])
+            run_dir = Path(tmp) / where / "run"
+            if kill:
+                os.environ[KILL_AT] = kill
+            try:
+                with contextlib.suppress(RunInterrupted):
+                    run_pack([(cfg, run_dir)])
+            finally:
+                os.environ.pop(KILL_AT, None)
+            return RunDir(run_dir).load_checkpoint()["metrics"]
 
-            # Stopped after its second epoch: SIGUSR1, which nothing else here handles, as Slurm's warning would.
-            assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
-            stopped = run("resumed", "summary:2:SIGUSR1")
-            resumed = run("resumed")
-            reference = run("reference")
-    finally:
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = deterministic
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL  # nothing else here handles it
+        stopped = run("resumed", "trained:2:SIGUSR1")
+        resumed = run("resumed")
+        reference = run("reference")
     columns = [k for k in reference[0] if k not in ("seconds",) and isinstance(reference[0][k], float)]
     worst = max(abs(r[k] - e[k]) for r, e in zip(resumed, reference, strict=True) for k in columns)
     if len(stopped) != 2 or len(resumed) != 3 or not worst <= 1e-6:
         raise AssertionError(f"resumed after {len(stopped)} epochs, {len(resumed)} recorded, rows differ by {worst}")
-    return {"stopped_after": len(stopped), "max_abs_difference": worst}
+    return {"stopped_after": len(stopped), "max_abs_difference": worst, "deterministic": True}
 
 
 STAGES = {
@@ -406,11 +415,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="directory for gpu_check.json")
     parser.add_argument("--deadline", type=float, default=420.0, help="seconds after which nothing new starts")
     parser.add_argument("--dry-run", action="store_true", help="every stage on the CPU, tiny sizes")
+    parser.add_argument("--wheels", type=Path, help="make gpu-wheels' folder: installs them first, offline, into a "
+                        "directory removed at the end (scripts/gpu_wheels.py)")
     args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
         print("error: no CUDA device here (--dry-run runs every stage on the CPU)", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    # Before cuBLAS's first use, which reads it once: the resume stage's deterministic runs need it.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", placement.CUBLAS_WORKSPACE)
     check = Check(args.out, args.deadline, args.dry_run)
     check.save()
     with contextlib.ExitStack() as stack:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # the check's state; gpu_check imports this module for its st
 # the timing stage may take at most: its setup, warm-up (compiling, if compiled) and 60 steps.
 AFTER_TIMING_S = 60
 CONFIGURATION_S = {False: 30, True: 150}
+# What names a convolution's kernels in the profiler: cuDNN's, cuDNN's grouped ones, and torch's own (conv2d).
+CONVOLUTION_WORDS = ("conv", "cudnn", "grouped")
 
 def _time_trainer(check: "Check", pack: trainer.PackTrainer) -> dict:
     """Median seconds of a step and of an evaluation pass over the test set."""
@@ -34,29 +36,49 @@ def _time_trainer(check: "Check", pack: trainer.PackTrainer) -> dict:
     return {"step_s": statistics.median(steps), "eval_s": statistics.median(evals)}
 
 
-def _configurations(check: "Check") -> list[tuple[str, bool, int]]:
-    """(precision, compiled, K) in order of value: eager first (fast to set up), then compiled."""
+# How a configuration runs the model: eager, torch.compile's default, or its CUDA graphs (reduce-overhead, CUDA only:
+# a single run issues some 250 kernels a step for 1.5-3 ms of GPU work, so launches may bound it).
+MODES = ("reduce-overhead", "default", "eager")
+
+
+def _configurations(check: "Check") -> list[dict]:
+    """The configurations to time, in order of value: compiled first (the grid's, and the slowest to set up, so
+    that the deadline cuts eager ones), a single run, then the packs, largest first; then the layout the engine
+    does not take by default (NCHW against channels-last on CUDA) for the largest pack, eager."""
     names = [p for p in ("bf16", "fp32") if p in check.precisions()]
-    ks = check.sizes["members"]
-    eager = [(p, False, k) for p in names for k in ks]
-    compiled = [(p, True, k) for k in sorted(ks, key=lambda k: -k if k > 1 else -1000) for p in names]
-    return eager + compiled
+    ks = sorted(check.sizes["members"], key=lambda k: -k if k > 1 else -1000)
+    modes = [m for m in MODES if m != "reduce-overhead" or check.device.type == "cuda"]
+    found = [{"precision": p, "mode": mode, "members": k} for mode in modes for k in ks for p in names]
+    other_layout = not check.cfg().channels_last
+    return found + [{"precision": p, "mode": "eager", "members": max(ks), "channels_last": other_layout}
+                    for p in names]
+
+
+def _overrides(configuration: dict) -> list[str]:
+    """The config overrides of a configuration (_configurations)."""
+    mode = configuration["mode"]
+    found = [f"precision={configuration['precision']}", f"compile={str(mode != 'eager').lower()}",
+             *([f"compile_mode={mode}"] if mode != "eager" else [])]
+    if "channels_last" in configuration:
+        found.append(f"channels_last={str(configuration['channels_last']).lower()}")
+    return found
 
 
 def timing(check: "Check") -> dict:
     s = check.sizes
     found = []
-    for name, compiled, k in _configurations(check):
+    for configuration in _configurations(check):
+        compiled = configuration["mode"] != "eager"
         if not check.dry_run and check.left() - AFTER_TIMING_S < CONFIGURATION_S[compiled]:
-            found.append({"precision": name, "compiled": compiled, "members": k, SKIPPED: "deadline"})
+            found.append({**configuration, "compiled": compiled, SKIPPED: "deadline"})
             continue
-        cfgs = [check.cfg(f"precision={name}", f"compile={str(compiled).lower()}", f"seed={j}", "loss=ce")
-                for j in range(k)]
+        k = configuration["members"]
+        cfgs = [check.cfg(*_overrides(configuration), f"seed={j}", "loss=ce") for j in range(k)]
         started = time.monotonic()
         try:
             measured = _time_trainer(check, trainer.PackTrainer(check.members(cfgs), check.device))
         except torch.OutOfMemoryError as error:
-            found.append({"precision": name, "compiled": compiled, "members": k, "error": one_line(error)})
+            found.append({**configuration, "compiled": compiled, "error": one_line(error)})
             continue
         finally:
             if check.device.type == "cuda":
@@ -68,10 +90,10 @@ def timing(check: "Check") -> dict:
         train_s = train_images / s["batch"] * measured["step_s"] / k
         eval_s = evaluated / s["test"] * measured["eval_s"] / k
         found.append({
-            "precision": name, "compiled": compiled, "members": k, "step_ms": 1e3 * measured["step_s"],
-            "train_img_s": images / measured["step_s"], "eval_img_s": k * s["test"] / measured["eval_s"],
-            "run_epoch_s": train_s + eval_s, "eval_share": eval_s / (train_s + eval_s),
-            "setup_and_warmup_s": round(time.monotonic() - started, 1),
+            **configuration, "compiled": compiled, "channels_last": cfgs[0].channels_last,
+            "step_ms": 1e3 * measured["step_s"], "train_img_s": images / measured["step_s"],
+            "eval_img_s": k * s["test"] / measured["eval_s"], "run_epoch_s": train_s + eval_s,
+            "eval_share": eval_s / (train_s + eval_s), "setup_and_warmup_s": round(time.monotonic() - started, 1),
             "compile": trainer.compiled_graphs() if compiled else None,
         })
         check.record["stages"]["timing"] = {"status": RUNNING, "result": found}
@@ -79,9 +101,11 @@ def timing(check: "Check") -> dict:
     return {"configurations": found}
 
 
-def _fastest(check: "Check") -> list[dict]:
+def _fastest(check: "Check", single: bool = False) -> list[dict]:
+    """The fastest configuration timed per precision (by a run's epoch); of single runs only if `single`."""
     timed = check.record["stages"].get("timing", {}).get("result", {})
-    rows = [r for r in (timed.get("configurations", []) if isinstance(timed, dict) else timed) if "step_ms" in r]
+    rows = [r for r in (timed.get("configurations", []) if isinstance(timed, dict) else timed)
+            if "step_ms" in r and (r["members"] == 1 or not single)]
     best = {}
     for r in rows:
         if r["precision"] not in best or r["run_epoch_s"] < best[r["precision"]]["run_epoch_s"]:
@@ -91,8 +115,10 @@ def _fastest(check: "Check") -> list[dict]:
 
 def profile(check: "Check") -> dict:
     best = max(_fastest(check), key=lambda r: r["members"], default=None)
-    name, compiled, k = (best["precision"], best["compiled"], best["members"]) if best else ("fp32", False, 1)
-    cfgs = [check.cfg(f"precision={name}", f"compile={str(compiled).lower()}", f"seed={j}") for j in range(k)]
+    configuration = ({k: best[k] for k in ("precision", "mode", "members", "channels_last")} if best
+                     else {"precision": "fp32", "mode": "eager", "members": 1})
+    k = configuration["members"]
+    cfgs = [check.cfg(*_overrides(configuration), f"seed={j}") for j in range(k)]
     pack = trainer.PackTrainer(check.members(cfgs), check.device)
     batches = bench.endless(pack.batches)
     bench.train_steps(pack.step, batches, check.sizes["warmup"])
@@ -109,11 +135,16 @@ def profile(check: "Check") -> dict:
     events = prof.key_averages()
     device_time = "self_device_time_total" if check.device.type == "cuda" else "self_cpu_time_total"
     busy = sum(getattr(e, device_time) for e in events if check.device.type != "cuda" or e.device_type.name == "CUDA")
-    top = sorted(events, key=lambda e: getattr(e, device_time), reverse=True)[:12]
-    return {"precision": name, "compiled": compiled, "members": k, "step_ms": 1e3 * wall,
-            "busy_ms": busy / 1e3 / steps, "busy_share": busy / 1e6 / steps / wall,
-            "top_kernels": [{"name": e.key[:120], "ms_per_step": getattr(e, device_time) / 1e3 / steps}
-                            for e in top]}
+    ranked = sorted(events, key=lambda e: getattr(e, device_time), reverse=True)
+
+    def kernels(chosen: list) -> list[dict]:
+        return [{"name": e.key[:160], "ms_per_step": getattr(e, device_time) / 1e3 / steps} for e in chosen]
+
+    convolutions = [e for e in ranked if any(word in e.key.lower() for word in CONVOLUTION_WORDS)]
+    return {**configuration, "step_ms": 1e3 * wall, "busy_ms": busy / 1e3 / steps,
+            "busy_share": busy / 1e6 / steps / wall, "top_kernels": kernels(ranked[:12]),
+            "convolution_kernels": kernels(convolutions[:20]),
+            "grouped_direct": any("grouped_direct" in e.key.lower() for e in convolutions)}
 
 
 def naive(check: "Check") -> dict:
@@ -135,14 +166,20 @@ def naive(check: "Check") -> dict:
 
 
 def projection(check: "Check") -> dict:
+    """Each preset's GPU-hours per precision at the fastest configuration timed: of packs where its networks pack
+    (bench.grid_packs), of single runs where they do not."""
     found = {}
+    single = {r["precision"]: r for r in _fastest(check, single=True)}
     for best in _fastest(check):
-        per_preset = {}
+        per_preset, at = {}, {}
         for preset in check.sizes["grids"] or (*bench.GRIDS, *bench.PRESETS):
+            rate = best if bench.grid_packs(preset) else single.get(best["precision"])
+            if rate is None:  # no single run of the precision timed
+                continue
             _, train, evaluated = bench.grid_images(preset)
-            per_preset[preset] = (train / best["train_img_s"] + evaluated / best["eval_img_s"]) / 3600
-        found[best["precision"]] = {"at": {k: best[k] for k in ("compiled", "members", "step_ms")},
-                                    "gpu_hours": per_preset}
+            per_preset[preset] = (train / rate["train_img_s"] + evaluated / rate["eval_img_s"]) / 3600
+            at[preset] = {k: rate[k] for k in ("mode", "members", "channels_last", "step_ms")}
+        found[best["precision"]] = {"at": at, "gpu_hours": per_preset}
     if not found:
         raise AssertionError("no configuration was timed")
     return found

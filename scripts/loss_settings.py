@@ -111,3 +111,26 @@ def cell_name(cell: Mapping) -> str:
     """A cell in words, for the status report: "cifar10 tce-a1 uniform 0.4 (recipe 1a2b3c4d)"."""
     level = cell["noise_variant"] or f"{cell['noise']:g}"
     return f"{cell['dataset']} {cell['setting']} {cell['noise_type']} {level} (recipe {cell['recipe']})"
+
+
+def settings_in(runs: pd.DataFrame) -> list[dict]:
+    """The distinct settings of rows of runs.csv or curves.csv, in the paper's row order."""
+    return ordered_settings(setting_of(row) for _, row in runs.drop_duplicates("setting").iterrows())
+
+
+def condition_label(condition: tuple) -> str:
+    """A noise condition (noise_type, noise_variant, noise) in words: "η = 0.4", "η = 0.2 (asymmetric)",
+    "human noise, worst"."""
+    noise_type, noise_variant, noise = condition
+    if noise_variant:
+        return f"{noise_type} noise, {noise_variant}"
+    return f"η = {format_level(noise)}" + ("" if noise_type == "uniform" else f" ({noise_type})")
+
+
+def protocol_epoch(cells: pd.DataFrame, dataset: str, setting: str, condition: tuple) -> int | None:
+    """The protocol's epoch (cells.csv's best_epoch) of a setting in a condition (noise_type, noise_variant, noise)
+    of `dataset`; None where cells.csv has none."""
+    noise_type, noise_variant, noise = condition
+    cell = cells[(cells["dataset"] == dataset) & (cells["setting"] == setting) & (cells["noise_type"] == noise_type)
+                 & (cells["noise_variant"].fillna("") == noise_variant) & (cells["noise"] == noise)]
+    return None if cell.empty or pd.isna(cell["best_epoch"].iloc[0]) else int(cell["best_epoch"].iloc[0])

@@ -30,9 +30,8 @@ from scripts.aggregate import (
     INTEGER_COLUMNS,
     Aggregation,
     aggregate,
-    paper_recipe,
     paper_recipe_tag,
-    recipe_differences,
+    recipe_caption,
     status_report,
     write_csvs,
 )
@@ -222,8 +221,7 @@ def build_tables(
         note = ""
         if recipe != paper_tag:
             title = f"{title}, recipe {recipe}"
-            differences = recipe_differences(aggregation.recipes[recipe], paper_recipe())
-            note = f"Recipe {recipe}, not the paper's: {', '.join(differences)}."
+            note = f"Recipe {recipe}: {recipe_caption(aggregation, recipe, {dataset})}."
         settings = ordered_settings(setting_of(r) for _, r in group.iterrows())
         tables.append(losses_by_noise(group["table"].iloc[0], title, cells, _columns(group, [dataset]), settings,
                                       noise_type, None, significant, recipe, note, claims))

@@ -150,6 +150,7 @@ def write_run(
             "compiled": False,
             "compile": {"graphs": 0, "eager_steps": 4 * logged},
             "pack": {"size": 1, "members": [str(run_dir.relative_to(root))]},
+            "cuda": None,
         }
         if error is not None:
             summary["error"] = error

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import platform
 
 import pytest
 import torch
@@ -64,3 +65,17 @@ def test_another_network_costs_its_forward_flops_and_the_source_says_so(tmp_path
     total, source = cost.seconds([(cfg, 4)], torch.device("cpu"), tmp_path)
     assert total == pytest.approx(6 * 9 * 267_049_984 / 81_102_080)
     assert source.endswith("scaled by forward FLOPs from ResNet-20 to cnn8")
+
+
+def test_a_cpu_benched_at_another_thread_count_scales_its_record_by_the_threads_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    capability = torch.backends.cpu.get_cpu_capability().lower()
+    cpu = f"cpu-{platform.machine().lower()}-{capability}"
+    for threads, rate in ((2, 100.0), (8, 1.0)):  # 2 is nearer 3 than 8 is
+        (tmp_path / f"{cpu}-{threads}-threads.json").write_text(json.dumps(
+            {"engine_img_s_by_precision": {"fp32": rate}, "eval_img_s": 10 * rate}))
+    cfg = _cfg("dataset.train_size=1000", "dataset.test_size=500", "holdout=200", "eval_train_size=300", "epochs=10")
+    # The test above's run at 3 / 2 of its rates: 800 / 150 + 1000 / 1500 s an epoch, for 6 epochs.
+    total, source = cost.seconds([(cfg, 4)], torch.device("cpu"), tmp_path)
+    assert total == pytest.approx(6 * (800 / 150 + 1000 / 1500))
+    assert source == f"the bench record {cpu}-2-threads.json, scaled linearly from its 2 threads to 3"

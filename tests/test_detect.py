@@ -5,7 +5,7 @@ known, the mixture's threshold on two separated loss populations, and the comman
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from compose import train_tiny
 from experiments.sample_dynamics import EMA_DECAY
@@ -21,6 +21,17 @@ def test_auroc_and_average_precision_equal_scikit_learns_with_ties(seed):
     # scikit-learn ranks by "more positive"; a detection score is lower for a wrong label.
     assert scores.auroc(score, wrong) == pytest.approx(roc_auc_score(wrong, -score), abs=1e-12)
     assert scores.average_precision(score, wrong) == pytest.approx(average_precision_score(wrong, -score), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_flag_metrics_equal_scikit_learns(seed):
+    rng = np.random.default_rng(seed)
+    wrong, flagged = rng.random(300) < 0.4, rng.random(300) < 0.3
+    found = scores.flag_metrics(flagged, wrong)
+    assert found["flagged"] == flagged.sum()
+    assert found["precision"] == pytest.approx(precision_score(wrong, flagged), abs=1e-12)
+    assert found["recall"] == pytest.approx(recall_score(wrong, flagged), abs=1e-12)
+    assert found["f1"] == pytest.approx(f1_score(wrong, flagged), abs=1e-12)
 
 
 def test_precision_at_the_true_count_and_flag_metrics_by_hand():

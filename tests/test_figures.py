@@ -1,4 +1,7 @@
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -12,11 +15,12 @@ from scripts.figures import (
     main,
     plot_accuracy_vs_speed,
     plot_memorization,
-    plot_reliability,
     plot_test_error_curves,
     tce_loss_and_gradient,
 )
+from scripts.reliability import plot_reliability
 
+REPO = Path(__file__).resolve().parents[1]
 LR = [0.1] * 4 + [0.01] * 2 + [0.001] * 2  # 8 epochs logged, first drop at epoch 5; the runs plan 256
 PADDED = 256 - 8  # the fixture repeats each complete run's last values up to its 256 epochs
 
@@ -116,24 +120,61 @@ def test_memorization_draws_test_accuracy_and_noisy_fit_per_noisy_condition(figu
     assert plot_memorization(aggregation.curves, aggregation.cells, "svhn") is None
 
 
-def test_reliability_diagram_pools_the_full_runs_at_the_protocol_epoch(tmp_path):
+def _calibration_runs(root):
     cell = {"dataset": "cifar10", "noise": 0.4}
-    for loss, alpha in (("ce", None), ("tce", 1.0)):
-        write_run(tmp_path, loss=loss, alpha=alpha, holdout=5000, test_acc=[1, 1], val_acc=[9, 8], **cell)
+    for loss, alpha in (("ce", None), ("tce", 1.0), ("mse", None)):
+        write_run(root, loss=loss, alpha=alpha, holdout=5000, test_acc=[1, 1], val_acc=[9, 8], **cell)
     # CE at epoch 1 (the protocol's): seed 0 holds 100 predictions of confidence 0.95 with 60 right, seed 1 100 of
-    # confidence 0.35 with 30 right; TCE is calibrated. The second epoch must not count.
-    write_run(tmp_path, loss="ce", seed=0, test_acc=[60, 99], confidence=[0.95, 0.5], **cell)
-    write_run(tmp_path, loss="ce", seed=1, test_acc=[30, 99], confidence=[0.35, 0.5], **cell)
-    write_run(tmp_path, loss="tce", alpha=1.0, seed=0, test_acc=[70, 70], **cell)
-    write_run(tmp_path, loss="mse", seed=0, test_acc=[70, 70], **cell)  # not a CE or TCE setting: not drawn
-    aggregation = aggregate(tmp_path)
+    # confidence 0.35 with 30 right; TCE is calibrated, MSE under-confident. The second epoch must not count.
+    write_run(root, loss="ce", seed=0, test_acc=[60, 99], confidence=[0.95, 0.5], **cell)
+    write_run(root, loss="ce", seed=1, test_acc=[30, 99], confidence=[0.35, 0.5], **cell)
+    write_run(root, loss="tce", alpha=1.0, seed=0, test_acc=[70, 70], **cell)
+    write_run(root, loss="mse", seed=0, test_acc=[70, 70], confidence=[0.55, 0.55], **cell)
+    return root
+
+
+def test_reliability_diagram_draws_every_loss_with_its_ece_and_signed_gap(tmp_path):
+    aggregation = aggregate(_calibration_runs(tmp_path))
     fig = plot_reliability(aggregation.runs_table, aggregation.cells, "cifar10", ("uniform", "", 0.4))
-    ce, tce1 = fig.axes
-    assert ce.get_title() == "CE: ECE 20.00% (epoch 1)"  # (|60 - 95| + |30 - 35|) / 200
+    ce, mse, tce1 = fig.axes
+    # ECE (|60 - 95| + |30 - 35|) / 200; the gap, confidence - accuracy: (95 + 35 - 60 - 30) / 200, over-confident.
+    assert ce.get_title() == "CE: ECE 20.00%, gap +20.00% (epoch 1)"
     accuracy = sorted(round(bar.get_height(), 6) for bar in ce.containers[0])
     assert accuracy == [0.3, 0.6]  # the bins of 0.35 and 0.95 confidence
-    assert tce1.get_title() == "TCE α=1.0: ECE 0.00% (epoch 1)"
+    assert mse.get_title() == "MSE: ECE 15.00%, gap -15.00% (epoch 1)"  # 55 % confident, 70 % right
+    assert tce1.get_title() == "TCE α=1.0: ECE 0.00%, gap +0.00% (epoch 1)"
+    named = plot_reliability(aggregation.runs_table, aggregation.cells, "cifar10", ("uniform", "", 0.4), ("tce",))
+    assert [ax.get_title() for ax in named.axes] == ["TCE α=1.0: ECE 0.00%, gap +0.00% (epoch 1)"]
     assert plot_reliability(aggregation.runs_table, aggregation.cells, "cifar10", ("uniform", "", 0.8)) is None
+
+
+def test_cli_draws_the_reliability_of_the_losses_it_names_and_refuses_an_unknown_one(tmp_path):
+    runs = _calibration_runs(tmp_path / "runs")
+    proc = subprocess.run([sys.executable, "-m", "scripts.figures", "--runs", str(runs), "--out", str(tmp_path / "a"),
+                           "--losses", "ce,gce"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {tmp_path / 'a' / 'reliability_cifar10_uniform0.4.png'}" in proc.stdout
+    pixels = matplotlib.image.imread(tmp_path / "a" / "reliability_cifar10_uniform0.4.png")
+    # One panel (CE's; GCE has no runs): a figure of the single-panel width, where three panels would be wider.
+    assert pixels.shape[1] < 1000
+    proc = subprocess.run([sys.executable, "-m", "scripts.figures", "--runs", str(runs), "--out", str(tmp_path / "b"),
+                           "--losses", "ce,tcee"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith(
+        "argument --losses: not a loss of tce.LOSSES: tcee")
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("lr", [[0.1, 0.001], [0.1, 0.1, 0.001]])
+def test_a_run_too_short_for_a_detail_panel_gets_none(tmp_path, lr):
+    """2 epochs (both milestones 1, a drop after epoch 1), or 3 with both drops after epoch 2 (the rounding of
+    before issue 34): the detail would hold one epoch, a point no line shows. The level panel is drawn."""
+    test_acc = [40, 50, 55][:len(lr)]
+    for seed in (0, 1):
+        write_run(tmp_path, dataset="synthetic", seed=seed, test_acc=test_acc, lr=lr, epochs=len(lr))
+    fig = plot_test_error_curves(aggregate(tmp_path).curves, "synthetic")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["η = 0.0"]
+    np.testing.assert_allclose(panels[0].get_lines()[0].get_ydata(), [100 - a for a in test_acc])
 
 
 def _png_size(path):

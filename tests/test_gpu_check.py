@@ -4,6 +4,7 @@ gpu_check.json; a deadline that leaves no time skips stages rather than overrunn
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 import models.resnet
 from experiments import precision
-from scripts import gpu_check
+from scripts import gpu_check, gpu_timing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,14 +46,22 @@ def test_the_dry_run_runs_every_stage_and_records_each(tmp_path):
             assert len(rows) == 4 and all(r["verdict"] == "ok" for r in rows)
             # The verdict is the rule: the difference within twice the baseline (rounding measured) plus 1e-6.
             assert all(r["difference"] <= 2 * r["baseline"] + 1e-6 for r in rows)
-    assert stages["resume"]["result"] == {"stopped_after": 2, "max_abs_difference": 0.0}  # the CPU is deterministic
+    # The CPU is deterministic.
+    assert stages["resume"]["result"] == {"stopped_after": 2, "max_abs_difference": 0.0, "deterministic": True}
     timed = stages["timing"]["result"]["configurations"]
-    assert {(r["compiled"], r["members"]) for r in timed} == {(False, 1), (False, 2), (True, 1), (True, 2)}
+    # Compiled first, a single run, then the packs, largest first; then the layout the CPU does not take by default,
+    # eager. CUDA graphs (reduce-overhead) are timed on CUDA only.
+    assert [(r["mode"], r["members"], r["channels_last"]) for r in timed] == [
+        ("default", 1, False), ("default", 2, False), ("eager", 1, False), ("eager", 2, False), ("eager", 2, True)]
     assert all(r["step_ms"] > 0 and 0 < r["eval_share"] < 1 for r in timed)
     assert all(r["compile"] > 0 for r in timed if r["compiled"])  # graphs made, counted
     hours = stages["projection"]["result"]["fp32"]["gpu_hours"]
     assert set(hours) == {"paper"} and hours["paper"] > 0
-    assert stages["profile"]["result"]["busy_ms"] > 0 and stages["naive"]["result"]["fp32"]["img_s"] > 0
+    profile = stages["profile"]["result"]
+    assert profile["busy_ms"] > 0 and stages["naive"]["result"]["fp32"]["img_s"] > 0
+    # The convolutions by name (oneDNN's here, cuDNN's on a GPU), and whether cuDNN's slow grouped kernel is one.
+    assert profile["convolution_kernels"] and all("conv" in k["name"].lower() for k in profile["convolution_kernels"])
+    assert profile["grouped_direct"] is False
 
 
 def test_a_deadline_that_is_past_skips_the_stages_and_still_writes_the_record(tmp_path):
@@ -106,3 +115,20 @@ def test_packed_equals_alone_holds_in_bf16_where_the_cpu_computes_it(tmp_path, f
     assert set(found) == {"layout", "float64 paper", "float64 needs", "bf16"}
     # bf16 rounds at 2^-8: its baseline is far above fp32's few 1e-6, and the difference stays within it.
     assert all(r["baseline"] > 1e-4 and r["verdict"] == "ok" for rows in found["bf16"].values() for r in rows)
+
+
+def test_projection_takes_packed_rates_for_grids_that_pack_and_single_run_rates_for_the_others(monkeypatch):
+    """A grid of networks that do not pack (apl_zoo's CNN-8, ResNet-34) trains one run per model: its hours come
+    from the fastest single run timed, not from the fastest pack."""
+    rows = [{"precision": "bf16", "mode": mode, "members": k, "channels_last": True, "step_ms": 1.0,
+             "run_epoch_s": epoch_s, "train_img_s": rate, "eval_img_s": 2 * rate}
+            for mode, k, epoch_s, rate in (("default", 16, 1.0, 1000.0), ("reduce-overhead", 1, 5.0, 200.0),
+                                           ("eager", 1, 9.0, 100.0))]
+    check = types.SimpleNamespace(record={"stages": {"timing": {"result": {"configurations": rows}}}},
+                                  sizes={"grids": ("packs", "single")})
+    monkeypatch.setattr(gpu_timing.bench, "grid_images", lambda grid: (1, 3.6e6, 3.6e6))
+    monkeypatch.setattr(gpu_timing.bench, "grid_packs", lambda grid: grid == "packs")
+    found = gpu_timing.projection(check)["bf16"]
+    # 3.6e6 images at 1000 img/s and 3.6e6 evaluated at 2000 img/s: 1 + 0.5 hours; at 200 and 400: 5 + 2.5.
+    assert found["gpu_hours"] == {"packs": 1.5, "single": 7.5}
+    assert (found["at"]["packs"]["members"], found["at"]["single"]["mode"]) == (16, "reduce-overhead")

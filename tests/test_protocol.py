@@ -17,10 +17,11 @@ from rundirs import write_run
 from scripts import tables
 from scripts.aggregate import aggregate, paper_recipe_tag, status_report
 
-# The keys the issue lists as not part of a recipe: the run's own, and where and how fast it runs; and the cell's.
+# The keys the issue lists as not part of a recipe: the run's own, and where and how fast it runs (and what it
+# records besides), whether the data may be fetched, where a noise file is; and the cell's.
 NOT_RECIPE = {"seed", "noise_seed", "holdout", "device", "threads", "compile", "compile_mode", "channels_last", "pack",
               "eval_batch_size", "progress", "runs_dir", "lock_timeout", "force", "checkpoint_every", "dataset.root",
-              "dataset.download", "noise_file", "detect"}  # and whether the data may be fetched, where a noise file is
+              "dataset.download", "noise_file", "detect", "detect_snapshots", "deterministic"}
 CELL = {"dataset.name", "noise", "noise_type", "noise_set", "instance_std", "noise_sha256"}
 
 
