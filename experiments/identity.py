@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from data import NoiseSpec
 from experiments.needs import needs_transition
-from experiments.schema import REPLACED_WEIGHT_DECAY, covered, loss_params, with_schema_defaults
+from experiments.schema import OPTIMIZER_KEYS, REPLACED_WEIGHT_DECAY, covered, loss_params, with_schema_defaults
 
 # What each key says about a run, for the code that compares configs:
 # - EXECUTION_KEYS say how to execute it, not what it computes: they may differ when a run resumes.
@@ -35,6 +35,9 @@ PER_RUN_KEYS = (
 # (data.NoiseSpec.variant: the CIFAR-N set, the instance noise's std, the noise file's SHA-256).
 CELL_KEYS = ("dataset.name", "loss", "noise", "noise_type", "noise_set", "instance_std", "noise_sha256")
 RUN_KEYS = ("seed", "noise_seed", "holdout")
+# Recipe keys added after recipe tags were first written: at their schema default they are left out of the recipe,
+# so that every earlier recipe keeps its tag (the paper's is re2d072ec).
+LATER_KEYS = ("optim.name", "optim.warmup_epochs")
 
 
 # A table's column as aggregation's columns name it (scripts/aggregate.py): a GROUP of columns (recipe tag, dataset,
@@ -48,14 +51,19 @@ CELL = ("recipe", "dataset", "setting", "noise", "noise_type", "noise_variant")
 
 
 def recipe(config: Mapping) -> dict:
-    """The recipe of a resolved config (a run's config.yaml): every key but the cell's, the run's, and those that
-    say where and how fast it runs, flattened and sorted; an older config's missing keys take the schema's
-    default (with_schema_defaults)."""
+    """The recipe of a resolved config (a run's config.yaml): every key but the cell's, the run's, those that
+    say where and how fast it runs, and the optim keys of other optimizers than its own (OPTIMIZER_KEYS), flattened
+    and sorted; an older config's missing keys take the schema's default (with_schema_defaults), and LATER_KEYS
+    at their default are left out."""
     flat = with_schema_defaults(config)
+    defaults = with_schema_defaults({})
+    own = OPTIMIZER_KEYS[flat["optim.name"]]
+    unread = [f"optim.{key}" for keys in OPTIMIZER_KEYS.values() for key in keys if key not in own]
+    later = [key for key in LATER_KEYS if flat[key] == defaults[key]]
     replaced = flat.get(f"loss.{REPLACED_WEIGHT_DECAY}")
     if replaced is not None:  # the loss's penalty took weight decay's place: the recipe is what it replaced
         flat["optim.weight_decay"] = replaced
-    ignored = (*CELL_KEYS, *RUN_KEYS, *EXECUTION_KEYS, *LOCATION_KEYS)
+    ignored = (*CELL_KEYS, *RUN_KEYS, *EXECUTION_KEYS, *LOCATION_KEYS, *unread, *later)
     # Numbers compare as floats: YAML may give 1 where the schema's float is 1.0.
     return {key: float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
             for key, value in sorted(flat.items()) if not covered(key, ignored)}

@@ -41,7 +41,8 @@ NOISY_LABELS, NOISE_MATRIX, CHECKPOINT, TENSORBOARD, LOCK, SAMPLES, SNAPSHOTS = 
 RUN_FILES = (SUMMARY, METRICS, CONFIG)
 # The records of an epoch in the order they are written, checkpoint first: the names of their kill points.
 WRITE_ORDER = ("checkpoint", "metrics", "calibration", "summary")
-# The keys of checkpoint.pt, and of the state of a loss that keeps one (ELR's memory; absent for the others).
+# The keys of checkpoint.pt ("momentum" holds the optimizer's state, experiments.optimizer.state_of, by the name it had
+# when SGD was the only optimizer), and of the state of a loss that keeps one (ELR's memory; absent for the others).
 CHECKPOINT_KEYS = ("epoch", "model", "momentum", "loader", "metrics")
 LOSS_STATE = "loss_state"
 # The key of a detecting run's per-sample dynamics in checkpoint.pt (experiments/sample_dynamics.py).

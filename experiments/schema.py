@@ -14,7 +14,10 @@ import tce
 from data.sources import DEFAULT_ROOT
 
 COMPILE_MODES = ("default", "reduce-overhead")
-SCHEDULES = ("step", "cosine", "cosine_restarts", "exponential")  # optim.schedule: experiments.trainer.lr_at
+OPTIMIZERS = ("sgd", "adam", "adamw")  # optim.name
+# The optim keys that only some optimizers read: a run's recipe holds those of its own optimizer only.
+OPTIMIZER_KEYS = {"sgd": ("momentum", "nesterov"), "adam": ("betas", "eps"), "adamw": ("betas", "eps")}
+SCHEDULES = ("step", "cosine", "cosine_restarts", "exponential")  # optim.schedule: experiments.optimizer.lr_at
 
 
 class ConfigError(ValueError):
@@ -91,10 +94,16 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
+    # OPTIMIZERS (experiments.optimizer.build): "sgd", the paper's; "adam"; "adamw", with decoupled weight decay.
+    name: str = "sgd"
     lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
+    momentum: float = 0.9  # sgd's (OPTIMIZER_KEYS)
+    nesterov: bool = True  # sgd's
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam's and adamw's, torch's defaults
+    eps: float = 1e-8  # adam's and adamw's
     weight_decay: float = 1e-4
+    # Epochs of linear warm-up of the lr before the schedule (experiments.optimizer.lr_at); 0: none, the paper's.
+    warmup_epochs: int = 0
     # Fractions of `epochs` at which the lr is multiplied by lr_gamma: 128 and 192 of 256, as in the paper.
     lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
     lr_gamma: float = 0.1

@@ -10,7 +10,6 @@ device; the host reads them once per epoch, never inside a step.
 """
 
 import logging
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -26,7 +25,8 @@ import tce
 from data import RunData, one_line
 from data.eval_set import PackEvalSet
 from data.loader import PackLoader
-from experiments import evaluation, interrupt, placement, precision
+from experiments import evaluation, interrupt, optimizer, placement, precision
+from experiments.optimizer import lr_at
 from experiments.pack_loss import PackLoss
 from experiments.sample_dynamics import SampleDynamics
 from experiments.schema import loss_params
@@ -49,7 +49,9 @@ class Member:
     cfg: DictConfig
     data: RunData
     model_state: dict[str, torch.Tensor]
-    momentum: dict[str, torch.Tensor] | None = None  # SGD momentum buffers by parameter name, once it has stepped
+    # The optimizer's state by name (experiments.optimizer.state_of: SGD's momentum buffers, Adam's moments), once
+    # it has stepped.
+    momentum: dict[str, torch.Tensor] | None = None
     # What its loss needs that experiments/needs.py makes (a transition matrix, the memory as it stands), on the CPU.
     needs: dict[str, torch.Tensor] = field(default_factory=dict)
     # Its per-sample dynamics (experiments/sample_dynamics.py) as they stand, on the CPU, when it detects (detect).
@@ -66,31 +68,6 @@ def initial_model_state(cfg: DictConfig, in_channels: int, num_classes: int) -> 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         return models.build(cfg.model.name, cfg.model.depth, in_channels, num_classes).state_dict()
-
-
-def lr_at(epoch: int, cfg: DictConfig) -> float:
-    """The lr of 1-based `epoch`, as torch's scheduler of the same name gives it when stepped after each epoch.
-    Step: divided by 1/lr_gamma after each milestone (128 and 192 of 256 epochs). Cosine: lr_min + (lr - lr_min)
-    (1 + cos(pi (epoch - 1) / epochs)) / 2, the first epoch at lr, the last just above lr_min; cosine_restarts: the
-    same over each cycle of restart_epochs, starting again at lr; exponential: lr lr_gamma^(epoch - 1)."""
-    optim = cfg.optim
-    if optim.schedule in ("cosine", "cosine_restarts"):
-        period = cfg.epochs if optim.schedule == "cosine" else optim.restart_epochs
-        lr = optim.lr_min + (optim.lr - optim.lr_min) * (1 + math.cos(math.pi * ((epoch - 1) % period) / period)) / 2
-    elif optim.schedule == "exponential":
-        lr = optim.lr * optim.lr_gamma ** (epoch - 1)
-    else:
-        lr = optim.lr * optim.lr_gamma ** sum(epoch > m for m in milestone_epochs(cfg))
-    return float(f"{lr:.12g}")  # 0.001, not 0.0010000000000000002
-
-
-def milestone_epochs(cfg: DictConfig) -> list[int]:
-    """The epochs after which the step schedule multiplies the lr by lr_gamma: floor(m epochs) for each fraction m
-    of lr_milestones, at least 1 (so that the first epoch trains at lr): 128 and 192 of 256, 1 and 2 of 3, 1 and 1
-    of 1. A fraction names epoch k for every m in [k / epochs, (k + 1) / epochs). The product is rounded to 9
-    decimals first: a fraction written as a float, 0.3333333333333333 of 120 (ELR's 40) or 0.5333333333333333 of 150
-    (its 80), is a hair below its epoch."""
-    return [max(1, math.floor(round(m * cfg.epochs, 9))) for m in cfg.optim.lr_milestones]
 
 
 @torch.no_grad()
@@ -202,7 +179,7 @@ def _model_for(cfg: DictConfig, members: int, in_channels: int, num_classes: int
 
 
 class HostStates:
-    """The members' weights and momentum buffers, and their losses' states (PackLoss.loss_states), brought to the host
+    """The members' weights and optimizer states, and their losses' states (PackLoss.loss_states), brought to the host
     in one flat copy per dtype (into pinned memory, without blocking, on CUDA); `members()` and `loss_states()` wait
     for the copy and split it, on whichever thread needs it."""
 
@@ -253,17 +230,11 @@ class HostStates:
         return [{name: t[j].clone() for name, t in samples.items()} if samples else None for j in range(self.k)]
 
     def members(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
-        """Each member's (weights, momentum buffers), on the CPU, as the run trained alone would hold them."""
+        """Each member's (weights, optimizer state), on the CPU, as the run trained alone would hold them."""
         views = self._views()
         model = {name: t for (part, name), t in views.items() if part == "model"}
         momentum = {name: t for (part, name), t in views.items() if part == "momentum"}
         return list(zip(unpack_state_dict(model, self.k), unpack_state_dict(momentum, self.k), strict=True))
-
-
-def sgd_implementation(device: torch.device) -> dict[str, bool]:
-    """SGD's implementation on `device`: fused on CUDA (one kernel for all parameters; it needs each momentum buffer
-    in its parameter's strides), foreach elsewhere."""
-    return {"fused": True} if device.type == "cuda" else {"foreach": True}
 
 
 class PackTrainer:
@@ -282,18 +253,9 @@ class PackTrainer:
         self.model, self.forward = _model_for(cfg, self.k, data.in_channels, data.num_classes, device, dtype)
         self.model.load_state_dict(pack_state_dicts([m.model_state for m in members]))
         self.params = list(self.model.parameters())
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=cfg.optim.lr,
-            momentum=cfg.optim.momentum,
-            nesterov=cfg.optim.nesterov,
-            weight_decay=cfg.optim.weight_decay,
-            **sgd_implementation(device),
-        )
+        self.optimizer = optimizer.build(self.params, cfg, device)
         if members[0].momentum is not None:
-            buffers = pack_state_dicts([m.momentum for m in members])
-            for name, p in self.model.named_parameters():  # in the parameter's strides, which fused SGD requires
-                self.optimizer.state[p]["momentum_buffer"] = torch.empty_like(p).copy_(buffers[name])
+            optimizer.load_state(self.optimizer, self.model, pack_state_dicts([m.momentum for m in members]))
         self.autocast = precision.autocast(cfg.precision, device)
         # What a member's loss needs: made before training (Member.needs, experiments/needs.py), each sample's index
         # from the loader, the model's parameters here.
@@ -338,7 +300,7 @@ class PackTrainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SGD step on the members' batches side by side, x (B, K·C, H, W) and y (B, K), and the samples'
+        """One optimizer step on the members' batches side by side, x (B, K·C, H, W) and y (B, K), and the samples'
         indices (B, K) where a member's loss needs them, as PackLoader gives them; returns per-member loss and
         correct count."""
         return self._guarded(lambda: self._step(x, y, index))
@@ -432,11 +394,10 @@ class PackTrainer:
         return [{**row, "seconds": seconds} for row in rows]
 
     def host_states(self) -> HostStates:
-        """The members' weights and momentum buffers as they stand, on their way to the host (HostStates)."""
-        momentum = {n: self.optimizer.state[p]["momentum_buffer"] for n, p in self.model.named_parameters()}
-        return HostStates(self.model.state_dict(), momentum, self.k, self.loss.loss_states(),
-                          None if self.samples is None else self.samples.states())
+        """The members' weights and optimizer states as they stand, on their way to the host (HostStates)."""
+        return HostStates(self.model.state_dict(), optimizer.state_of(self.optimizer, self.model), self.k,
+                          self.loss.loss_states(), None if self.samples is None else self.samples.states())
 
     def member_states(self) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
-        """Each member's weights and momentum buffers, on the CPU, as the run trained alone would hold them."""
+        """Each member's weights and optimizer state, on the CPU, as the run trained alone would hold them."""
         return self.host_states().members()

@@ -20,7 +20,15 @@ from data.synthetic import MIN_SIZE, SIZE
 from experiments import precision
 from experiments.limits import check_batches, check_loss_parameters, check_runs_dir, seed_checks
 from experiments.needs import PARAMETERS_NEED, needs_transition, read_transition
-from experiments.schema import COMPILE_MODES, SCHEDULES, TRANSITION_KEYS, ConfigError, TrainConfig
+from experiments.schema import (
+    COMPILE_MODES,
+    OPTIMIZER_KEYS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TRANSITION_KEYS,
+    ConfigError,
+    TrainConfig,
+)
 
 
 def _unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]:
@@ -52,6 +60,7 @@ def validate(cfg: DictConfig) -> None:
     for ok, message in (*seed_checks(cfg), *_recipe_checks(cfg), *_run_checks(cfg)):
         if not ok:
             raise ConfigError(message)
+    _check_optimizer_keys(cfg)
     _check_model(cfg)
     _check_synthetic(cfg)
     ds = cfg.dataset
@@ -84,7 +93,11 @@ def _recipe_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
         (cfg.loss.name in tce.LOSSES, f"loss.name: unknown loss {cfg.loss.name!r}; valid: {', '.join(tce.LOSSES)}"),
         (cfg.model.name in models.MODELS,
          f"model.name: unknown model {cfg.model.name!r}; valid: {', '.join(models.MODELS)}"),
+        (optim.name in OPTIMIZERS, f"optim.name: must be one of {', '.join(OPTIMIZERS)}, got {optim.name!r}"),
         (math.isfinite(optim.lr) and optim.lr > 0, f"optim.lr: must be a finite number > 0, got {optim.lr}"),
+        (len(optim.betas) == 2 and all(0 <= b < 1 for b in optim.betas),
+         f"optim.betas: two numbers in [0, 1), got {list(optim.betas)}"),
+        (math.isfinite(optim.eps) and optim.eps > 0, f"optim.eps: must be a finite number > 0, got {optim.eps}"),
         (0 <= optim.momentum < 1, f"optim.momentum: must be in [0, 1), got {optim.momentum}"),
         (optim.momentum > 0 or not optim.nesterov,
          f"optim.momentum: Nesterov momentum needs momentum > 0, got {optim.momentum} (or set optim.nesterov=false)"),
@@ -113,6 +126,8 @@ def _run_checks(cfg: DictConfig) -> list[tuple[bool, str]]:
         (cfg.augment.fill in FILLS, f"augment.fill: must be one of {', '.join(FILLS)}, got {cfg.augment.fill!r}"),
         (cfg.holdout >= 0, f"holdout: must be >= 0, got {cfg.holdout}"),
         (cfg.epochs >= 1, f"epochs: must be >= 1, got {cfg.epochs}"),
+        (0 <= cfg.optim.warmup_epochs < cfg.epochs,  # after epochs' own check: the schedule needs an epoch
+         f"optim.warmup_epochs: must be in [0, epochs={cfg.epochs}), got {cfg.optim.warmup_epochs}"),
         (cfg.batch_size >= 1, f"batch_size: must be >= 1, got {cfg.batch_size}"),
         (cfg.eval_batch_size is None or cfg.eval_batch_size >= 1,
          f"eval_batch_size: must be >= 1 or null, got {cfg.eval_batch_size}"),
@@ -173,6 +188,16 @@ def _check_loss_needs(cfg: DictConfig) -> None:
     if PARAMETERS_NEED in tce.LOSS_NEEDS[name] and hand_set and cfg.optim.weight_decay != 0:
         raise ConfigError(f"optim.weight_decay: {name}'s L1 penalty (loss.delta) replaces weight decay, so it trains "
                           f"with weight decay 0; remove optim.weight_decay={cfg.optim.weight_decay:g} or set it to 0")
+
+
+def _check_optimizer_keys(cfg: DictConfig) -> None:
+    """A key that only another optimizer reads (momentum for adam, say), set by hand, would be silently ignored."""
+    name = cfg.optim.name
+    others = sorted({key for keys in OPTIMIZER_KEYS.values() for key in keys} - set(OPTIMIZER_KEYS[name]))
+    for key in others:
+        if hand_set_value(cfg, f"optim.{key}") is not None:
+            readers = [other for other, keys in OPTIMIZER_KEYS.items() if key in keys]
+            raise ConfigError(f"optim.{key}: read by optim.name={' or '.join(readers)} only, not by {name}; remove it")
 
 
 def hand_set_value(cfg: DictConfig, key: str) -> str | None:

@@ -145,11 +145,11 @@ def paired_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return paired
 
 
-def _spread(values: pd.Series) -> str:
+def _spread(values: pd.Series, digits: int = 3) -> str:
     values = values.dropna()
     if values.empty:
         return "—"
-    return f"{values.mean():.3f}" + (f" ± {values.std():.3f}" if len(values) > 1 else "")
+    return f"{values.mean():.{digits}f}" + (f" ± {values.std():.{digits}f}" if len(values) > 1 else "")
 
 
 def _noise(row) -> str:
@@ -172,7 +172,7 @@ def display_tables(frame: pd.DataFrame, paired: pd.DataFrame) -> list[tuple[str,
         for what, mine in group.groupby("what", sort=False):
             rows.append([first["dataset"], _noise(first), first["label"], f"{first['source']} ({epochs})",
                          "in" if first["in_sample"] else "out", str(runs), what,
-                         *(_spread(mine[c]) if c in mine else "—" for c in columns)])
+                         *(_spread(mine[c], 1 if c == "flagged" else 3) if c in mine else "—" for c in columns)])
     tables = [("Label-error detection (lower score: more likely wrong):", header, rows)]
     if paired.empty:
         return tables

@@ -14,9 +14,9 @@ import tce
 from compose import compose_train
 from experiments import precision
 from experiments.identity import run_name
+from experiments.optimizer import lr_at
 from experiments.resolve import resolve
 from experiments.schema import LOSS_KEYS, ConfigError, loss_params
-from experiments.trainer import lr_at
 from scripts.loss_settings import setting, setting_label
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from test_packing import members_of
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from compose import compose_train, tiny, train_tiny
-from experiments import placement, trainer, validation
+from experiments import optimizer, placement, trainer, validation
 from experiments.interrupt import RunInterrupted
 from experiments.killpoints import ENV as KILL_AT
 from experiments.resolve import resolve
@@ -24,7 +24,7 @@ RUN = "synthetic/ce/noise0.4-uniform-holdout32-seed0"
 def _fused_channels_last_run(root: Path, monkeypatch, stop_after: int | None = None) -> Path:
     """A 4-epoch run with CUDA's optimizer (fused SGD) and layout (channels-last weights), on the CPU; stopped by
     SIGUSR1 once epoch `stop_after` is trained, then resumed in this process."""
-    monkeypatch.setattr(trainer, "sgd_implementation", lambda device: {"fused": True})
+    monkeypatch.setattr(optimizer, "implementation", lambda device: {"fused": True})
     args = (root, "epochs=4", "noise=0.4", "channels_last=true")
     if stop_after is not None:
         monkeypatch.setenv(KILL_AT, f"trained:{stop_after}:SIGUSR1")

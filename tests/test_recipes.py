@@ -16,10 +16,11 @@ from test_packing import FLOAT64_STEP, assert_pack_equals_alone, configs
 
 from compose import compose_train, train_run
 from experiments.identity import recipe, recipe_tag
+from experiments.optimizer import lr_at, milestone_epochs
 from experiments.resolve import resolve
 from experiments.schema import ConfigError
 from experiments.sweep import plan
-from experiments.trainer import clip_grad_norms, lr_at, milestone_epochs
+from experiments.trainer import clip_grad_norms
 from models import ResNet, pack_state_dicts, unpack_state_dict
 
 RECIPES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs" / "recipe").glob("*.yaml"))
@@ -28,7 +29,7 @@ RECIPES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs
 def _schedule(epochs: int, **optim) -> OmegaConf:
     return OmegaConf.create({"epochs": epochs, "optim": {"lr": 0.1, "lr_milestones": [0.5, 0.75], "lr_gamma": 0.1,
                                                          "schedule": "step", "lr_min": 0.0, "restart_epochs": None,
-                                                         **optim}})
+                                                         "warmup_epochs": 0, **optim}})
 
 
 def _torch_lrs(scheduler_of, lr: float, epochs: int) -> list[float]:
