@@ -183,11 +183,12 @@ def _check_loss_needs(cfg: DictConfig) -> None:
             except ValueError as error:
                 raise ConfigError(f"loss: {name}'s oracle transition matrix at {cfg.noise_type} noise {cfg.noise:g}: "
                                   f"{error}") from None
-    # The composed value, of its key's type, not the override's text, which may be quoted ('5e-4').
-    hand_set = hand_set_value(cfg, "optim.weight_decay") is not None
-    if PARAMETERS_NEED in tce.LOSS_NEEDS[name] and hand_set and cfg.optim.weight_decay != 0:
+    # The composed value, of its key's type, decides; the override's text, which may be quoted ('5e-4'), is named.
+    typed = hand_set_value(cfg, "optim.weight_decay")
+    if PARAMETERS_NEED in tce.LOSS_NEEDS[name] and typed is not None and cfg.optim.weight_decay != 0:
+        typed = typed.strip("'\"")
         raise ConfigError(f"optim.weight_decay: {name}'s L1 penalty (loss.delta) replaces weight decay, so it trains "
-                          f"with weight decay 0; remove optim.weight_decay={cfg.optim.weight_decay:g} or set it to 0")
+                          f"with weight decay 0; remove optim.weight_decay={typed} or set it to 0")
 
 
 def _check_optimizer_keys(cfg: DictConfig) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,8 +23,11 @@ def cli(*args: str, kill_at: str | None = None, env: dict | None = None) -> subp
     env.pop(KILL_AT, None)
     if kill_at:
         env[KILL_AT] = kill_at
+    # Ctrl-C as a terminal delivers it: a shell that started the suite in the background ignores SIGINT, and its
+    # children inherit that, so the child gets Python's own handler back.
     return subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> str:

@@ -46,8 +46,8 @@ def test_cli_run_writes_the_whole_run_directory(tmp_path):
 
     rows = metrics(run_dir)
     assert list(rows[0]) == list(METRIC_COLUMNS) and [r["epoch"] for r in rows] == ["1", "2", "3"]
-    # Milestones at 0.5 and 0.75 of 3 epochs, round(1.5) = round(2.25) = 2: the lr / 100 after epoch 2.
-    assert [r["lr"] for r in rows] == ["0.1", "0.1", "0.001"]
+    # Milestones at 0.5 and 0.75 of 3 epochs, floor(1.5) = 1 and floor(2.25) = 2: the lr / 10 after each.
+    assert [r["lr"] for r in rows] == ["0.1", "0.01", "0.001"]
     assert all(float(row["seconds"]) > 0 for row in rows)
 
     dataset = load_dataset("synthetic", "", train_size=160, test_size=64, num_classes=10, seed=0)
