@@ -30,11 +30,10 @@ from experiments.lifecycle import COMPLETE
 from experiments.rundir import TEST_LABELS, CorruptRun, RunDir
 from scripts.aggregate import Aggregation, aggregate
 from scripts.calibration_metrics import bootstrap_ece, fit_temperature, scaled, signed_calibration, signed_from_bins
-from scripts.loss_settings import setting_label, setting_of
+from scripts.loss_settings import CELL_KEYS, noise_text, setting_label, setting_of
 from scripts.reliability import reliability_bins
 from scripts.table_formats import markdown_table
 
-CELL_KEYS = ["recipe", "dataset", "noise_type", "noise", "noise_variant", "setting"]
 VARIANTS = ("plain", "forward", "oracle")
 
 
@@ -142,7 +141,7 @@ def _cell(cells: pd.DataFrame, key: tuple) -> dict:
 
 
 def _noise(r) -> str:
-    return " ".join(filter(None, [r.noise_type, r.noise_variant, f"{r.noise:g}"]))
+    return noise_text(r.noise_type, r.noise_variant, r.noise)
 
 
 def display_tables(frame: pd.DataFrame, scaling: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]]]]:

@@ -30,13 +30,12 @@ from experiments.rundir import CorruptRun, RunDir
 from experiments.sample_dynamics import EMA_DECAY
 from scripts.aggregate import Aggregation, aggregate
 from scripts.detection_scores import RULES, dynamics_scores, flags, metric_rows, probability_scores
-from scripts.loss_settings import setting_label, setting_of
+from scripts.loss_settings import CELL_KEYS, noise_text, setting_label, setting_of
 from scripts.paired import BASELINE, holm, paired_statistics
 from scripts.table_formats import markdown_table
 
 # Where a run's probabilities come from (see above), and whether the network trained on the labels they score.
 SOURCES = {"dynamics": True, "protocol": True, "last": True, "ensemble": True, "holdout": False}
-CELL_KEYS = ["recipe", "dataset", "noise_type", "noise", "noise_variant", "setting"]
 COLUMN_KEYS = [k for k in CELL_KEYS if k != "setting"]
 
 
@@ -153,7 +152,7 @@ def _spread(values: pd.Series, digits: int = 3) -> str:
 
 
 def _noise(row) -> str:
-    return " ".join(filter(None, [row["noise_type"], row["noise_variant"], f"{row['noise']:g}"]))
+    return noise_text(row["noise_type"], row["noise_variant"], row["noise"])
 
 
 def display_tables(frame: pd.DataFrame, paired: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]]]]:

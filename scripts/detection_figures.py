@@ -9,9 +9,9 @@ import pandas as pd
 
 from experiments.lifecycle import COMPLETE
 from experiments.rundir import RunDir
-from scripts.detect import CELL_KEYS, ema_probabilities, protocol_epochs, snapshot_at
+from scripts.detect import ema_probabilities, protocol_epochs, snapshot_at
 from scripts.detection_scores import auroc, probability_scores
-from scripts.loss_settings import setting_label, setting_of
+from scripts.loss_settings import CELL_KEYS, noise_text, setting_label, setting_of
 
 
 def self_confidences(run_dir: RunDir, protocol: int | None) -> tuple[str, np.ndarray, np.ndarray]:
@@ -64,6 +64,6 @@ def plot_detection(condition: tuple, members: list[tuple[str, RunDir, int | None
     roc.set(xlabel="right labels flagged", ylabel="wrong labels flagged", title="ROC of self-confidence (AUROC)")
     roc.legend(fontsize="small", loc="lower right")
     _, dataset, noise_type, variant, noise = condition
-    fig.suptitle(f"{dataset}, {' '.join(filter(None, [noise_type, variant, f'{noise:g}']))}: label-error detection "
+    fig.suptitle(f"{dataset}, {noise_text(noise_type, variant, noise)}: label-error detection "
                  f"(in-sample, first full run of each loss)")
     return fig

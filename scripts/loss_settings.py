@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 import pandas as pd
 
 import tce
-from experiments.identity import loss_tag, number_text
+from experiments.identity import COLUMN, loss_tag, number_text
 from experiments.schema import LOSS_KEYS
 
 DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10+", "cifar100": "CIFAR-100+", "svhn": "SVHN"}
@@ -116,6 +116,15 @@ def cell_name(cell: Mapping) -> str:
 def settings_in(runs: pd.DataFrame) -> list[dict]:
     """The distinct settings of rows of runs.csv or curves.csv, in the paper's row order."""
     return ordered_settings(setting_of(row) for _, row in runs.drop_duplicates("setting").iterrows())
+
+
+# A cell's keys in the order the detection and calibration tables sort them: its column, then the loss setting.
+CELL_KEYS = [*COLUMN, "setting"]
+
+
+def noise_text(noise_type: str, noise_variant: str, noise: float) -> str:
+    """A noise condition in a table cell: "uniform 0.6", "human worst 0.4"."""
+    return " ".join(filter(None, [noise_type, noise_variant, f"{noise:g}"]))
 
 
 def condition_label(condition: tuple) -> str:
